@@ -1,0 +1,273 @@
+"""Typed, nested, frozen configs for every stage of o1.
+
+A `Config` is a tree of frozen dataclasses. Named configs (`o1.configs.tiny`,
+`o1.configs.quickstart`, ...) build one; command lines change it with dotted overrides
+(`data.fps=8 video_vae.t_down=2`) parsed by OmegaConf, and every dataclass validates itself in
+`__post_init__` with a message that says what to change.
+
+Clip geometry (see DESIGN.md, "Clip geometry and time alignment"):
+
+  T = 1 + t_down * n video frames at `fps`; frame i shows time i / fps.
+  The clip's audio spans the same T / fps seconds: `samples_per_frame = sample_rate / fps`
+  samples per frame, so frame i owns samples [i * spf, (i + 1) * spf).
+  Video latent rate r_v = fps / t_down, audio latent rate r_a = sample_rate / (hop * a_down),
+  and r_a = k * r_v for an integer k.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from collections.abc import Iterator, Sequence
+from fractions import Fraction
+from typing import Any, TypeVar
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+SHAPES = ("circle", "square", "triangle")
+SPEEDS = ("slow", "fast")
+# Colour names and RGB values for AV-Shapes. Hues sit 60 degrees apart at full saturation and
+# mid-to-high value, so they stay distinct after downsampling to 32x32 and against the dark,
+# desaturated backgrounds below.
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (230, 40, 40),
+    "yellow": (235, 220, 40),
+    "green": (40, 200, 60),
+    "cyan": (40, 215, 225),
+    "blue": (50, 80, 240),
+    "magenta": (225, 50, 220),
+}
+
+
+class ConfigError(ValueError):
+    """A config value or override that cannot work; the message says what to change."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Clip geometry and the AV-Shapes world."""
+
+    height: int = 64  # frame height in pixels
+    width: int = 64  # frame width in pixels
+    fps: int = 16  # video frames per second
+    seconds: float = 2.0  # clip length; T = 1 + t_down * round(seconds * fps / t_down) frames
+    sample_rate: int = 16_000  # mono audio samples per second
+    min_objects: int = 1  # fewest moving objects in an AV-Shapes clip
+    max_objects: int = 2  # most moving objects in an AV-Shapes clip
+    object_size: float = 0.22  # object diameter as a fraction of the shorter box side
+    tone_seconds: float = 0.06  # length of the tone burst a wall bounce starts
+    noise_level: float = 0.002  # std of white background noise in the waveform (0 = silent)
+    # "colour shape" pairs that never appear in train; they form the `holdout` split
+    holdout: tuple[str, ...] = ()
+    num_train: int = 2000  # clips in the train split of `o1 data build avshapes`
+    num_val: int = 200  # clips in the validation split
+    num_test: int = 200  # clips in the test split
+    num_holdout: int = 200  # clips in the holdout split (only with `holdout` pairs)
+
+    def __post_init__(self):
+        for name in ("height", "width", "fps", "sample_rate"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"data.{name} must be positive, got {getattr(self, name)}")
+        if self.height % 2 or self.width % 2:
+            raise ConfigError(
+                f"data.height and data.width must be even for H.264 (yuv420p), got "
+                f"{self.height}x{self.width}; try {self.height + self.height % 2}x"
+                f"{self.width + self.width % 2}"
+            )
+        if self.sample_rate % self.fps:
+            near = sorted({(self.sample_rate // self.fps) * self.fps,
+                           (self.sample_rate // self.fps + 1) * self.fps})
+            raise ConfigError(
+                f"data.sample_rate ({self.sample_rate}) must be a multiple of data.fps "
+                f"({self.fps}) so every frame owns a whole number of samples; "
+                f"try data.sample_rate={near[0]} or {near[1]}"
+            )
+        if not 1 <= self.min_objects <= self.max_objects <= 4:
+            raise ConfigError(
+                f"need 1 <= data.min_objects <= data.max_objects <= 4, got "
+                f"{self.min_objects}..{self.max_objects}"
+            )
+        if not 0.05 <= self.object_size <= 0.45:
+            raise ConfigError(f"data.object_size must be in [0.05, 0.45], got {self.object_size}")
+        if self.seconds <= 0 or self.tone_seconds <= 0 or self.noise_level < 0:
+            raise ConfigError("data.seconds and data.tone_seconds must be > 0, noise_level >= 0")
+        for pair in self.holdout:
+            parse_pair(pair)
+        for name in ("num_train", "num_val", "num_test", "num_holdout"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"data.{name} must be >= 0, got {getattr(self, name)}")
+
+    @property
+    def samples_per_frame(self) -> int:
+        return self.sample_rate // self.fps
+
+    @property
+    def holdout_pairs(self) -> frozenset[tuple[str, str]]:
+        return frozenset(parse_pair(p) for p in self.holdout)
+
+
+def parse_pair(pair: str) -> tuple[str, str]:
+    """'red circle' -> ('red', 'circle'), checking both words."""
+    words = pair.replace(":", " ").split()
+    if len(words) != 2 or words[0] not in COLOURS or words[1] not in SHAPES:
+        raise ConfigError(
+            f"data.holdout entry {pair!r} must be 'COLOUR SHAPE' with COLOUR in "
+            f"{sorted(COLOURS)} and SHAPE in {list(SHAPES)}, e.g. 'red circle'"
+        )
+    return words[0], words[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoVAEConfig:
+    """Causal video VAE geometry."""
+
+    t_down: int = 4  # frames per latent frame after the first (causal) frame
+    s_down: int = 8  # spatial downsampling of height and width
+    channels: int = 16  # latent channels
+
+    def __post_init__(self):
+        for name in ("t_down", "s_down", "channels"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"video_vae.{name} must be positive, got {getattr(self, name)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioConfig:
+    """Log-mel features and the audio VAE's time downsampling."""
+
+    n_fft: int = 1024  # STFT window
+    hop: int = 250  # samples between mel frames
+    n_mels: int = 64  # mel bands
+    a_down: int = 4  # mel frames per audio latent
+    channels: int = 16  # audio latent channels
+
+    def __post_init__(self):
+        for name in ("n_fft", "hop", "n_mels", "a_down", "channels"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"audio.{name} must be positive, got {getattr(self, name)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class LoaderConfig:
+    """The grain pipeline that feeds training."""
+
+    batch_size: int = 8  # global batch size, split evenly over processes
+    shuffle: bool = True  # reshuffle every epoch with `seed`
+    worker_count: int = 0  # grain worker processes (0 = load in the main process)
+    seed: int = 0  # shuffle seed
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything a run needs; `config.json` in a workdir is this, serialized."""
+
+    name: str = "custom"  # the named config this started from
+    seed: int = 0  # seed of dataset generation and training
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    video_vae: VideoVAEConfig = dataclasses.field(default_factory=VideoVAEConfig)
+    audio: AudioConfig = dataclasses.field(default_factory=AudioConfig)
+    loader: LoaderConfig = dataclasses.field(default_factory=LoaderConfig)
+
+    def __post_init__(self):
+        self._check_geometry()
+
+    @property
+    def num_frames(self) -> int:
+        """T = 1 + t_down * n frames, n chosen so the clip lasts about `data.seconds`."""
+        t_down = self.video_vae.t_down
+        return 1 + t_down * max(1, round(self.data.seconds * self.data.fps / t_down))
+
+    @property
+    def num_samples(self) -> int:
+        """Audio samples of a clip: the T / fps seconds its frames span."""
+        return self.num_frames * self.data.samples_per_frame
+
+    @property
+    def latent_ratio(self) -> int:
+        """k: audio latents per video latent frame."""
+        return int(self._ratio())
+
+    def _ratio(self) -> Fraction:
+        d, a = self.data, self.audio
+        return Fraction(d.sample_rate * self.video_vae.t_down, a.hop * a.a_down * d.fps)
+
+    def _check_geometry(self):
+        d, v, a = self.data, self.video_vae, self.audio
+        if d.height % v.s_down or d.width % v.s_down:
+            raise ConfigError(
+                f"data.height x data.width ({d.height}x{d.width}) must be divisible by "
+                f"video_vae.s_down ({v.s_down}); try video_vae.s_down in "
+                f"{[s for s in (1, 2, 4, 8, 16) if d.height % s == 0 and d.width % s == 0]}"
+            )
+        if self._ratio().denominator == 1:
+            return
+        ratio = self._ratio()
+        valid_hops = [h for h in range(1, 4 * a.hop + 1)
+                      if Fraction(d.sample_rate * v.t_down, h * a.a_down * d.fps).denominator == 1]
+        near_hops = sorted(valid_hops, key=lambda h: (abs(h - a.hop), h))[:2]
+        valid_down = [x for x in range(1, 33)
+                      if Fraction(d.sample_rate * v.t_down, a.hop * x * d.fps).denominator == 1]
+        near_down = sorted(valid_down, key=lambda x: (abs(x - a.a_down), x))[:2]
+        hints = [f"audio.hop={h} (k={ratio * a.hop // h})" for h in sorted(near_hops)]
+        hints += [f"audio.a_down={x}" for x in sorted(near_down)]
+        raise ConfigError(
+            f"audio latent rate sample_rate/(hop*a_down) = {d.sample_rate}/({a.hop}*{a.a_down}) "
+            f"= {float(Fraction(d.sample_rate, a.hop * a.a_down)):.4g}/s is not an integer "
+            f"multiple of the video latent rate fps/t_down = {d.fps}/{v.t_down} = "
+            f"{d.fps / v.t_down:.4g}/s (ratio {float(ratio):.4g}); nearest valid settings: "
+            + ", ".join(hints)
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+
+T = TypeVar("T")
+
+
+def _dotted_keys(cls: type, prefix: str = "") -> Iterator[str]:
+    for f in dataclasses.fields(cls):
+        key = prefix + f.name
+        if dataclasses.is_dataclass(f.default_factory if f.default_factory is not
+                                    dataclasses.MISSING else None):
+            yield from _dotted_keys(f.default_factory, key + ".")  # type: ignore[arg-type]
+        else:
+            yield key
+
+
+def valid_keys() -> list[str]:
+    """Every dotted key an override may set."""
+    return list(_dotted_keys(Config))
+
+
+def apply_overrides(config: T, overrides: Sequence[str]) -> T:
+    """Returns `config` with `key=value` overrides applied and every section re-validated.
+
+    Raises:
+      ConfigError: an override is malformed, names an unknown key (the message names the
+        closest valid key), has a value of the wrong type, or makes the config invalid.
+    """
+    keys = valid_keys()
+    for item in overrides:
+        key, eq, _ = item.partition("=")
+        if not eq or not key:
+            raise ConfigError(f"override {item!r} must look like key=value, e.g. data.fps=8")
+        if key not in keys:
+            close = difflib.get_close_matches(key, keys, n=1, cutoff=0.0)
+            raise ConfigError(f"unknown config key {key!r}; did you mean {close[0]!r}?")
+    base = OmegaConf.structured(config)
+    OmegaConf.set_readonly(base, False)
+    try:
+        merged = OmegaConf.merge(base, OmegaConf.from_dotlist(list(overrides)))
+        return OmegaConf.to_object(merged)  # type: ignore[return-value]
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or "?"
+        cause = str(e).splitlines()[0]
+        raise ConfigError(f"bad value for {key}: {cause}") from None
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    """Rebuilds a Config from `dataclasses.asdict` output (e.g. a workdir's config.json)."""
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), data))  # type: ignore
