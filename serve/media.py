@@ -1,0 +1,402 @@
+"""Reading and writing video files with sound, for the model's inputs and outputs.
+
+`read_media` decodes any container FFmpeg (through PyAV) can open into RGB frames and a
+mono waveform that share one time axis: audio sample 0 plays with video frame 0. It can
+also bring a clip to a fixed frame rate, frame size and sample rate on the way in.
+`write_mp4` writes the model's output as an H.264 + AAC MP4 that browsers play.
+
+Every failure that comes from the file rather than from the caller is raised as
+`MediaError`, which names the file, so a data pipeline can log and skip bad inputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fractions
+import math
+import os
+import pathlib
+import uuid
+from collections.abc import Iterator
+
+import av
+import librosa
+import numpy as np
+
+# Sample rates the AAC bitstream can signal; FFmpeg's encoder rejects the others.
+AAC_SAMPLE_RATES = (7350, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000,
+                    64000, 88200, 96000)
+
+_READ_HINT = "the file may be corrupt, truncated or not a media file; re-encode or skip it"
+
+
+class MediaError(ValueError):
+    """A media file could not be read or written.
+
+    Args:
+        path: The file concerned.
+        reason: What went wrong.
+        hint: What the caller can do about it.
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str, hint: str = ""):
+        # Keep the parts in `args` so the error survives pickling across worker processes.
+        super().__init__(str(path), reason, hint)
+        self.path, self.reason, self.hint = str(path), reason, hint
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}" + (f" ({self.hint})" if self.hint else "")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Media:
+    """A decoded clip.
+
+    Attributes:
+        frames: uint8 [T, H, W, 3] RGB frames.
+        fps: Frames per second of `frames`.
+        audio: float32 [N] mono waveform in [-1, 1] starting with frame 0, or None if the
+            file has no audio stream.
+        sample_rate: Samples per second of `audio`, or None with it.
+    """
+
+    frames: np.ndarray
+    fps: float
+    audio: np.ndarray | None
+    sample_rate: int | None
+
+    @property
+    def duration(self) -> float:
+        """Seconds of video: T / fps."""
+        return len(self.frames) / self.fps
+
+
+@contextlib.contextmanager
+def _av_errors(path: pathlib.Path, action: str, hint: str = _READ_HINT) -> Iterator[None]:
+    """Re-raises FFmpeg's errors as MediaError naming `path`."""
+    try:
+        yield
+    except av.error.FFmpegError as err:
+        raise MediaError(path, f"{action} failed: {err.strerror or err}", hint) from err
+
+
+def probe(path: str | os.PathLike) -> dict:
+    """Describes a file's streams from its header, without decoding.
+
+    Returns:
+        A dict with has_video, has_audio, duration (seconds), fps, width, height and
+        sample_rate; fields about a missing stream, or unknown to the container, are None.
+
+    Raises:
+        MediaError: The file cannot be opened or is truncated.
+    """
+    path = pathlib.Path(path)
+    with _av_errors(path, "opening"), av.open(str(path)) as container:
+        _check_complete(path, container)
+        video = container.streams.video[0] if container.streams.video else None
+        audio = container.streams.audio[0] if container.streams.audio else None
+        return {
+            "has_video": video is not None,
+            "has_audio": audio is not None,
+            "duration": container.duration / av.time_base if container.duration else None,
+            "fps": float(video.average_rate) if video and video.average_rate else None,
+            "width": video.codec_context.width if video else None,
+            "height": video.codec_context.height if video else None,
+            "sample_rate": audio.codec_context.sample_rate if audio else None,
+        }
+
+
+def write_mp4(
+    path: str | os.PathLike,
+    frames: np.ndarray,
+    fps: int,
+    audio: np.ndarray | None = None,
+    sample_rate: int | None = None,
+    *,
+    crf: int = 18,
+) -> pathlib.Path:
+    """Writes an H.264 (yuv420p) MP4, with a mono AAC track if `audio` is given.
+
+    The file appears complete or not at all: it is written next to `path` under a
+    temporary name and renamed into place.
+
+    Args:
+        path: Where to write.
+        frames: uint8 [T, H, W, 3] RGB frames; H and W must be even.
+        fps: Frames per second.
+        audio: Float [N] mono waveform; values outside [-1, 1] are clipped.
+        sample_rate: Samples per second of `audio`; one of `AAC_SAMPLE_RATES`.
+        crf: x264 constant rate factor; lower is better quality, 18 is near lossless.
+
+    Returns:
+        `path` as a pathlib.Path.
+
+    Raises:
+        ValueError: The arguments are not a valid clip.
+        MediaError: FFmpeg failed to write the file.
+    """
+    path = pathlib.Path(path)
+    _check_clip(frames, fps, audio, sample_rate)
+    # A hidden name in the same directory, so os.replace is an atomic rename.
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with _av_errors(path, "writing", "check the directory exists and is writable"):
+            # faststart puts the index first so browsers can play while downloading.
+            with av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as out:
+                _encode(out, frames, fps, audio, sample_rate, crf)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _check_clip(frames, fps, audio, sample_rate) -> None:
+    """Raises ValueError saying what is wrong with write_mp4's arguments."""
+    if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be a uint8 array, got {getattr(frames, 'dtype', frames)}")
+    if frames.ndim != 4 or frames.shape[-1] != 3 or 0 in frames.shape:
+        raise ValueError(f"frames must have shape [T, H, W, 3] with T, H, W > 0, "
+                         f"got {frames.shape}")
+    _, height, width, _ = frames.shape
+    if height % 2 or width % 2:
+        raise ValueError(f"frame height and width must be even for yuv420p video, got "
+                         f"{height}x{width}; crop or pad the frames to an even size")
+    if not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    if audio is None:
+        return
+    if not isinstance(audio, np.ndarray) or audio.ndim != 1 or audio.dtype.kind != "f":
+        raise ValueError(f"audio must be a 1-D float array (mono), got "
+                         f"{getattr(audio, 'shape', type(audio))}")
+    if not np.isfinite(audio).all():
+        raise ValueError("audio contains NaN or infinite samples")
+    if sample_rate not in AAC_SAMPLE_RATES:
+        raise ValueError(f"sample_rate must be one of {AAC_SAMPLE_RATES} when audio is given, "
+                         f"got {sample_rate}; resample the audio first")
+
+
+def _encode(out, frames, fps, audio, sample_rate, crf) -> None:
+    """Encodes the validated clip into the open output container `out`."""
+    rate = fractions.Fraction(fps).limit_denominator(1001)
+    video = out.add_stream("libx264", rate=rate, options={"crf": str(crf)})
+    video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+    if audio is not None:
+        sound = out.add_stream("aac", rate=sample_rate, layout="mono")
+        # FFmpeg's default leaves audible artefacts at low sample rates; it caps this
+        # request at the most AAC can carry for the rate.
+        sound.bit_rate = 128_000
+        audio = np.clip(audio, -1.0, 1.0).astype(np.float32)
+        # Sample k of the audio plays at k / sample_rate; split it at the frame times so
+        # the muxer gets both streams in step and never has to buffer a whole stream.
+        cuts = [round(i * sample_rate / rate) for i in range(len(frames))] + [len(audio)]
+    for i, image in enumerate(frames):
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        frame.pts = i  # in units of 1 / rate, the codec's time base
+        out.mux(video.encode(frame))
+        if audio is not None and cuts[i] < cuts[i + 1]:
+            chunk = av.AudioFrame.from_ndarray(audio[None, cuts[i]:cuts[i + 1]], format="flt",
+                                               layout="mono")
+            chunk.sample_rate, chunk.pts = sample_rate, cuts[i]
+            out.mux(sound.encode(chunk))
+    out.mux(video.encode(None))
+    if audio is not None:
+        out.mux(sound.encode(None))
+
+
+def read_media(
+    path: str | os.PathLike,
+    *,
+    fps: float | None = None,
+    size: tuple[int, int] | None = None,
+    sample_rate: int | None = None,
+    require_audio: bool = True,
+) -> Media:
+    """Decodes a video file and its sound onto one time axis starting at the first frame.
+
+    Args:
+        path: Any file FFmpeg can demux and decode (mp4, mkv, webm, mov, ...).
+        fps: If given, resample the video in time: output frame k is the latest source
+            frame shown at or before k / fps (so variable frame rates work), and there are
+            floor(source duration * fps) frames, at least 1. Otherwise keep every frame.
+        size: If given, (H, W) to centre-crop to that aspect ratio and then resize to.
+        sample_rate: If given, resample the audio to this rate.
+        require_audio: Raise if the file has no audio; otherwise return audio=None.
+
+    Returns:
+        A Media with uint8 [T, H, W, 3] frames and float32 [N] mono audio, where N covers
+        the audio stream's own duration (padding the encoder added at the end removed).
+
+    Raises:
+        MediaError: The file cannot be decoded, has no video, or lacks required audio.
+    """
+    path = pathlib.Path(path)
+    if fps is not None and not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    if size is not None and not (len(size) == 2 and min(size) > 0):
+        raise ValueError(f"size must be (height, width) with both positive, got {size}")
+    with _av_errors(path, "decoding"), av.open(str(path)) as container:
+        if not container.streams.video:
+            raise MediaError(path, "has no video stream", "only video files can be read")
+        video = container.streams.video[0]
+        audio = container.streams.audio[0] if container.streams.audio else None
+        if audio is None and require_audio:
+            raise MediaError(path, "has no audio stream",
+                             "pass require_audio=False to accept silent video")
+        _check_complete(path, container)
+        decoded = _decode(container, video, audio, size)
+    if not decoded.images:
+        raise MediaError(path, "has no decodable video frames", _READ_HINT)
+
+    frames, out_fps, start, end = _retime(video, decoded.times, decoded.images, fps)
+    waveform = None
+    if decoded.sounds:
+        native_rate = audio.codec_context.sample_rate
+        waveform = _align_audio(np.concatenate(decoded.sounds), native_rate,
+                                decoded.sound_start, decoded.sound_frame, audio, start, end)
+        if sample_rate is not None and sample_rate != native_rate:
+            waveform = librosa.resample(waveform, orig_sr=native_rate, target_sr=sample_rate)
+        else:
+            sample_rate = native_rate
+        # Resampling can overshoot full scale slightly at sharp edges.
+        waveform = np.clip(waveform, -1.0, 1.0).astype(np.float32)
+    elif require_audio:
+        raise MediaError(path, "has an audio stream with no decodable samples", _READ_HINT)
+    else:
+        sample_rate = None
+    return Media(frames, out_fps, waveform, sample_rate)
+
+
+def _check_complete(path: pathlib.Path, container) -> None:
+    """Raises MediaError if the container's index points past the end of the file.
+
+    MP4 and MOV files carry an index of every packet; when such a file was cut short
+    (an interrupted copy) the demuxer reports a normal end of file at the cut, and the
+    clip would silently lose its tail.
+    """
+    size = path.stat().st_size
+    for stream in container.streams:
+        if any(entry.pos + entry.size > size for entry in stream.index_entries):
+            raise MediaError(path, f"is truncated: its index lists {stream.type} data past "
+                             f"the end of the file ({size} bytes)",
+                             "the copy is incomplete; fetch or write it again")
+
+
+@dataclasses.dataclass
+class _Decoded:
+    """What one pass over a file yields.
+
+    Attributes:
+        times: Presentation time in seconds of each video frame, NaN where unknown.
+        images: uint8 [H, W, 3] RGB image of each video frame.
+        sounds: float32 [n] mono chunks of audio, in decoding order.
+        sound_start: Presentation time in seconds of the first audio sample.
+        sound_frame: Most samples the audio decoder returned at once.
+    """
+
+    times: list[float] = dataclasses.field(default_factory=list)
+    images: list[np.ndarray] = dataclasses.field(default_factory=list)
+    sounds: list[np.ndarray] = dataclasses.field(default_factory=list)
+    sound_start: float = 0.0
+    sound_frame: int = 0
+
+
+def _decode(container, video, audio, size) -> _Decoded:
+    """Decodes the video (and audio, if not None) streams in one pass over the file."""
+    streams = [s for s in (video, audio) if s is not None]
+    video.thread_type = "AUTO"
+    # Keep the decoder's sample format and channels; downmixing is done below by averaging.
+    resampler = av.AudioResampler(format="fltp")
+    decoded = _Decoded()
+    for frame in container.decode(*streams):
+        if isinstance(frame, av.VideoFrame):
+            decoded.times.append(math.nan if frame.time is None else frame.time)
+            decoded.images.append(_to_rgb(frame, size))
+            continue
+        if not decoded.sounds and frame.time is not None:
+            decoded.sound_start = frame.time
+        decoded.sound_frame = max(decoded.sound_frame, frame.samples)
+        decoded.sounds += [f.to_ndarray().mean(axis=0) for f in resampler.resample(frame)]
+    if audio is not None:
+        decoded.sounds += [f.to_ndarray().mean(axis=0) for f in resampler.resample(None)]
+    return decoded
+
+
+def _to_rgb(frame: av.VideoFrame, size: tuple[int, int] | None) -> np.ndarray:
+    """Converts a decoded frame to uint8 [H, W, 3] RGB, centre-cropped and resized to size."""
+    image = frame.to_ndarray(format="rgb24")
+    if size is None:
+        return image
+    out_h, out_w = size
+    h, w = image.shape[:2]
+    # Cropping before resizing keeps the picture's proportions instead of stretching it.
+    if w * out_h > h * out_w:
+        keep = max(1, round(h * out_w / out_h))
+        image = image[:, (w - keep) // 2:][:, :keep]
+    else:
+        keep = max(1, round(w * out_h / out_w))
+        image = image[(h - keep) // 2:][:keep]
+    if image.shape[:2] == (out_h, out_w):
+        return np.ascontiguousarray(image)
+    cropped = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+    # AREA averages the source pixels under each output pixel, which avoids aliasing
+    # when shrinking; it has no such benefit when enlarging.
+    shrinking = out_h * out_w < image.shape[0] * image.shape[1]
+    resized = cropped.reformat(width=out_w, height=out_h,
+                               interpolation="AREA" if shrinking else "BICUBIC")
+    return resized.to_ndarray()
+
+
+def _retime(stream, times, images, fps):
+    """Orders decoded frames by time and, if fps is given, resamples them to that rate.
+
+    Returns:
+        (frames uint8 [T, H, W, 3], fps of frames, start and end of the source video in
+        seconds on the stream's clock).
+    """
+    # Fall back to frame counting where a container leaves timestamps out.
+    nominal = float(stream.average_rate or stream.guessed_rate or 25)
+    times = np.array([t if not math.isnan(t) else i / nominal for i, t in enumerate(times)])
+    order = np.argsort(times, kind="stable")
+    times = times[order]
+    start = times[0]
+    # The last frame lasts one average interval; container timestamps are rounded (to
+    # milliseconds in Matroska), and the mean interval cancels that rounding.
+    interval = (times[-1] - start) / (len(times) - 1) if len(times) > 1 else 1 / nominal
+    end = times[-1] + interval
+    if fps is None:
+        rate = float(stream.average_rate) if stream.average_rate else len(times) / (end - start)
+        return np.stack([images[i] for i in order]), rate, start, end
+    # Half a tick of slack: a frame whose timestamp rounds to the target time counts as shown.
+    slack = float(stream.time_base) / 2 if stream.time_base else 1e-6
+    count = max(1, math.floor((end - start + slack) * fps))
+    targets = start + np.arange(count) / fps + slack
+    picks = np.maximum(np.searchsorted(times, targets, side="right") - 1, 0)
+    return np.stack([images[order[i]] for i in picks]), float(fps), start, end
+
+
+def _align_audio(samples, rate, sound_start, frame_size, stream, video_start, video_end):
+    """Puts decoded mono samples [n] on the video's clock and cuts encoder padding.
+
+    `frame_size` is the largest number of samples the decoder returned at once, which
+    bounds how much padding an encoder can have added.
+
+    Returns:
+        float32 [N] samples, sample 0 at the first video frame.
+    """
+    # Decoders already drop the encoder's priming samples when the container records them
+    # (MP4 edit lists, Matroska codec delay), and stamp the first frame they keep; any gap
+    # left between that and the first video frame is real and is kept as silence.
+    offset = round((sound_start - video_start) * rate)
+    samples = np.concatenate([np.zeros(offset, np.float32), samples]) if offset > 0 \
+        else samples[-offset:]
+    end = len(samples)
+    if stream.duration and stream.time_base:
+        stream_end = float(((stream.start_time or 0) + stream.duration) * stream.time_base)
+        end = min(end, round((stream_end - video_start) * rate))
+    # Encoders pad the last frame with silence and many containers do not record how much,
+    # so audio that outruns the video by less than one codec frame is cut at the video end.
+    video_samples = round((video_end - video_start) * rate)
+    if video_samples < end < video_samples + frame_size:
+        end = video_samples
+    return samples[:end]
