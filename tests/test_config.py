@@ -1,0 +1,87 @@
+"""Named configs, dotted overrides and validation messages."""
+
+import dataclasses
+import json
+
+import pytest
+
+from o1 import config as config_lib
+from o1 import configs
+from o1.config import ConfigError
+
+
+@pytest.mark.parametrize("name", configs.NAMES)
+def test_named_configs_are_valid_and_frozen(name):
+    config = configs.get(name)
+    assert config.name == name
+    assert (config.num_frames - 1) % config.video_vae.t_down == 0
+    assert config.latent_ratio >= 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.data.fps = 8  # type: ignore[misc]
+
+
+def test_quickstart_geometry_matches_the_design():
+    config = configs.get("quickstart")
+    assert (config.data.height, config.data.width, config.data.fps) == (64, 64, 16)
+    assert config.num_frames == 33  # 2 s at 16 fps, T = 1 + 4n
+    assert config.latent_ratio == 4  # 16 kHz / (250 * 4) = 16/s = 4 x (16 fps / 4)
+    assert len(config.data.holdout_pairs) == 2
+    assert (configs.get("tiny").data.height, configs.get("tiny").data.width) == (32, 32)
+
+
+def test_dotted_overrides_are_typed():
+    config = configs.get("tiny", ["data.fps=8", "data.noise_level=0", "seed=3",
+                                  "data.holdout=[green square,blue circle]"])
+    assert config.data.fps == 8 and isinstance(config.data.fps, int)
+    assert config.data.noise_level == 0.0 and config.seed == 3
+    assert config.data.holdout_pairs == {("green", "square"), ("blue", "circle")}
+
+
+@pytest.mark.parametrize("override, closest", [
+    ("data.fsp=3", "data.fps"),
+    ("vid.t_down=2", "video_vae.t_down"),
+    ("audio.hopp=200", "audio.hop"),
+])
+def test_unknown_key_names_the_closest_valid_key(override, closest):
+    with pytest.raises(ConfigError, match=f"did you mean '{closest}'"):
+        configs.get("tiny", [override])
+
+
+def test_bad_values_and_malformed_overrides():
+    with pytest.raises(ConfigError, match="data.fps"):
+        configs.get("tiny", ["data.fps=abc"])
+    with pytest.raises(ConfigError, match="key=value"):
+        configs.get("tiny", ["data.fps"])
+    with pytest.raises(ConfigError, match="even"):
+        configs.get("tiny", ["data.height=31"])
+    with pytest.raises(ConfigError, match="'red circle'"):
+        configs.get("tiny", ["data.holdout=[purple circle]"])
+    with pytest.raises(ConfigError, match="choose one of"):
+        configs.get("tinny")
+
+
+def test_latent_rate_mismatch_names_the_nearest_valid_settings():
+    with pytest.raises(ConfigError) as err:
+        configs.get("quickstart", ["audio.hop=256"])
+    message = str(err.value)
+    assert "not an integer multiple of the video latent rate" in message
+    assert "audio.hop=250 (k=4)" in message and "audio.hop=200 (k=5)" in message
+    # Each suggested value really is valid.
+    for hop in (250, 200):
+        assert configs.get("quickstart", [f"audio.hop={hop}"]).latent_ratio in (4, 5)
+
+
+def test_sample_rate_must_give_whole_samples_per_frame():
+    with pytest.raises(ConfigError, match="data.sample_rate=16005 or 16020"):
+        configs.get("tiny", ["data.sample_rate=16010", "data.fps=15"])
+
+
+def test_config_json_round_trip():
+    config = configs.get("quickstart", ["data.fps=8"])
+    assert config_lib.from_dict(json.loads(config.to_json())) == config
+
+
+def test_every_field_is_overridable():
+    keys = config_lib.valid_keys()
+    assert "data.fps" in keys and "video_vae.t_down" in keys and "loader.batch_size" in keys
+    assert "data" not in keys
