@@ -72,6 +72,14 @@ class Media:
         return len(self.frames) / self.fps
 
 
+def _streams(container) -> tuple[av.VideoStream | None, av.AudioStream | None]:
+    """The first video stream that is not cover art, and the first audio stream."""
+    videos = [s for s in container.streams.video
+              if not s.disposition & av.stream.Disposition.attached_pic]
+    audios = container.streams.audio
+    return (videos[0] if videos else None), (audios[0] if audios else None)
+
+
 @contextlib.contextmanager
 def _av_errors(path: pathlib.Path, action: str, hint: str = _READ_HINT) -> Iterator[None]:
     """Re-raises FFmpeg's errors as MediaError naming `path`."""
@@ -94,8 +102,7 @@ def probe(path: str | os.PathLike) -> dict:
     path = pathlib.Path(path)
     with _av_errors(path, "opening"), av.open(str(path)) as container:
         _check_complete(path, container)
-        video = container.streams.video[0] if container.streams.video else None
-        audio = container.streams.audio[0] if container.streams.audio else None
+        video, audio = _streams(container)
         return {
             "has_video": video is not None,
             "has_audio": audio is not None,
@@ -228,7 +235,8 @@ def read_media(
         the audio stream's own duration (padding the encoder added at the end removed).
 
     Raises:
-        MediaError: The file cannot be decoded, has no video, or lacks required audio.
+        MediaError: The file cannot be decoded, is truncated, has no video, or lacks
+            required audio.
     """
     path = pathlib.Path(path)
     if fps is not None and not fps > 0:
@@ -236,10 +244,9 @@ def read_media(
     if size is not None and not (len(size) == 2 and min(size) > 0):
         raise ValueError(f"size must be (height, width) with both positive, got {size}")
     with _av_errors(path, "decoding"), av.open(str(path)) as container:
-        if not container.streams.video:
+        video, audio = _streams(container)
+        if video is None:
             raise MediaError(path, "has no video stream", "only video files can be read")
-        video = container.streams.video[0]
-        audio = container.streams.audio[0] if container.streams.audio else None
         if audio is None and require_audio:
             raise MediaError(path, "has no audio stream",
                              "pass require_audio=False to accept silent video")
@@ -385,7 +392,7 @@ def _align_audio(samples, rate, sound_start, frame_size, stream, video_start, vi
         float32 [N] samples, sample 0 at the first video frame.
     """
     # Decoders already drop the encoder's priming samples when the container records them
-    # (MP4 edit lists, Matroska codec delay), and stamp the first frame they keep; any gap
+    # (MP4 edit lists, Matroska CodecDelay), and stamp the first frame they keep; any gap
     # left between that and the first video frame is real and is kept as silence.
     offset = round((sound_start - video_start) * rate)
     samples = np.concatenate([np.zeros(offset, np.float32), samples]) if offset > 0 \

@@ -129,7 +129,8 @@ def test_converts_rate_size_and_sample_rate(tmp_path, name, codecs, rate):
     assert clip.fps == 16 and clip.duration == pytest.approx(2.0, abs=1 / 16)
     # Frame k shows the source frame on screen at k / 16 s.
     expected = np.floor(np.arange(32) * 25 / 16)
-    np.testing.assert_allclose([frame_index(f) for f in clip.frames], expected, atol=0.3)
+    # Neighbouring source frames are 1 apart; measured errors are at most 0.25.
+    np.testing.assert_allclose([frame_index(f) for f in clip.frames], expected, atol=0.4)
     # The centre crop drops the red sides entirely.
     assert np.abs(clip.frames[..., 0].astype(int) - clip.frames[..., 1]).max() <= 6
     assert clip.sample_rate == SR
@@ -146,7 +147,7 @@ def test_variable_frame_rate_is_sampled_and_held(tmp_path):
     assert len(clip.frames) == 14
     shown = [np.searchsorted(times, k / 20, side="right") - 1 for k in range(14)]
     np.testing.assert_allclose([frame_index(f[:, 16:64]) for f in clip.frames], shown,
-                               atol=0.3)
+                               atol=0.4)
     native = media.read_media(path, require_audio=False)
     assert len(native.frames) == len(times)
 
@@ -154,18 +155,26 @@ def test_variable_frame_rate_is_sampled_and_held(tmp_path):
 def test_unreadable_files_raise_media_error(tmp_path):
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(np.random.default_rng(0).bytes(20_000))
+    for path in (junk, tmp_path / "missing.mp4"):
+        with pytest.raises(media.MediaError, match=f"{path.name}: decoding failed"):
+            media.read_media(path)
+    with pytest.raises(media.MediaError, match="junk.mp4") as caught:
+        media.probe(junk)
+    # Worker processes hand errors back pickled.
+    assert str(pickle.loads(pickle.dumps(caught.value))) == str(caught.value)
+
+
+@pytest.mark.parametrize("kept", [0.1, 0.5, 0.9, 0.999])
+def test_truncated_mp4_raises_media_error(tmp_path, kept):
     good = media.write_mp4(tmp_path / "good.mp4", smooth_frames(33, 64, 64), 16,
                            tone_burst(33_000, SR, 0.5), SR)
     cut = tmp_path / "cut.mp4"
-    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    for path in (junk, cut, tmp_path / "missing.mp4"):
-        with pytest.raises(media.MediaError, match=path.name) as caught:
-            media.read_media(path)
-        assert not isinstance(caught.value.__cause__, type(None))
-        copy = pickle.loads(pickle.dumps(caught.value))
-        assert str(copy) == str(caught.value)
-    with pytest.raises(media.MediaError, match="junk.mp4"):
-        media.probe(junk)
+    data = good.read_bytes()
+    cut.write_bytes(data[: int(len(data) * kept)])
+    # A cut through the header fails to open; a later one is caught by the index check,
+    # without which about a third of cut points decoded "fine", just short.
+    with pytest.raises(media.MediaError, match=r"cut\.mp4: (decoding failed|is truncated)"):
+        media.read_media(cut)
 
 
 def test_video_only_file(tmp_path):

@@ -4,10 +4,10 @@ import json
 
 import numpy as np
 import pytest
+from o1.train import avshapes
 
 from o1 import configs
 from o1.config import COLOURS, SHAPES
-from o1.train import avshapes
 
 SPLITS = ("train", "validation", "test", "holdout")
 
@@ -84,6 +84,13 @@ def _edge_coverage(frame, wall, rows, cols, bg, rgb):
     return float(((edge - bg) @ direction / (direction @ direction)).max())
 
 
+def _gap(positions, event, e, d, frame):
+    """Pixels between the bouncing object's edge and the wall it hits, on `frame`."""
+    x, y = positions[frame, event["object"]]
+    return {"left": x - e, "right": d.width - (x + e), "top": y - e,
+            "bottom": d.height - (y + e)}[event["wall"]]
+
+
 def test_object_touches_the_wall_on_the_bounce_frame(tiny_config):
     d = tiny_config.data
     checked = 0
@@ -94,13 +101,8 @@ def test_object_touches_the_wall_on_the_bounce_frame(tiny_config):
             obj = clip.metadata["objects"][ev["object"]]
             e = obj["half_extent_px"]
 
-            def gap(frame, o=ev["object"], e=e):
-                x, y = positions[frame, o]
-                return {"left": x - e, "right": d.width - (x + e), "top": y - e,
-                        "bottom": d.height - (y + e)}[ev["wall"]]
-
-            assert gap(ev["frame"]) == pytest.approx(0, abs=1e-3)
-            assert gap(ev["frame"] - 1) > 0
+            assert _gap(positions, ev, e, d, ev["frame"]) == pytest.approx(0, abs=1e-3)
+            assert _gap(positions, ev, e, d, ev["frame"] - 1) > 0
             # The object's colour reaches the wall's edge pixels on that very frame.
             x, y = positions[ev["frame"], ev["object"]]
             rows = slice(max(0, int(y - e)), int(np.ceil(y + e)))
