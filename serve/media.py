@@ -244,13 +244,14 @@ def read_media(
     if size is not None and not (len(size) == 2 and min(size) > 0):
         raise ValueError(f"size must be (height, width) with both positive, got {size}")
     with _av_errors(path, "decoding"), av.open(str(path)) as container:
+        # A cut-off file can look like one missing a stream; name the real cause first.
+        _check_complete(path, container)
         video, audio = _streams(container)
         if video is None:
             raise MediaError(path, "has no video stream", "only video files can be read")
         if audio is None and require_audio:
             raise MediaError(path, "has no audio stream",
                              "pass require_audio=False to accept silent video")
-        _check_complete(path, container)
         decoded = _decode(container, video, audio, size)
     if not decoded.images:
         raise MediaError(path, "has no decodable video frames", _READ_HINT)
@@ -282,11 +283,38 @@ def _check_complete(path: pathlib.Path, container) -> None:
     clip would silently lose its tail.
     """
     size = path.stat().st_size
+    if _iso_box_past_end(path, size):
+        raise MediaError(path, f"is truncated: a top-level MP4 box ends past the end of the "
+                         f"file ({size} bytes)", "the copy is incomplete; fetch or write it again")
     for stream in container.streams:
         if any(entry.pos + entry.size > size for entry in stream.index_entries):
             raise MediaError(path, f"is truncated: its index lists {stream.type} data past "
                              f"the end of the file ({size} bytes)",
                              "the copy is incomplete; fetch or write it again")
+
+
+def _iso_box_past_end(path: pathlib.Path, size: int) -> bool:
+    """True if an MP4/MOV file's top-level boxes claim more bytes than the file has.
+
+    A cut through the header can leave a readable but partial index (one track, a few
+    packets), which the index check cannot see; the box sizes still tell.
+    """
+    with path.open("rb") as f:
+        if f.read(12)[4:8] != b"ftyp":
+            return False
+        offset = 0
+        while offset + 8 <= size:
+            f.seek(offset)
+            header = f.read(16)
+            box_size = int.from_bytes(header[:4], "big")
+            if box_size == 1 and len(header) == 16:  # 64-bit size follows the type
+                box_size = int.from_bytes(header[8:16], "big")
+            elif box_size == 0:  # the box runs to the end of the file
+                return False
+            if box_size < 8:
+                return True
+            offset += box_size
+        return offset > size
 
 
 @dataclasses.dataclass
