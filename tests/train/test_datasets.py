@@ -1,5 +1,6 @@
 """Building, reading, loading and exporting datasets."""
 
+import dataclasses
 import json
 import pathlib
 
@@ -128,3 +129,16 @@ def test_cli_builds_and_exports(tmp_path, capsys):
                  "data.fsp=3"]) == 2
     assert "did you mean 'data.fps'" in capsys.readouterr().err
     assert not (tmp_path / "y").exists()
+
+
+def test_iterator_with_worker_processes_restores(tiny_dataset, tiny_config):
+    workers = dataclasses.replace(tiny_config.loader, worker_count=2)
+    it = iter(loader.make_loader(tiny_dataset, "train", workers))
+    first = _ids(it, 3)
+    state = it.get_state()
+    expected = _ids(it, 3)
+    restored = iter(loader.make_loader(tiny_dataset, "train", workers))
+    restored.set_state(state)
+    assert _ids(restored, 3) == expected
+    # Every worker batch is a full batch of distinct clips from the split.
+    assert all(len(set(batch)) == 4 for batch in first + expected)
