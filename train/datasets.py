@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 import tensorflow_datasets as tfds
-from o1.train import avshapes
 
 from o1 import config as config_lib
 from o1.config import Config
+from o1.train import avshapes
 
 
 class DatasetError(ValueError):

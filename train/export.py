@@ -6,9 +6,10 @@ import json
 import os
 import pathlib
 
+from tqdm import tqdm
+
 from o1.serve import media
 from o1.train import datasets
-from tqdm import tqdm
 
 
 def export(data: str | os.PathLike, split: str, num: int, out: str | os.PathLike

@@ -17,11 +17,11 @@ import pathlib
 from collections.abc import Iterator
 
 import numpy as np
-from o1.serve import media
-from o1.train import datasets
 from tqdm import tqdm
 
 from o1.config import Config
+from o1.serve import media
+from o1.train import datasets
 
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ogv",
                   ".flv", ".ts", ".wmv", ".3gp"}

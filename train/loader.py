@@ -20,9 +20,9 @@ import grain
 import jax
 import numpy as np
 from absl import flags
-from o1.train import datasets
 
 from o1.config import LoaderConfig
+from o1.train import datasets
 
 # Grain's worker processes read absl flags; nothing here defines any, so parsing is a no-op
 # that keeps them from failing on unparsed flags.

@@ -4,10 +4,10 @@ import json
 
 import numpy as np
 import pytest
-from o1.train import avshapes
 
 from o1 import configs
 from o1.config import COLOURS, SHAPES
+from o1.train import avshapes
 
 SPLITS = ("train", "validation", "test", "holdout")
 

@@ -6,10 +6,10 @@ import pathlib
 
 import numpy as np
 import pytest
-from o1.serve import media
-from o1.train import avshapes, datasets, export, loader
 
 from o1.cli import main
+from o1.serve import media
+from o1.train import avshapes, datasets, export, loader
 
 
 def test_tiny_build_has_every_split_with_the_configured_geometry(tiny_dataset, tiny_config):
