@@ -17,6 +17,7 @@ build never leaves a partial dataset where a reader would find it.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import pathlib
@@ -119,8 +120,11 @@ def build(builder_factory: Callable[[str], tfds.core.DatasetBuilder], out: str |
     tmp.chmod(0o755)  # mkdtemp makes it private; the dataset should read like any directory
     try:
         builder = builder_factory(str(tmp))
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+        # TFDS prints "downloaded and prepared to <the temporary dir>" on stdout, which
+        # would point users at a path that is about to move; its progress bars go to stderr.
+        with contextlib.redirect_stdout(io.StringIO()):
+            builder.download_and_prepare(
+                download_config=tfds.download.DownloadConfig(try_download_gcs=False))
         shutil.rmtree(tmp / "downloads", ignore_errors=True)
         if out.exists():
             old = out.with_name(f".{out.name}.old-{os.getpid()}")
