@@ -253,15 +253,27 @@ def read_media(
             raise MediaError(path, "has no audio stream",
                              "pass require_audio=False to accept silent video")
         decoded = _decode(container, video, audio, size)
+        # Copy out the header facts used below while the file is open: PyAV's Stream
+        # objects point into the demuxer's memory, which closing the container frees,
+        # and reading them afterwards returns whatever was allocated there since.
+        video_clock = _Clock.of(video)
+        audio_clock = _Clock.of(audio) if audio is not None else None
     if not decoded.images:
         raise MediaError(path, "has no decodable video frames", _READ_HINT)
 
-    frames, out_fps, start, end = _retime(video, decoded.times, decoded.images, fps)
+    frames, out_fps, start, end = _retime(video_clock, decoded.times, decoded.images, fps)
     waveform = None
     if decoded.sounds:
-        native_rate = audio.codec_context.sample_rate
+        native_rate = decoded.sound_rate or audio_clock.sample_rate
+        if not native_rate:
+            raise MediaError(path, "has an audio stream with no sample rate", _READ_HINT)
         waveform = _align_audio(np.concatenate(decoded.sounds), native_rate,
-                                decoded.sound_start, decoded.sound_frame, audio, start, end)
+                                decoded.sound_start, decoded.sound_frame, audio_clock,
+                                start, end)
+        if not len(waveform):
+            raise MediaError(path, f"has no audio during its video ({start:.3f} s to "
+                             f"{end:.3f} s on the file's clock)",
+                             "its sound and picture do not overlap; re-encode it or skip it")
         if sample_rate is not None and sample_rate != native_rate:
             waveform = librosa.resample(waveform, orig_sr=native_rate, target_sr=sample_rate)
         else:
@@ -317,6 +329,46 @@ def _iso_box_past_end(path: pathlib.Path, size: int) -> bool:
         return offset > size
 
 
+@dataclasses.dataclass(frozen=True)
+class _Clock:
+    """A stream's timing as its header gives it, as plain values; None where unknown.
+
+    Attributes:
+        time_base: Seconds per timestamp tick.
+        average_rate: Average frames per second (video).
+        guessed_rate: FFmpeg's guess at the frame rate (video).
+        end: Seconds at which the stream ends: start time plus duration.
+        sample_rate: Samples per second (audio).
+    """
+
+    time_base: fractions.Fraction | None = None
+    average_rate: fractions.Fraction | None = None
+    guessed_rate: fractions.Fraction | None = None
+    end: float | None = None
+    sample_rate: int | None = None
+
+    @classmethod
+    def of(cls, stream) -> _Clock:
+        """Reads `stream`'s header; call it only while its container is open."""
+
+        def positive(value):
+            return value if value is not None and value > 0 else None
+
+        time_base = positive(stream.time_base)
+        duration = positive(stream.duration)
+        end = None
+        if time_base and duration:
+            end = float(((stream.start_time or 0) + duration) * time_base)
+        video = stream.type == "video"
+        return cls(
+            time_base=time_base,
+            average_rate=positive(stream.average_rate) if video else None,
+            guessed_rate=positive(stream.guessed_rate) if video else None,
+            end=end,
+            sample_rate=positive(stream.codec_context.sample_rate) if not video else None,
+        )
+
+
 @dataclasses.dataclass
 class _Decoded:
     """What one pass over a file yields.
@@ -325,15 +377,18 @@ class _Decoded:
         times: Presentation time in seconds of each video frame, NaN where unknown.
         images: uint8 [H, W, 3] RGB image of each video frame.
         sounds: float32 [n] mono chunks of audio, in decoding order.
-        sound_start: Presentation time in seconds of the first audio sample.
+        sound_start: Presentation time in seconds of the first audio sample, or None if
+            no audio frame carried a timestamp.
         sound_frame: Most samples the audio decoder returned at once.
+        sound_rate: Sample rate of the decoded audio (0 if none was decoded).
     """
 
     times: list[float] = dataclasses.field(default_factory=list)
     images: list[np.ndarray] = dataclasses.field(default_factory=list)
     sounds: list[np.ndarray] = dataclasses.field(default_factory=list)
-    sound_start: float = 0.0
+    sound_start: float | None = None
     sound_frame: int = 0
+    sound_rate: int = 0
 
 
 def _decode(container, video, audio, size) -> _Decoded:
@@ -343,13 +398,16 @@ def _decode(container, video, audio, size) -> _Decoded:
     # Keep the decoder's sample format and channels; downmixing is done below by averaging.
     resampler = av.AudioResampler(format="fltp")
     decoded = _Decoded()
+    sound_samples = 0  # decoded so far, to date the first sample from a later timestamp
     for frame in container.decode(*streams):
         if isinstance(frame, av.VideoFrame):
             decoded.times.append(math.nan if frame.time is None else frame.time)
             decoded.images.append(_to_rgb(frame, size))
             continue
-        if not decoded.sounds and frame.time is not None:
-            decoded.sound_start = frame.time
+        decoded.sound_rate = decoded.sound_rate or frame.sample_rate
+        if decoded.sound_start is None and frame.time is not None and decoded.sound_rate:
+            decoded.sound_start = frame.time - sound_samples / decoded.sound_rate
+        sound_samples += frame.samples
         decoded.sound_frame = max(decoded.sound_frame, frame.samples)
         decoded.sounds += [f.to_ndarray().mean(axis=0) for f in resampler.resample(frame)]
     if audio is not None:
@@ -382,39 +440,50 @@ def _to_rgb(frame: av.VideoFrame, size: tuple[int, int] | None) -> np.ndarray:
     return resized.to_ndarray()
 
 
-def _retime(stream, times, images, fps):
+def _retime(clock: _Clock, times, images, fps):
     """Orders decoded frames by time and, if fps is given, resamples them to that rate.
 
     Returns:
         (frames uint8 [T, H, W, 3], fps of frames, start and end of the source video in
         seconds on the stream's clock).
     """
-    # Fall back to frame counting where a container leaves timestamps out.
-    nominal = float(stream.average_rate or stream.guessed_rate or 25)
-    times = np.array([t if not math.isnan(t) else i / nominal for i, t in enumerate(times)])
+    nominal = float(clock.average_rate or clock.guessed_rate or 25)
+    # Fall back to frame counting where a container leaves timestamps out: a frame without
+    # one follows the frame before it (frames leave the decoder in display order).
+    filled = []
+    for t in times:
+        if math.isnan(t):
+            t = filled[-1] + 1 / nominal if filled else 0.0
+        filled.append(t)
+    times = np.array(filled)
     order = np.argsort(times, kind="stable")
     times = times[order]
     start = times[0]
     # The last frame lasts one average interval; container timestamps are rounded (to
     # milliseconds in Matroska), and the mean interval cancels that rounding.
-    interval = (times[-1] - start) / (len(times) - 1) if len(times) > 1 else 1 / nominal
+    interval = (times[-1] - start) / (len(times) - 1) if len(times) > 1 else 0.0
+    if not interval > 0:  # one frame, or all stamped alike
+        interval = 1 / nominal
     end = times[-1] + interval
     if fps is None:
-        rate = float(stream.average_rate) if stream.average_rate else len(times) / (end - start)
+        rate = float(clock.average_rate) if clock.average_rate else len(times) / (end - start)
         return np.stack([images[i] for i in order]), rate, start, end
     # Half a tick of slack: a frame whose timestamp rounds to the target time counts as shown.
-    slack = float(stream.time_base) / 2 if stream.time_base else 1e-6
+    slack = float(clock.time_base) / 2 if clock.time_base else 1e-6
     count = max(1, math.floor((end - start + slack) * fps))
     targets = start + np.arange(count) / fps + slack
     picks = np.maximum(np.searchsorted(times, targets, side="right") - 1, 0)
     return np.stack([images[order[i]] for i in picks]), float(fps), start, end
 
 
-def _align_audio(samples, rate, sound_start, frame_size, stream, video_start, video_end):
+def _align_audio(samples, rate, sound_start, frame_size, clock: _Clock, video_start,
+                 video_end):
     """Puts decoded mono samples [n] on the video's clock and cuts encoder padding.
 
-    `frame_size` is the largest number of samples the decoder returned at once, which
-    bounds how much padding an encoder can have added.
+    `sound_start` is when the first sample plays, or None if the audio carried no
+    timestamps, in which case it is taken to start with the video. `frame_size` is the
+    largest number of samples the decoder returned at once, which bounds how much padding
+    an encoder can have added. `clock` is the audio stream's.
 
     Returns:
         float32 [N] samples, sample 0 at the first video frame.
@@ -422,13 +491,14 @@ def _align_audio(samples, rate, sound_start, frame_size, stream, video_start, vi
     # Decoders already drop the encoder's priming samples when the container records them
     # (MP4 edit lists, Matroska CodecDelay), and stamp the first frame they keep; any gap
     # left between that and the first video frame is real and is kept as silence.
+    if sound_start is None:
+        sound_start = video_start
     offset = round((sound_start - video_start) * rate)
     samples = np.concatenate([np.zeros(offset, np.float32), samples]) if offset > 0 \
         else samples[-offset:]
     end = len(samples)
-    if stream.duration and stream.time_base:
-        stream_end = float(((stream.start_time or 0) + stream.duration) * stream.time_base)
-        end = min(end, round((stream_end - video_start) * rate))
+    if clock.end is not None:
+        end = max(0, min(end, round((clock.end - video_start) * rate)))
     # Encoders pad the last frame with silence and many containers do not record how much,
     # so audio that outruns the video by less than one codec frame is cut at the video end.
     video_samples = round((video_end - video_start) * rate)

@@ -10,6 +10,7 @@ import pickle
 import av
 import numpy as np
 import pytest
+
 from o1.serve import media
 
 SR = 16_000
@@ -150,6 +151,82 @@ def test_variable_frame_rate_is_sampled_and_held(tmp_path):
                                atol=0.4)
     native = media.read_media(path, require_audio=False)
     assert len(native.frames) == len(times)
+
+
+class GuardedStream:
+    """A stream of a GuardedContainer: reading it once the container is closed fails."""
+
+    def __init__(self, stream, owner):
+        object.__setattr__(self, "_stream", stream)
+        object.__setattr__(self, "_owner", owner)
+
+    def __getattr__(self, name):
+        assert not self._owner.closed, f"stream.{name} read after its container closed"
+        return getattr(self._stream, name)
+
+    def __setattr__(self, name, value):
+        assert not self._owner.closed, f"stream.{name} set after its container closed"
+        setattr(self._stream, name, value)
+
+
+class GuardedStreams(list):
+    """A container's streams, listed and by type, as container.streams offers them."""
+
+    @property
+    def video(self):
+        return [s for s in self if s._stream.type == "video"]
+
+    @property
+    def audio(self):
+        return [s for s in self if s._stream.type == "audio"]
+
+
+class GuardedContainer:
+    """An input container whose streams refuse to be read after it is closed.
+
+    PyAV's Stream objects point into memory the demuxer frees when the container closes,
+    and nothing stops a read afterwards: it returns whatever has since been allocated
+    there. With other threads busy that gave garbage time bases and durations (1 or
+    400,000 frames, empty audio) only some of the time; this makes such a read fail always.
+    """
+
+    def __init__(self, container):
+        self._container, self.closed = container, False
+        self.streams = GuardedStreams(GuardedStream(s, self) for s in container.streams)
+
+    def __getattr__(self, name):
+        return getattr(self._container, name)
+
+    def decode(self, *streams):
+        return self._container.decode(*(s._stream for s in streams))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._container.close()
+        self.closed = True
+
+
+def test_stream_headers_are_read_before_the_file_is_closed(tmp_path, monkeypatch):
+    path = media.write_mp4(tmp_path / "a.mp4", smooth_frames(33, 32, 32), 16,
+                           tone_burst(33_000, SR, onset=0.75), SR)
+    real_open = av.open
+    monkeypatch.setattr(av, "open", lambda *a, **k: GuardedContainer(real_open(*a, **k)))
+    clip = media.read_media(path, fps=16)
+    assert len(clip.frames) == 33 and clip.fps == 16
+    assert abs(len(clip.audio) - 33_000) <= 1024
+    assert abs(onset_of(clip.audio) - round(0.75 * SR)) <= 16
+
+
+def test_audio_that_never_plays_with_the_video_raises(tmp_path):
+    # Video from 10 s, sound from 0 to 1 s: aligned to the first frame nothing is left,
+    # which must be an error naming the file rather than a clip with empty audio.
+    path = tmp_path / "apart.mkv"
+    write_with_pyav(path, coded_frames(10), 10 + np.arange(10) / 25,
+                    tone_burst(44_100, 44_100, onset=0.5), 44_100)
+    with pytest.raises(media.MediaError, match="apart.mkv: has no audio during its video"):
+        media.read_media(path)
 
 
 def test_unreadable_files_raise_media_error(tmp_path):

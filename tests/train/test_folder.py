@@ -5,9 +5,9 @@ import fractions
 import av
 import numpy as np
 import pytest
-from o1.train import datasets, folder
 
 from o1.cli import main
+from o1.train import datasets, folder
 
 TONE_AT = 1.0  # seconds: a.mp4 has a click here, to check audio stays in sync
 
