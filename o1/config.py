@@ -120,33 +120,85 @@ def parse_pair(pair: str) -> tuple[str, str]:
 
 
 @dataclasses.dataclass(frozen=True)
+class TextConfig:
+    """The SentencePiece text tokenizer."""
+
+    vocab_size: int = 512  # lowered, with a warning, when the captions cannot support it
+    model_type: str = "unigram"  # SentencePiece model: unigram or bpe
+
+    def __post_init__(self):
+        if self.vocab_size < 16:
+            raise ConfigError(f"text.vocab_size must be >= 16, got {self.vocab_size}")
+        if self.model_type not in ("unigram", "bpe"):
+            raise ConfigError(f"text.model_type must be unigram or bpe, got {self.model_type!r}")
+
+
+def _check_training(section: str, cfg) -> None:
+    for name in ("steps", "batch_size"):
+        if getattr(cfg, name) <= 0:
+            raise ConfigError(f"{section}.{name} must be positive, got {getattr(cfg, name)}")
+    if not cfg.learning_rate > 0 or cfg.kl_weight < 0:
+        raise ConfigError(f"{section}.learning_rate must be > 0 and {section}.kl_weight >= 0")
+    if not cfg.widths or min(cfg.widths) <= 0:
+        raise ConfigError(f"{section}.widths must be positive channel counts, got {cfg.widths}")
+
+
+@dataclasses.dataclass(frozen=True)
 class VideoVAEConfig:
-    """Causal video VAE geometry."""
+    """Causal video VAE: geometry, architecture and training."""
 
     t_down: int = 4  # frames per latent frame after the first (causal) frame
-    s_down: int = 8  # spatial downsampling of height and width
+    s_down: int = 8  # spatial downsampling of height and width (a power of 2)
     channels: int = 16  # latent channels
+    widths: tuple[int, ...] = (64, 128, 256)  # conv widths, full resolution first
+    kl_weight: float = 1e-6  # weight of the KL term against the reconstruction loss
+    steps: int = 4000  # optimizer steps
+    batch_size: int = 8  # clips per step
+    learning_rate: float = 1e-3  # peak Adam learning rate (cosine decay after warm-up)
 
     def __post_init__(self):
         for name in ("t_down", "s_down", "channels"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"video_vae.{name} must be positive, got {getattr(self, name)}")
+        if self.s_down & (self.s_down - 1):
+            raise ConfigError(f"video_vae.s_down must be a power of 2, got {self.s_down}")
+        _check_training("video_vae", self)
 
 
 @dataclasses.dataclass(frozen=True)
 class AudioConfig:
-    """Log-mel features and the audio VAE's time downsampling."""
+    """Log-mel features, the audio VAE over mel time, and waveform reconstruction."""
 
     n_fft: int = 1024  # STFT window
     hop: int = 250  # samples between mel frames
     n_mels: int = 64  # mel bands
     a_down: int = 4  # mel frames per audio latent
     channels: int = 16  # audio latent channels
+    widths: tuple[int, ...] = (128, 256)  # conv widths, full mel rate first
+    kl_weight: float = 1e-6  # weight of the KL term against the reconstruction loss
+    steps: int = 3000  # optimizer steps
+    batch_size: int = 16  # clips per step
+    learning_rate: float = 1e-3  # peak Adam learning rate
+    vocoder: str = "griffin_lim"  # mel -> waveform; the only one so far
+    griffin_lim_iters: int = 32  # Griffin-Lim phase iterations
 
     def __post_init__(self):
-        for name in ("n_fft", "hop", "n_mels", "a_down", "channels"):
+        for name in ("n_fft", "hop", "n_mels", "a_down", "channels", "griffin_lim_iters"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"audio.{name} must be positive, got {getattr(self, name)}")
+        if self.vocoder != "griffin_lim":
+            raise ConfigError(f"audio.vocoder must be 'griffin_lim', got {self.vocoder!r}")
+        _check_training("audio", self)
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenizerTrainConfig:
+    """How `o1 tokenizers train` runs (the what is in text, video_vae and audio)."""
+
+    log_every: int = 50  # steps between metric writes
+    checkpoint_every: int = 500  # steps between checkpoints (and at the end, and on SIGTERM)
+    stats_clips: int = 256  # train clips encoded to measure per-channel latent mean/std
+    seed: int = 0  # parameter init and sampling seed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,9 +218,12 @@ class Config:
     name: str = "custom"  # the named config this started from
     seed: int = 0  # seed of dataset generation and training
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    text: TextConfig = dataclasses.field(default_factory=TextConfig)
     video_vae: VideoVAEConfig = dataclasses.field(default_factory=VideoVAEConfig)
     audio: AudioConfig = dataclasses.field(default_factory=AudioConfig)
     loader: LoaderConfig = dataclasses.field(default_factory=LoaderConfig)
+    tokenizer_train: TokenizerTrainConfig = dataclasses.field(
+        default_factory=TokenizerTrainConfig)
 
     def __post_init__(self):
         self._check_geometry()
@@ -183,6 +238,21 @@ class Config:
     def num_samples(self) -> int:
         """Audio samples of a clip: the T / fps seconds its frames span."""
         return self.num_frames * self.data.samples_per_frame
+
+    @property
+    def num_video_latents(self) -> int:
+        """Latent frames of a clip: the first frame alone, then one per t_down frames."""
+        return 1 + (self.num_frames - 1) // self.video_vae.t_down
+
+    @property
+    def num_mel_frames(self) -> int:
+        """Mel frames of a clip: one per `hop` samples (the last one zero-padded)."""
+        return -(-self.num_samples // self.audio.hop)
+
+    @property
+    def num_audio_latents(self) -> int:
+        """Audio latents of a clip: one per `a_down` mel frames (the last one padded)."""
+        return -(-self.num_mel_frames // self.audio.a_down)
 
     @property
     def latent_ratio(self) -> int:
