@@ -4,6 +4,9 @@
     o1 data build folder --src DIR --captions FILE --out DIR [--config NAME] [--allow-silent]
     o1 data export --data DIR --split test --num N --out OUT
     o1 data info --data DIR
+    o1 data encode --workdir W --data DIR [--overwrite]
+    o1 tokenizers train --workdir W --data DIR [--config NAME] [key=value ...]
+    o1 tokenizers eval --workdir W --data DIR [--split validation] [--num N]
     o1 config show [--config NAME] [key=value ...]
 
 Heavy libraries are imported inside the commands, so `--help` answers at once.
@@ -12,6 +15,7 @@ Heavy libraries are imported inside the commands, so `--help` answers at once.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -89,6 +93,48 @@ def _cmd_info(args: argparse.Namespace) -> None:
     print(config.to_json())
 
 
+def _tokenizer_config(args: argparse.Namespace):
+    """The config to train tokenizers with: the workdir's, else --config, else the dataset's."""
+    import json
+
+    from o1 import config as config_lib
+    from o1 import configs
+    from o1.tokenizers import bundle
+    from o1.train import datasets
+
+    saved = bundle.config_path(args.workdir)
+    if saved.exists() and args.config is None:
+        base = config_lib.from_dict(json.loads(saved.read_text()))
+        return config_lib.apply_overrides(base, args.overrides)
+    name = args.config or datasets.load_config(args.data).name
+    return configs.get(name, args.overrides)
+
+
+def _cmd_tokenizers_train(args: argparse.Namespace) -> None:
+    from o1.tokenizers import train
+
+    config = _tokenizer_config(args)
+    seconds = train.train_tokenizers(args.workdir, args.data, config)
+    print("tokenizers trained in " + ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items())
+          + f"; total {sum(seconds.values()):.1f} s")
+
+
+def _cmd_tokenizers_eval(args: argparse.Namespace) -> None:
+    from o1.tokenizers import evaluate
+
+    report = evaluate.evaluate(args.workdir, args.data, args.split, args.num)
+    print(evaluate.format_report(report))
+    print(f"saved {args.workdir}/eval/tokenizers/report.json and side-by-side mp4s")
+
+
+def _cmd_encode(args: argparse.Namespace) -> None:
+    from o1.tokenizers import cache
+
+    start = time.perf_counter()
+    out = cache.encode_dataset(args.workdir, args.data, overwrite=args.overwrite)
+    _print_summary(out, time.perf_counter() - start)
+
+
 def _cmd_config_show(args: argparse.Namespace) -> None:
     config = _config(args)
     print(config.to_json())
@@ -147,6 +193,40 @@ def make_parser() -> argparse.ArgumentParser:
     info.add_argument("--data", required=True, help="dataset directory")
     info.set_defaults(func=_cmd_info)
 
+    enc = data_cmds.add_parser(
+        "encode", help="cache latents of every split with the workdir's frozen tokenizers",
+        description="Encode every split of a clip dataset into <workdir>/latents/: caption ids, "
+                    "normalized video latents and audio latents.")
+    enc.add_argument("--workdir", required=True, help="run directory with trained tokenizers")
+    enc.add_argument("--data", required=True, help="clip dataset directory")
+    enc.add_argument("--overwrite", action="store_true", help="replace an existing cache")
+    enc.set_defaults(func=_cmd_encode)
+
+    tok = commands.add_parser("tokenizers", help="train and evaluate the tokenizers")
+    tok_cmds = tok.add_subparsers(dest="tokenizers_command", required=True,
+                                  metavar="SUBCOMMAND")
+    tr = tok_cmds.add_parser(
+        "train", help="train the text tokenizer, video VAE and audio VAE (resumable)",
+        description="Train SentencePiece, the causal video VAE and the audio mel-VAE into "
+                    "--workdir, then measure latent statistics. Running it again resumes; "
+                    "SIGTERM or Ctrl-C saves a checkpoint first.")
+    tr.add_argument("--workdir", required=True, help="run directory (created if missing)")
+    tr.add_argument("--data", required=True, help="clip dataset directory")
+    tr.add_argument("--config", default=None,
+                    help="named config (default: the workdir's, else the dataset's)")
+    tr.add_argument("overrides", nargs="*", metavar="key=value",
+                    help="dotted config overrides, e.g. video_vae.steps=500")
+    tr.set_defaults(func=_cmd_tokenizers_train)
+    ev = tok_cmds.add_parser(
+        "eval", help="reconstruction report: PSNR, SSIM, audio onsets and pitch, throughput",
+        description="Reconstruct clips with the frozen tokenizers; print and save the report "
+                    "and a few original | reconstruction mp4s under <workdir>/eval/tokenizers/.")
+    ev.add_argument("--workdir", required=True, help="run directory with trained tokenizers")
+    ev.add_argument("--data", required=True, help="clip dataset directory")
+    ev.add_argument("--split", default="validation", help="split to evaluate")
+    ev.add_argument("--num", type=int, default=None, help="clips to evaluate (default: all)")
+    ev.set_defaults(func=_cmd_tokenizers_eval)
+
     cfg = commands.add_parser("config", help="inspect configs")
     cfg_cmds = cfg.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
     show = cfg_cmds.add_parser("show", help="print a resolved config as JSON")
@@ -157,15 +237,21 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("o1").setLevel(logging.INFO)
     from o1.config import ConfigError
+    from o1.train.loop import Preempted
     from o1.serve.media import MediaError
     from o1.train.datasets import DatasetError
 
     try:
         args.func(args)
-    except (ConfigError, DatasetError, MediaError) as e:
+    except (ConfigError, DatasetError, MediaError, FileNotFoundError) as e:
         print(f"o1: error: {e}", file=sys.stderr)
         return 2
+    except Preempted as e:
+        print(f"o1: {e}", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("o1: interrupted; nothing partial was kept", file=sys.stderr)
         return 130

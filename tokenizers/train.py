@@ -1,0 +1,181 @@
+"""`o1 tokenizers train`: the text tokenizer, the video VAE and the audio VAE of a workdir.
+
+Stages run in order and each is skipped when already done, so running the command again
+after an interruption picks up where it stopped:
+
+  1. text:  SentencePiece on the train captions -> `text_tokenizer.model`
+  2. video: the causal video VAE -> `video_vae/checkpoints/`
+  3. audio: the mel VAE -> `audio_vae/checkpoints/`
+  4. stats: per-channel mean/std of both VAEs' latents on train clips
+            -> `{video,audio}_vae/latent_stats.json`
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import pathlib
+import time
+
+import jax
+import numpy as np
+from flax import nnx
+from tqdm import tqdm
+
+from o1 import config as config_lib
+from o1.config import Config, ConfigError, LoaderConfig
+from o1.tokenizers import audio as audio_lib
+from o1.tokenizers import bundle
+from o1.tokenizers import text as text_lib
+from o1.tokenizers import video_vae as video_lib
+from o1.train import datasets, loader, loop
+from o1.train.metrics import MetricWriter
+
+log = logging.getLogger(__name__)
+
+# Geometry the tokenizers are trained for; it must match the dataset's.
+GEOMETRY = ("height", "width", "fps", "seconds", "sample_rate")
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def prepare_workdir(workdir: str | os.PathLike, config: Config, data: str | os.PathLike
+                    ) -> Config:
+    """Checks `config` against the dataset and the workdir, and writes `config.json`.
+
+    Raises:
+      ConfigError: the dataset was built with another clip geometry, or the workdir already
+        holds a run with a different config.
+    """
+    built = datasets.load_config(data)
+    wrong = [f"data.{k}: dataset {getattr(built.data, k)}, config {getattr(config.data, k)}"
+             for k in GEOMETRY if getattr(built.data, k) != getattr(config.data, k)]
+    if wrong:
+        raise ConfigError(f"{data} was built with another clip geometry ({'; '.join(wrong)}); "
+                          f"use --config {built.name} or rebuild the dataset")
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = bundle.config_path(workdir)
+    if path.exists():
+        saved = config_lib.from_dict(json.loads(path.read_text()))
+        if saved != config:
+            old, new = _flatten(dataclasses.asdict(saved)), _flatten(dataclasses.asdict(config))
+            diffs = [f"{k}: {old[k]!r} -> {new[k]!r}" for k in old if old[k] != new[k]]
+            raise ConfigError(f"{workdir} holds a run with another config ({'; '.join(diffs)});"
+                              " resume with the same config or use a new --workdir")
+    else:
+        tmp = path.with_name(".config.json.tmp")
+        tmp.write_text(config.to_json())
+        os.replace(tmp, path)
+    return config
+
+
+def _train_text(workdir: pathlib.Path, config: Config, data) -> None:
+    out = workdir / text_lib.FILENAME
+    if out.exists():
+        return
+    source = datasets.data_source(data, "train")
+    captions = [source[i]["caption"].decode() for i in tqdm(range(len(source)), desc="captions",
+                                                           unit="clip", leave=False)]
+    tok = text_lib.train(captions, config.text.vocab_size, config.text.model_type, out)
+    log.info("text tokenizer: %d pieces from %d captions", tok.vocab_size, len(captions))
+
+
+def _loop_config(name: str, section, config: Config) -> loop.LoopConfig:
+    run = config.tokenizer_train
+    return loop.LoopConfig(name=name, steps=section.steps, learning_rate=section.learning_rate,
+                           log_every=run.log_every, checkpoint_every=run.checkpoint_every,
+                           seed=run.seed)
+
+
+def _batches(data, config: Config, batch_size: int):
+    cfg = LoaderConfig(batch_size=batch_size, shuffle=True, seed=config.tokenizer_train.seed,
+                       worker_count=0)
+    return iter(loader.make_loader(data, "train", cfg))
+
+
+def _train_video(workdir: pathlib.Path, config: Config, data, stop) -> None:
+    v = config.video_vae
+    model = video_lib.VideoVAE(v, rngs=nnx.Rngs(config.tokenizer_train.seed))
+    writer = MetricWriter(workdir, "video_vae")
+    try:
+        loop.fit(_loop_config("video_vae", v, config), model,
+                 lambda m, x, key: video_lib.loss_fn(m, x, key, v.kl_weight),
+                 _batches(data, config, v.batch_size),
+                 lambda batch: bundle.video_pixels(batch["video"]),
+                 workdir / "video_vae" / "checkpoints", writer, stop)
+    finally:
+        writer.close()
+
+
+def _train_audio(workdir: pathlib.Path, config: Config, data, stop) -> None:
+    a = config.audio
+    model = audio_lib.AudioVAE(a, rngs=nnx.Rngs(config.tokenizer_train.seed))
+    writer = MetricWriter(workdir, "audio_vae")
+    try:
+        loop.fit(_loop_config("audio_vae", a, config), model,
+                 lambda m, x, key: audio_lib.loss_fn(m, x, key, a.kl_weight),
+                 _batches(data, config, a.batch_size),
+                 lambda batch: audio_lib.log_mel(batch["audio"], a, config.data.sample_rate),
+                 workdir / "audio_vae" / "checkpoints", writer, stop)
+    finally:
+        writer.close()
+
+
+def _measure_stats(workdir: pathlib.Path, config: Config, data) -> None:
+    video_path = workdir / "video_vae" / bundle.STATS_FILE
+    audio_path = workdir / "audio_vae" / bundle.STATS_FILE
+    if video_path.exists() and audio_path.exists():
+        return
+    c = config
+    video_model = video_lib.VideoVAE(c.video_vae, rngs=nnx.Rngs(0))
+    loop.restore_model(workdir / "video_vae" / "checkpoints", video_model)
+    audio_model = audio_lib.AudioVAE(c.audio, rngs=nnx.Rngs(0))
+    loop.restore_model(workdir / "audio_vae" / "checkpoints", audio_model)
+    encode_video = nnx.jit(lambda m, x: m.encode(x)[0])
+    encode_audio = nnx.jit(lambda m, x: m.encode(x)[0])
+    source = datasets.data_source(data, "train")
+    count = min(len(source), c.tokenizer_train.stats_clips)
+    video_latents, audio_latents = [], []
+    batch = 8
+    for start in tqdm(range(0, count, batch), desc="latent stats", unit="batch", leave=False):
+        examples = [source[i] for i in range(start, min(start + batch, count))]
+        video = np.stack([ex["video"] for ex in examples])
+        wave = np.stack([ex["audio"] for ex in examples])
+        video_latents.append(np.asarray(encode_video(video_model, bundle.video_pixels(video))))
+        mel = audio_lib.log_mel(wave, c.audio, c.data.sample_rate)
+        audio_latents.append(np.asarray(encode_audio(audio_model, mel)))
+    bundle.LatentStats.measure(np.concatenate(video_latents)).save(video_path)
+    bundle.LatentStats.measure(np.concatenate(audio_latents)).save(audio_path)
+
+
+def train_tokenizers(workdir: str | os.PathLike, data: str | os.PathLike, config: Config
+                     ) -> dict[str, float]:
+    """Runs (or resumes) every stage; returns the seconds each stage took in this call.
+
+    Raises:
+      loop.Preempted: SIGTERM/SIGINT arrived; the running stage saved a checkpoint.
+    """
+    workdir = pathlib.Path(workdir)
+    prepare_workdir(workdir, config, data)
+    seconds = {}
+    with loop.StopRequest() as stop:
+        for name, stage in (("text", lambda: _train_text(workdir, config, data)),
+                            ("video_vae", lambda: _train_video(workdir, config, data, stop)),
+                            ("audio_vae", lambda: _train_audio(workdir, config, data, stop)),
+                            ("latent_stats", lambda: _measure_stats(workdir, config, data))):
+            start = time.perf_counter()
+            stage()
+            jax.effects_barrier()
+            seconds[name] = time.perf_counter() - start
+    return seconds
