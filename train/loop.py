@@ -95,8 +95,10 @@ def restore_model(directory: str | os.PathLike, model: nnx.Module) -> int:
     if step is None:
         raise FileNotFoundError(f"no checkpoint in {directory}")
     target = {"model": nnx.to_pure_dict(nnx.state(model))}
-    restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(target, strict=False)))
+    # Only the parameters: the optimizer state in the checkpoint is left unread.
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+        target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+        partial_restore=True)))
     _load(model, restored["state"]["model"])
     return step
 
