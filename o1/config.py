@@ -139,6 +139,8 @@ def _check_training(section: str, cfg) -> None:
             raise ConfigError(f"{section}.{name} must be positive, got {getattr(cfg, name)}")
     if not cfg.learning_rate > 0 or cfg.kl_weight < 0:
         raise ConfigError(f"{section}.learning_rate must be > 0 and {section}.kl_weight >= 0")
+    if cfg.optimizer not in ("adam", "muon"):
+        raise ConfigError(f"{section}.optimizer must be adam or muon, got {cfg.optimizer!r}")
     if not cfg.widths or min(cfg.widths) <= 0:
         raise ConfigError(f"{section}.widths must be positive channel counts, got {cfg.widths}")
 
@@ -154,7 +156,10 @@ class VideoVAEConfig:
     kl_weight: float = 1e-6  # weight of the KL term against the reconstruction loss
     steps: int = 4000  # optimizer steps
     batch_size: int = 8  # clips per step
-    learning_rate: float = 1e-3  # peak Adam learning rate (cosine decay after warm-up)
+    learning_rate: float = 1e-3  # peak learning rate (cosine decay after warm-up)
+    optimizer: str = "adam"  # adam, or muon (orthogonalized updates of weight matrices)
+    adam_learning_rate: float = 3e-3  # with muon: peak rate of biases and norm scales
+    warmup_steps: int = 30  # steps of rising learning rate (at most a tenth of the steps)
 
     def __post_init__(self):
         for name in ("t_down", "s_down", "channels"):
@@ -178,7 +183,10 @@ class AudioConfig:
     kl_weight: float = 1e-6  # weight of the KL term against the reconstruction loss
     steps: int = 3000  # optimizer steps
     batch_size: int = 16  # clips per step
-    learning_rate: float = 1e-3  # peak Adam learning rate
+    learning_rate: float = 1e-3  # peak learning rate (cosine decay after warm-up)
+    optimizer: str = "adam"  # adam, or muon (orthogonalized updates of weight matrices)
+    adam_learning_rate: float = 3e-3  # with muon: peak rate of biases and norm scales
+    warmup_steps: int = 30  # steps of rising learning rate (at most a tenth of the steps)
     vocoder: str = "griffin_lim"  # mel -> waveform; the only one so far
     griffin_lim_iters: int = 32  # Griffin-Lim phase iterations
 

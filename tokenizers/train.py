@@ -95,7 +95,9 @@ def _loop_config(name: str, section, config: Config) -> loop.LoopConfig:
     run = config.tokenizer_train
     return loop.LoopConfig(name=name, steps=section.steps, learning_rate=section.learning_rate,
                            log_every=run.log_every, checkpoint_every=run.checkpoint_every,
-                           seed=run.seed)
+                           seed=run.seed, optimizer=section.optimizer,
+                           adam_learning_rate=section.adam_learning_rate,
+                           warmup_steps=section.warmup_steps)
 
 
 def _batches(data, config: Config, batch_size: int):

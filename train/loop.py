@@ -61,14 +61,35 @@ class LoopConfig:
     log_every: int  # steps between metric writes
     checkpoint_every: int  # steps between checkpoints
     seed: int  # base of every step's random key
-    warmup_fraction: float = 0.05  # share of steps with a linearly rising learning rate
+    optimizer: str = "adam"  # adam, or muon (orthogonalized updates for weight matrices)
+    adam_learning_rate: float = 3e-3  # with muon: the peak rate of biases, norms, vectors
+    warmup_steps: int = 30  # steps of linearly rising learning rate (capped at steps / 10)
+
+
+def _muon_dimensions(params):
+    """Which axes of each weight Muon treats as the matrix: inputs reduced, outputs kept."""
+    def dims(x):
+        if x.ndim >= 2:  # dense [in, out]; conv [*kernel, in, out]
+            return optax.contrib.MuonDimensionNumbers(tuple(range(x.ndim - 1)), (x.ndim - 1,))
+        return None  # biases and scales take the Adam path
+    return jax.tree.map(dims, params)
 
 
 def make_optimizer(cfg: LoopConfig) -> optax.GradientTransformation:
-    warmup = max(1, int(cfg.steps * cfg.warmup_fraction))
-    schedule = optax.warmup_cosine_decay_schedule(
-        0.0, cfg.learning_rate, warmup, max(cfg.steps, warmup + 1), cfg.learning_rate * 0.05)
-    return optax.chain(optax.clip_by_global_norm(1.0), optax.adam(schedule))
+    warmup = max(1, min(cfg.warmup_steps, cfg.steps // 10))
+
+    def schedule(peak):
+        return optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(cfg.steps, warmup + 1),
+                                                  peak * 0.05)
+
+    if cfg.optimizer == "adam":
+        return optax.chain(optax.clip_by_global_norm(1.0),
+                           optax.adam(schedule(cfg.learning_rate), b2=0.99))
+    if cfg.optimizer == "muon":
+        return optax.contrib.muon(schedule(cfg.learning_rate),
+                                  adam_learning_rate=schedule(cfg.adam_learning_rate),
+                                  adam_b2=0.99, muon_weight_dimension_numbers=_muon_dimensions)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; use adam or muon")
 
 
 def _pure(model: nnx.Module, optimizer: nnx.Optimizer) -> dict:

@@ -1,0 +1,131 @@
+"""The tokenizer stage end to end on tiny data: train, resume, cache latents, evaluate."""
+
+import json
+import os
+import signal
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from o1 import configs
+from o1.cli import main
+from o1.config import ConfigError
+from o1.tokenizers import cache, evaluate
+from o1.tokenizers import train as tok_train
+from o1.tokenizers import video_vae as video_lib
+from o1.train import datasets, loop
+from o1.train.metrics import MetricWriter
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_dataset):
+    workdir = tmp_path_factory.mktemp("run")
+    config = configs.get("tiny")
+    seconds = tok_train.train_tokenizers(workdir, tiny_dataset, config)
+    return workdir, config, seconds
+
+
+def test_training_writes_every_artifact(trained):
+    workdir, config, seconds = trained
+    assert set(seconds) == {"text", "video_vae", "audio_vae", "latent_stats"}
+    assert (workdir / "text_tokenizer.model").is_file()
+    assert json.loads((workdir / "config.json").read_text())["name"] == "tiny"
+    for vae in ("video_vae", "audio_vae"):
+        steps = getattr(config, vae if vae == "video_vae" else "audio").steps
+        assert loop.checkpoint_manager(workdir / vae / "checkpoints").latest_step() == steps
+        stats = json.loads((workdir / vae / "latent_stats.json").read_text())
+        assert len(stats["mean"]) == len(stats["std"]) > 0
+    lines = [json.loads(s) for s in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert {line["stage"] for line in lines} == {"video_vae", "audio_vae"}
+    assert all(np.isfinite(line["loss"]) for line in lines)
+    assert list((workdir / "tb").glob("events.out.tfevents.*"))
+
+
+def test_second_run_skips_finished_stages(trained, tiny_dataset):
+    workdir, config, _ = trained
+    before = (workdir / "metrics.jsonl").read_text()
+    tok_train.train_tokenizers(workdir, tiny_dataset, config)
+    assert (workdir / "metrics.jsonl").read_text() == before
+
+
+def test_latent_cache_has_every_split_normalized(trained, tiny_dataset):
+    workdir, config, _ = trained
+    out = cache.encode_dataset(workdir, tiny_dataset)
+    assert out == workdir / "latents"
+    built = datasets.load_builder(out)
+    assert {k: v.num_examples for k, v in built.info.splits.items()} == {
+        k: v.num_examples for k, v in datasets.load_builder(tiny_dataset).info.splits.items()}
+    source = datasets.data_source(out, "train")
+    examples = [source[i] for i in range(len(source))]
+    video = np.stack([ex["video_latents"] for ex in examples])
+    audio = np.stack([ex["audio_latents"] for ex in examples])
+    s = config.video_vae.s_down
+    assert video.shape[1:] == (config.num_video_latents, 32 // s, 32 // s,
+                               config.video_vae.channels)
+    assert audio.shape[1:] == (config.num_audio_latents, config.audio.channels)
+    # The statistics were measured on these very clips, so normalization is exact here.
+    for latents in (video, audio):
+        flat = latents.reshape(-1, latents.shape[-1])
+        np.testing.assert_allclose(flat.mean(0), 0, atol=1e-3)
+        np.testing.assert_allclose(flat.std(0), 1, atol=1e-3)
+    ids = examples[0]["text_ids"]
+    assert ids[0] == 1 and ids[-1] == 2 and ids.dtype == np.int32
+
+
+def test_eval_report_and_side_by_side_videos(trained, tiny_dataset):
+    workdir, config, _ = trained
+    report = evaluate.evaluate(workdir, tiny_dataset, "validation")
+    for key in ("video_psnr", "video_ssim", "audio_mel_l1", "audio_lsd", "audio_onset_f1",
+                "audio_pitch_agreement", "encode_clips_per_s", "decode_clips_per_s"):
+        assert np.isfinite(report[key]), key
+    assert report["clips"] == config.data.num_val
+    # Vocoding the true mel keeps the bounces: the ceiling the VAE is measured against.
+    assert report["vocoder_onset_f1"] > 0.8
+    saved = json.loads((workdir / "eval" / "tokenizers" / "report.json").read_text())
+    assert saved == pytest.approx(report)
+    assert len(list((workdir / "eval" / "tokenizers").glob("*.mp4"))) == config.data.num_val
+    assert "video PSNR" in evaluate.format_report(report)
+
+
+def _params(workdir, config):
+    model = video_lib.VideoVAE(config.video_vae, rngs=nnx.Rngs(0))
+    loop.restore_model(workdir / "video_vae" / "checkpoints", model)
+    return jax.tree.leaves(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
+
+
+def test_resume_after_sigterm_matches_an_uninterrupted_run(tmp_path, tiny_dataset,
+                                                           monkeypatch):
+    config = configs.get("tiny", ["video_vae.steps=6", "audio.steps=2",
+                                  "tokenizer_train.log_every=1"])
+    tok_train.train_tokenizers(tmp_path / "straight", tiny_dataset, config)
+
+    real_write = MetricWriter.write
+
+    def write_then_sigterm(self, step, scalars):
+        real_write(self, step, scalars)
+        if self._stage == "video_vae" and step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(MetricWriter, "write", write_then_sigterm)
+    with pytest.raises(loop.Preempted, match="step 3/6"):
+        tok_train.train_tokenizers(tmp_path / "resumed", tiny_dataset, config)
+    ckpt = tmp_path / "resumed" / "video_vae" / "checkpoints"
+    assert loop.checkpoint_manager(ckpt).latest_step() == 3
+    monkeypatch.setattr(MetricWriter, "write", real_write)
+    tok_train.train_tokenizers(tmp_path / "resumed", tiny_dataset, config)
+    for a, b in zip(_params(tmp_path / "straight", config), _params(tmp_path / "resumed", config),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_workdir_and_dataset_mismatches_are_refused(trained, tiny_dataset, tmp_path):
+    workdir, config, _ = trained
+    with pytest.raises(ConfigError, match=r"video_vae.steps: \d+ -> 7"):
+        tok_train.prepare_workdir(workdir, configs.get("tiny", ["video_vae.steps=7"]),
+                                  tiny_dataset)
+    with pytest.raises(ConfigError, match="data.height: dataset 32, config 64"):
+        tok_train.prepare_workdir(tmp_path / "w", configs.get("quickstart"), tiny_dataset)
+    assert main(["data", "encode", "--workdir", str(tmp_path / "none"),
+                 "--data", str(tiny_dataset)]) == 2
