@@ -240,9 +240,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("o1").setLevel(logging.INFO)
     from o1.config import ConfigError
-    from o1.train.loop import Preempted
     from o1.serve.media import MediaError
     from o1.train.datasets import DatasetError
+    from o1.train.loop import Preempted
 
     try:
         args.func(args)
