@@ -153,9 +153,14 @@ class VideoVAEConfig:
     s_down: int = 8  # spatial downsampling of height and width (a power of 2)
     channels: int = 16  # latent channels
     widths: tuple[int, ...] = (64, 128, 256)  # conv widths, full resolution first
+    encoder_blocks: int = 2  # residual blocks at each resolution level of the encoder
+    decoder_blocks: int = 2  # residual blocks at each resolution level of the decoder
     kl_weight: float = 1e-6  # weight of the KL term against the reconstruction loss
     steps: int = 4000  # optimizer steps
     batch_size: int = 8  # clips per step
+    # latent frames of the random window each training clip is cut to (0 = the whole clip);
+    # causality makes a window a valid clip, and short windows make steps several times cheaper
+    train_crop: int = 0
     learning_rate: float = 1e-3  # peak learning rate (cosine decay after warm-up)
     optimizer: str = "adam"  # adam, or muon (orthogonalized updates of weight matrices)
     adam_learning_rate: float = 3e-3  # with muon: peak rate of biases and norm scales

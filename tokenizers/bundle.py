@@ -55,6 +55,12 @@ class LatentStats:
                    np.maximum(flat.std(0), 1e-6).astype(np.float32))
 
 
+def new_video_vae(config: Config, seed: int) -> video_lib.VideoVAE:
+    v = config.video_vae
+    return video_lib.VideoVAE(v, rngs=nnx.Rngs(seed), enc_blocks=v.encoder_blocks,
+                              dec_blocks=v.decoder_blocks)
+
+
 def config_path(workdir: str | os.PathLike) -> pathlib.Path:
     return pathlib.Path(workdir) / "config.json"
 
@@ -85,7 +91,7 @@ class Tokenizers:
         self.config = load_config(workdir)
         c = self.config
         self.text = text_lib.TextTokenizer(self.workdir / text_lib.FILENAME)
-        self.video_vae = video_lib.VideoVAE(c.video_vae, rngs=nnx.Rngs(0))
+        self.video_vae = new_video_vae(c, 0)
         loop.restore_model(self.workdir / "video_vae" / "checkpoints", self.video_vae)
         self.audio_vae = audio_lib.AudioVAE(c.audio, rngs=nnx.Rngs(0))
         loop.restore_model(self.workdir / "audio_vae" / "checkpoints", self.audio_vae)

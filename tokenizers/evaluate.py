@@ -97,7 +97,7 @@ def evaluate(workdir: str | os.PathLike, data: str | os.PathLike, split: str = "
             for name, rec in (("vae", audio_rec[i]), ("vocoder", vocoded[i])):
                 found = audio_metrics.detect_onsets(rec, sr, c.audio.hop)
                 score = audio_metrics.onset_f1(found, reference, tolerance)
-                onsets[name][0] += round(score["recall"] * len(reference))
+                onsets[name][0] += score["matched"]
                 onsets[name][1] += len(found)
                 onsets[name][2] += len(reference)
                 if len(reference):

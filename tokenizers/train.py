@@ -106,13 +106,30 @@ def _batches(data, config: Config, batch_size: int):
     return iter(loader.make_loader(data, "train", cfg))
 
 
+def _video_loss(config: Config):
+    """The VAE loss on a random window of `train_crop` latent frames of every clip."""
+    v = config.video_vae
+    frames = 1 + v.t_down * (v.train_crop - 1)
+
+    def loss(model, video_bthwc, key):
+        if v.train_crop and frames < video_bthwc.shape[1]:
+            crop_key, key = jax.random.split(key)
+            starts = jax.random.randint(crop_key, (video_bthwc.shape[0],), 0,
+                                        video_bthwc.shape[1] - frames + 1)
+            video_bthwc = jax.vmap(
+                lambda clip, start: jax.lax.dynamic_slice_in_dim(clip, start, frames, 0)
+            )(video_bthwc, starts)
+        return video_lib.loss_fn(model, video_bthwc, key, v.kl_weight)
+
+    return loss
+
+
 def _train_video(workdir: pathlib.Path, config: Config, data, stop) -> None:
     v = config.video_vae
-    model = video_lib.VideoVAE(v, rngs=nnx.Rngs(config.tokenizer_train.seed))
+    model = bundle.new_video_vae(config, config.tokenizer_train.seed)
     writer = MetricWriter(workdir, "video_vae")
     try:
-        loop.fit(_loop_config("video_vae", v, config), model,
-                 lambda m, x, key: video_lib.loss_fn(m, x, key, v.kl_weight),
+        loop.fit(_loop_config("video_vae", v, config), model, _video_loss(config),
                  _batches(data, config, v.batch_size),
                  lambda batch: bundle.video_pixels(batch["video"]),
                  workdir / "video_vae" / "checkpoints", writer, stop)
@@ -140,7 +157,7 @@ def _measure_stats(workdir: pathlib.Path, config: Config, data) -> None:
     if video_path.exists() and audio_path.exists():
         return
     c = config
-    video_model = video_lib.VideoVAE(c.video_vae, rngs=nnx.Rngs(0))
+    video_model = bundle.new_video_vae(c, 0)
     loop.restore_model(workdir / "video_vae" / "checkpoints", video_model)
     audio_model = audio_lib.AudioVAE(c.audio, rngs=nnx.Rngs(0))
     loop.restore_model(workdir / "audio_vae" / "checkpoints", audio_model)

@@ -104,25 +104,11 @@ def _per_frame(fn, x_bthwc: jax.Array) -> jax.Array:
     return y.reshape(b, t, *y.shape[1:])
 
 
-class _Norm(nnx.Module):
-    """RMS norm over channels at each pixel of each frame.
-
-    It never pools over time (that would break causality and chunking) nor over space (so a
-    frame's statistics do not depend on which chunk or crop it arrives in).
-    """
-
-    def __init__(self, width: int, *, rngs: nnx.Rngs):
-        self.norm = nnx.RMSNorm(width, rngs=rngs)
-
-    def __call__(self, x_bthwc: jax.Array) -> jax.Array:
-        return self.norm(x_bthwc)
-
-
 class _ResBlock(nnx.Module):
     """Pre-norm residual block of two 3x3 convolutions inside each latent frame."""
 
-    def __init__(self, width: int, *, rngs: nnx.Rngs):
-        self.norm = _Norm(width, rngs=rngs)
+    def __init__(self, width: int, norm: bool, *, rngs: nnx.Rngs):
+        self.norm = nnx.RMSNorm(width, rngs=rngs) if norm else (lambda x: x)
         self.conv1 = nnx.Conv(width, width, (3, 3), rngs=rngs)
         # Zero-initialized so every block starts as the identity: a deep stack then trains as
         # fast as a shallow one in the first steps.
@@ -144,9 +130,9 @@ class _CausalTimeMix(nnx.Module):
     is treated as having been still before it started, which matches how frame 0 is padded.
     """
 
-    def __init__(self, width: int, kernel: int, *, rngs: nnx.Rngs):
+    def __init__(self, width: int, kernel: int, norm: bool, *, rngs: nnx.Rngs):
         self.kernel = kernel
-        self.norm = _Norm(width, rngs=rngs)
+        self.norm = nnx.RMSNorm(width, rngs=rngs) if norm else (lambda x: x)
         self.proj = nnx.Linear(kernel * width, width, kernel_init=nnx.initializers.zeros,
                                rngs=rngs)
 
@@ -166,9 +152,9 @@ class _CausalTimeMix(nnx.Module):
 class _Level(nnx.Module):
     """One resolution level: residual blocks per frame, then a causal temporal mix."""
 
-    def __init__(self, width: int, blocks: int, *, rngs: nnx.Rngs):
-        self.blocks = nnx.List([_ResBlock(width, rngs=rngs) for _ in range(blocks)])
-        self.time = _CausalTimeMix(width, TEMPORAL_KERNEL, rngs=rngs)
+    def __init__(self, width: int, blocks: int, norm: bool, *, rngs: nnx.Rngs):
+        self.blocks = nnx.List([_ResBlock(width, norm, rngs=rngs) for _ in range(blocks)])
+        self.time = _CausalTimeMix(width, TEMPORAL_KERNEL, norm, rngs=rngs)
 
     def __call__(self, x_bthwc: jax.Array, cache: jax.Array | None
                  ) -> tuple[jax.Array, jax.Array]:
@@ -217,8 +203,8 @@ class VideoVAE(nnx.Module):
     C = cfg.channels.
     """
 
-    def __init__(self, cfg: VideoVAEConfig, *, rngs: nnx.Rngs, blocks_per_level: int = 1,
-                 io_kernel: int = 3):
+    def __init__(self, cfg: VideoVAEConfig, *, rngs: nnx.Rngs, enc_blocks: int = 2,
+                 dec_blocks: int = 2, norm: bool = True):
         levels = len(cfg.widths)
         if cfg.s_down < 2 ** (levels - 1):
             raise ValueError(
@@ -232,10 +218,10 @@ class VideoVAE(nnx.Module):
         folded = 3 * cfg.t_down * self.patch**2  # channels of one latent frame's pixels
         w = cfg.widths
 
-        self.enc_in = nnx.Conv(folded, w[0], (io_kernel,) * 2, rngs=rngs)
-        self.enc_levels = nnx.List([_Level(c, blocks_per_level, rngs=rngs) for c in w])
+        self.enc_in = nnx.Linear(folded, w[0], rngs=rngs)
+        self.enc_levels = nnx.List([_Level(c, enc_blocks, norm, rngs=rngs) for c in w])
         self.enc_down = nnx.List([_Down(a, b, rngs=rngs) for a, b in zip(w[:-1], w[1:])])
-        self.enc_norm = _Norm(w[-1], rngs=rngs)
+        self.enc_norm = nnx.RMSNorm(w[-1], rngs=rngs)
         self.enc_mean = nnx.Conv(w[-1], cfg.channels, (3, 3), rngs=rngs)
         # The posterior starts nearly deterministic (std e^-4): with unit noise on the latents
         # the decoder would first have to wait for the small KL-weighted pull to shrink it.
@@ -244,10 +230,10 @@ class VideoVAE(nnx.Module):
                                    bias_init=nnx.initializers.constant(LOGVAR_INIT), rngs=rngs)
 
         self.dec_in = nnx.Conv(cfg.channels, w[-1], (3, 3), rngs=rngs)
-        self.dec_levels = nnx.List([_Level(c, blocks_per_level, rngs=rngs) for c in w[::-1]])
+        self.dec_levels = nnx.List([_Level(c, dec_blocks, norm, rngs=rngs) for c in w[::-1]])
         self.dec_up = nnx.List([_Up(a, b, rngs=rngs) for a, b in zip(w[:0:-1], w[-2::-1])])
-        self.dec_norm = _Norm(w[0], rngs=rngs)
-        self.dec_out = nnx.Conv(w[0], folded, (io_kernel,) * 2, rngs=rngs)
+        self.dec_norm = nnx.RMSNorm(w[0], rngs=rngs)
+        self.dec_out = nnx.Linear(w[0], folded, rngs=rngs)
 
     def encode(self, video_bThwc: jax.Array, cache: Cache | None = None
                ) -> tuple[jax.Array, jax.Array, Cache]:

@@ -12,9 +12,8 @@ from flax import nnx
 from o1 import configs
 from o1.cli import main
 from o1.config import ConfigError
-from o1.tokenizers import cache, evaluate
+from o1.tokenizers import bundle, cache, evaluate
 from o1.tokenizers import train as tok_train
-from o1.tokenizers import video_vae as video_lib
 from o1.train import datasets, loop
 from o1.train.metrics import MetricWriter
 
@@ -90,7 +89,7 @@ def test_eval_report_and_side_by_side_videos(trained, tiny_dataset):
 
 
 def _params(workdir, config):
-    model = video_lib.VideoVAE(config.video_vae, rngs=nnx.Rngs(0))
+    model = bundle.new_video_vae(config, 0)
     loop.restore_model(workdir / "video_vae" / "checkpoints", model)
     return jax.tree.leaves(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
 
