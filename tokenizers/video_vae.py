@@ -220,7 +220,8 @@ class VideoVAE(nnx.Module):
 
         self.enc_in = nnx.Linear(folded, w[0], rngs=rngs)
         self.enc_levels = nnx.List([_Level(c, enc_blocks, norm, rngs=rngs) for c in w])
-        self.enc_down = nnx.List([_Down(a, b, rngs=rngs) for a, b in zip(w[:-1], w[1:])])
+        self.enc_down = nnx.List([_Down(a, b, rngs=rngs)
+                                  for a, b in zip(w[:-1], w[1:], strict=True)])
         self.enc_norm = nnx.RMSNorm(w[-1], rngs=rngs)
         self.enc_mean = nnx.Conv(w[-1], cfg.channels, (3, 3), rngs=rngs)
         # The posterior starts nearly deterministic (std e^-4): with unit noise on the latents
@@ -231,7 +232,8 @@ class VideoVAE(nnx.Module):
 
         self.dec_in = nnx.Conv(cfg.channels, w[-1], (3, 3), rngs=rngs)
         self.dec_levels = nnx.List([_Level(c, dec_blocks, norm, rngs=rngs) for c in w[::-1]])
-        self.dec_up = nnx.List([_Up(a, b, rngs=rngs) for a, b in zip(w[:0:-1], w[-2::-1])])
+        self.dec_up = nnx.List([_Up(a, b, rngs=rngs)
+                                for a, b in zip(w[:0:-1], w[-2::-1], strict=True)])
         self.dec_norm = nnx.RMSNorm(w[0], rngs=rngs)
         self.dec_out = nnx.Linear(w[0], folded, rngs=rngs)
 
@@ -351,7 +353,7 @@ def encode_chunked(model: VideoVAE, video_bThwc: jax.Array, chunk_latents: int
         bounds.append(bounds[-1] + t_down * chunk_latents)
     bounds[-1] = frames
     means, logvars, cache = [], [], None
-    for start, stop in zip(bounds[:-1], bounds[1:]):
+    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
         mean, logvar, cache = _encode_chunk(model, video_bThwc[:, start:stop], cache)
         means.append(mean)
         logvars.append(logvar)

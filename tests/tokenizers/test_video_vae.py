@@ -56,8 +56,9 @@ def test_clip_and_image_shapes(model, video):
     image_mean, _, _ = model.encode(video[:, :1])
     assert image_mean.shape == (2, 1, h, w, c)
     assert model.decode(image_mean)[0].shape == (2, 1, H, W, 3)
-    # An image is the first frame of a video: it gets that video's first latent frame.
-    np.testing.assert_allclose(image_mean[:, 0], mean[:, 0], atol=1e-6)
+    # An image is the first frame of a video: it gets that video's first latent frame, up to
+    # float32 rounding (the two calls run convolutions of different shapes; measured 1.4e-6).
+    np.testing.assert_allclose(image_mean[:, 0], mean[:, 0], rtol=1e-5, atol=1e-5)
 
 
 def test_frame_counts_that_do_not_fit_the_groups_are_rejected(model, video):
@@ -113,7 +114,7 @@ def _moving_squares(batch: int) -> jax.Array:
 
 def test_training_reduces_the_loss():
     model = video_vae.VideoVAE(VAE, rngs=nnx.Rngs(0))
-    steps = 30
+    steps = 60
     opt = nnx.Optimizer(model, optax.adam(3e-3), wrt=nnx.Param)
     video = _moving_squares(2)
 
