@@ -85,3 +85,21 @@ def test_every_field_is_overridable():
     keys = config_lib.valid_keys()
     assert "data.fps" in keys and "video_vae.t_down" in keys and "loader.batch_size" in keys
     assert "data" not in keys
+
+
+@pytest.mark.parametrize("override, message", [
+    ("video_vae.s_down=6", "power of 2"),
+    ("video_vae.optimizer=sgd", "adam or muon"),
+    ("audio.steps=0", "audio.steps must be positive"),
+    ("text.vocab_size=4", "text.vocab_size must be >= 16"),
+    ("audio.vocoder=hifigan", "griffin_lim"),
+])
+def test_tokenizer_sections_are_validated(override, message):
+    with pytest.raises(ConfigError, match=message):
+        configs.get("tiny", [override])
+
+
+def test_latent_counts_follow_the_geometry():
+    config = configs.get("quickstart")
+    assert config.num_video_latents == 9  # frame 0 alone, then 8 groups of 4
+    assert config.num_mel_frames == 132 and config.num_audio_latents == 33  # 1 + 4 * 8
