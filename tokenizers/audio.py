@@ -40,6 +40,7 @@ import scipy.sparse
 from flax import nnx
 
 from o1.config import AudioConfig
+from o1.tokenizers import gaussian
 
 LOG_MEL_FLOOR = 1e-5  # added to mel magnitudes before the log; silence maps to -1
 _LOG_LOW = math.log(LOG_MEL_FLOOR)  # normalized -1
@@ -351,7 +352,7 @@ def loss_fn(model: AudioVAE, mel_bfm: jax.Array, key: jax.Array, kl_weight: floa
     # error did no better: both kept onsets (F1 >= 0.999) and pitch (0.99 of onsets).
     mel_l1 = jnp.mean(jnp.abs(error))
     recon_loss = mel_l1
-    kl = 0.5 * jnp.mean(jnp.square(mean) + jnp.exp(logvar) - 1.0 - logvar)
+    kl = gaussian.kl_to_standard_normal(mean, logvar)
     loss = recon_loss + kl_weight * kl
     return loss, {"loss": loss, "recon": recon_loss, "kl": kl, "mel_l1": mel_l1,
                   "mel_mse": jnp.mean(jnp.square(error))}

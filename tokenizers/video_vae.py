@@ -37,6 +37,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from o1.config import VideoVAEConfig
+from o1.tokenizers import gaussian
 
 # A cache: for every causal temporal convolution, in call order, its last k-1 input frames
 # [B, k-1, y, x, C].
@@ -315,7 +316,7 @@ def loss_fn(model: VideoVAE, video_bThwc: jax.Array, key: jax.Array, kl_weight: 
     err = recon - video_bThwc
     mse = jnp.mean(jnp.square(err))
     recon_loss = mse
-    kl = 0.5 * jnp.mean(jnp.square(mean) + jnp.exp(logvar) - 1.0 - logvar)
+    kl = gaussian.kl_to_standard_normal(mean, logvar)
     loss = recon_loss + kl_weight * kl
     # [-1, 1] -> [0, 1] halves errors, so the MSE on the [0, 1] scale is mse / 4.
     psnr = 10.0 * jnp.log10(4.0 / mse)
