@@ -224,6 +224,182 @@ class LoaderConfig:
     seed: int = 0  # shuffle seed
 
 
+TASKS = ("text_to_av", "video_to_caption", "video_to_audio", "audio_to_video", "image_to_video",
+         "continuation", "unconditional")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The unified decoder (DESIGN.md, "Model")."""
+
+    d_model: int = 512  # residual stream width
+    num_layers: int = 8  # decoder blocks
+    num_heads: int = 8  # query heads
+    num_kv_heads: int = 8  # key/value heads (fewer than num_heads = grouped-query attention)
+    head_dim: int = 64  # width of one head
+    mlp_dim: int = 1536  # SwiGLU hidden width
+    qk_norm: bool = True  # RMSNorm on queries and keys (stabilizes mixed-modality training)
+    rope_theta: float = 10_000.0  # rotary base period
+    # rotary frequency pairs given to the (time, row, column) axes; sums to head_dim / 2
+    # (empty = a third each, the remainder to time)
+    rope_sections: tuple[int, ...] = ()
+    norm_eps: float = 1e-6  # RMSNorm epsilon
+    dtype: str = "bfloat16"  # compute dtype; parameters and optimizer state stay float32
+    # jax.nn.dot_product_attention implementation: xla, cudnn, or auto (cudnn when it applies)
+    attention: str = "xla"
+    remat: str = "none"  # rematerialization of each block: none, full, or dots (save matmuls)
+    init_std: float = 0.02  # std of the normal initializer of every weight matrix
+
+    def __post_init__(self):
+        for name in ("d_model", "num_layers", "num_heads", "num_kv_heads", "head_dim",
+                     "mlp_dim"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"model.{name} must be positive, got {getattr(self, name)}")
+        if self.num_heads % self.num_kv_heads:
+            raise ConfigError(
+                f"model.num_heads ({self.num_heads}) must be a multiple of model.num_kv_heads "
+                f"({self.num_kv_heads}); try model.num_kv_heads in "
+                f"{[k for k in range(1, self.num_heads + 1) if self.num_heads % k == 0]}")
+        if self.head_dim % 2:
+            raise ConfigError(f"model.head_dim must be even for rotary embeddings, got "
+                              f"{self.head_dim}")
+        if self.rope_sections and (len(self.rope_sections) != 3
+                                   or sum(self.rope_sections) != self.head_dim // 2
+                                   or min(self.rope_sections) < 0):
+            raise ConfigError(
+                f"model.rope_sections must be 3 non-negative counts of frequency pairs summing "
+                f"to head_dim / 2 = {self.head_dim // 2}, got {self.rope_sections}")
+        if self.dtype not in ("float32", "bfloat16"):
+            raise ConfigError(f"model.dtype must be float32 or bfloat16, got {self.dtype!r}")
+        if self.attention not in ("xla", "cudnn", "auto"):
+            raise ConfigError(f"model.attention must be xla, cudnn or auto, got "
+                              f"{self.attention!r}")
+        if self.remat not in ("none", "full", "dots"):
+            raise ConfigError(f"model.remat must be none, full or dots, got {self.remat!r}")
+
+    @property
+    def rotary_sections(self) -> tuple[int, int, int]:
+        """Frequency pairs of the (time, row, column) rotary axes."""
+        if self.rope_sections:
+            return tuple(self.rope_sections)  # type: ignore[return-value]
+        pairs = self.head_dim // 2
+        return (pairs - 2 * (pairs // 3), pairs // 3, pairs // 3)
+
+
+@dataclasses.dataclass(frozen=True)
+class SequenceConfig:
+    """How cached examples become token sequences (DESIGN.md, "One sequence, many tasks")."""
+
+    seq_len: int = 0  # tokens per row (0 = just enough for examples_per_row examples)
+    examples_per_row: int = 1  # examples packed into one row, kept apart by segment ids
+    video_patch: int = 2  # p: video latents are cut into p x p patches, one token each
+    max_text_len: int = 32  # caption tokens kept (bos .. eos), longer captions are cut
+    # task mixture: relative weights (0 = never); normalized over the tasks listed
+    text_to_av: float = 4.0
+    video_to_caption: float = 2.0
+    video_to_audio: float = 1.0
+    audio_to_video: float = 1.0
+    image_to_video: float = 1.0
+    continuation: float = 1.0
+    unconditional: float = 0.0
+    caption_dropout: float = 0.1  # chance a conditioning caption is dropped (for guidance)
+    noise_mean: float = 0.0  # logit-normal noise level: mean of the normal before the sigmoid
+    noise_std: float = 1.0  # logit-normal noise level: std of the normal before the sigmoid
+    noise_shift: float = 1.0  # t -> s t / (1 + (s - 1) t): s > 1 moves levels towards noise
+
+    def __post_init__(self):
+        if self.seq_len < 0 or self.examples_per_row <= 0 or self.video_patch <= 0:
+            raise ConfigError("sequence.seq_len must be >= 0, sequence.examples_per_row and "
+                              "sequence.video_patch positive")
+        if self.max_text_len < 3:
+            raise ConfigError(f"sequence.max_text_len must be >= 3 (bos, a word, eos), got "
+                              f"{self.max_text_len}")
+        weights = self.task_weights
+        if min(weights.values()) < 0 or sum(weights.values()) <= 0:
+            raise ConfigError(f"sequence task weights must be >= 0 and not all 0, got {weights}")
+        if not 0 <= self.caption_dropout <= 1:
+            raise ConfigError(f"sequence.caption_dropout must be in [0, 1], got "
+                              f"{self.caption_dropout}")
+        if self.noise_std <= 0 or self.noise_shift <= 0:
+            raise ConfigError("sequence.noise_std and sequence.noise_shift must be positive")
+
+    @property
+    def task_weights(self) -> dict[str, float]:
+        return {task: getattr(self, task) for task in TASKS}
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+    """Weights of the training losses (DESIGN.md, "Losses")."""
+
+    text_weight: float = 1.0  # caption cross-entropy
+    video_weight: float = 1.0  # rectified-flow MSE on video tokens
+    audio_weight: float = 1.0  # rectified-flow MSE on audio tokens
+    z_loss: float = 1e-4  # weight of log(Z)^2 of the LM head's softmax (0 = off)
+
+    def __post_init__(self):
+        if min(self.text_weight, self.video_weight, self.audio_weight, self.z_loss) < 0:
+            raise ConfigError("loss weights must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshConfig:
+    """Device mesh and multi-host setup (DESIGN.md, "Sharding and scale")."""
+
+    data: int = -1  # data-parallel axis size (-1 = the devices left over)
+    fsdp: int = 1  # parameter- and optimizer-sharding axis size (-1 = the rest)
+    tensor: int = 1  # tensor-parallel axis size (-1 = the rest)
+    # jax.distributed: coordinator "host:port" (empty = single process, or the cluster's
+    # standard environment variables when num_processes is -1)
+    coordinator_address: str = ""
+    num_processes: int = 1  # processes in the job (-1 = detect from the environment)
+    process_id: int = -1  # this process's index (-1 = from the environment)
+
+    def __post_init__(self):
+        sizes = (self.data, self.fsdp, self.tensor)
+        if any(s == 0 or s < -1 for s in sizes) or sizes.count(-1) > 1:
+            raise ConfigError(f"mesh sizes must be positive, with at most one -1 (the rest); "
+                              f"got data={self.data} fsdp={self.fsdp} tensor={self.tensor}")
+        if self.num_processes == 0 or self.num_processes < -1:
+            raise ConfigError("mesh.num_processes must be positive or -1 (from the environment)")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """`o1 train`: optimization, evaluation, checkpoints and logging of the transformer."""
+
+    steps: int = 10_000  # optimizer steps
+    batch_size: int = 32  # rows per step, over all processes
+    grad_accum: int = 1  # micro-batches per step (batch_size must divide by it)
+    learning_rate: float = 3e-4  # peak AdamW learning rate
+    warmup_steps: int = 200  # linear warm-up, then cosine decay to min_lr_ratio * peak
+    min_lr_ratio: float = 0.1  # final learning rate as a fraction of the peak
+    weight_decay: float = 0.1  # AdamW decoupled weight decay (weight matrices only)
+    b1: float = 0.9  # AdamW beta1
+    b2: float = 0.95  # AdamW beta2
+    grad_clip: float = 1.0  # global gradient-norm clip
+    log_every: int = 10  # steps between metric writes
+    eval_every: int = 500  # steps between validation passes (and at the end)
+    eval_batches: int = 4  # validation batches per task
+    checkpoint_every: int = 500  # steps between checkpoints (and at the end, and on SIGTERM)
+    keep_checkpoints: int = 3  # committed checkpoints kept
+    seed: int = 0  # parameter init, task sampling and noise
+    peak_flops: float = 0.0  # FLOP/s per device for MFU (0 = datasheet on GPU, measured on CPU)
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "grad_accum", "log_every", "eval_every",
+                     "eval_batches", "checkpoint_every", "keep_checkpoints"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"train.{name} must be positive, got {getattr(self, name)}")
+        if self.batch_size % self.grad_accum:
+            raise ConfigError(
+                f"train.batch_size ({self.batch_size}) must be a multiple of train.grad_accum "
+                f"({self.grad_accum}); try train.batch_size="
+                f"{-(-self.batch_size // self.grad_accum) * self.grad_accum}")
+        if not self.learning_rate > 0 or not 0 <= self.min_lr_ratio <= 1:
+            raise ConfigError("train.learning_rate must be > 0 and train.min_lr_ratio in [0, 1]")
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """Everything a run needs; `config.json` in a workdir is this, serialized."""
@@ -237,6 +413,11 @@ class Config:
     loader: LoaderConfig = dataclasses.field(default_factory=LoaderConfig)
     tokenizer_train: TokenizerTrainConfig = dataclasses.field(
         default_factory=TokenizerTrainConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    sequence: SequenceConfig = dataclasses.field(default_factory=SequenceConfig)
+    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+    mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
     def __post_init__(self):
         self._check_geometry()
@@ -272,6 +453,43 @@ class Config:
         """k: audio latents per video latent frame."""
         return int(self._ratio())
 
+    @property
+    def latent_grid(self) -> tuple[int, int]:
+        """(h, w): the video latent grid of a frame."""
+        return (self.data.height // self.video_vae.s_down, self.data.width // self.video_vae.s_down)
+
+    @property
+    def token_grid(self) -> tuple[int, int]:
+        """(rows, columns) of video tokens per latent frame: the latent grid cut in p x p."""
+        h, w = self.latent_grid
+        return (h // self.sequence.video_patch, w // self.sequence.video_patch)
+
+    @property
+    def video_token_dim(self) -> int:
+        """Features of one video token: a p x p patch of C latent channels."""
+        return self.sequence.video_patch ** 2 * self.video_vae.channels
+
+    @property
+    def media_dim(self) -> int:
+        """Width of the media feature array, shared by video and audio tokens (zero-padded)."""
+        return max(self.video_token_dim, self.audio.channels)
+
+    @property
+    def num_media_tokens(self) -> int:
+        """Tokens of one clip's media segment: video patches plus audio latents."""
+        rows, cols = self.token_grid
+        return self.num_video_latents * rows * cols + self.num_audio_latents
+
+    @property
+    def max_example_len(self) -> int:
+        """Longest example of any task: caption, a media marker on each side, the media."""
+        return self.num_media_tokens + self.sequence.max_text_len + 2
+
+    @property
+    def seq_len(self) -> int:
+        """Tokens per training row."""
+        return self.sequence.seq_len or self.sequence.examples_per_row * self.max_example_len
+
     def _ratio(self) -> Fraction:
         d, a = self.data, self.audio
         return Fraction(d.sample_rate * self.video_vae.t_down, a.hop * a.a_down * d.fps)
@@ -284,8 +502,24 @@ class Config:
                 f"video_vae.s_down ({v.s_down}); try video_vae.s_down in "
                 f"{[s for s in (1, 2, 4, 8, 16) if d.height % s == 0 and d.width % s == 0]}"
             )
-        if self._ratio().denominator == 1:
-            return
+        h, w = self.latent_grid
+        p = self.sequence.video_patch
+        if h % p or w % p:
+            raise ConfigError(
+                f"the video latent grid {h}x{w} must be divisible by sequence.video_patch ({p}); "
+                f"try sequence.video_patch in {[q for q in range(1, 9) if h % q == w % q == 0]}")
+        if self.sequence.seq_len and self.sequence.seq_len < (
+                self.sequence.examples_per_row * self.max_example_len):
+            raise ConfigError(
+                f"sequence.seq_len ({self.sequence.seq_len}) cannot hold "
+                f"{self.sequence.examples_per_row} examples of up to {self.max_example_len} "
+                f"tokens; set sequence.seq_len="
+                f"{self.sequence.examples_per_row * self.max_example_len} (or 0 for automatic)")
+        if self._ratio().denominator != 1:
+            self._raise_ratio()
+
+    def _raise_ratio(self):
+        d, v, a = self.data, self.video_vae, self.audio
         ratio = self._ratio()
         valid_hops = [h for h in range(1, 4 * a.hop + 1)
                       if Fraction(d.sample_rate * v.t_down, h * a.a_down * d.fps).denominator == 1]
