@@ -2,6 +2,8 @@
 
     o1 data build avshapes --out /tmp/avshapes --config tiny
     o1 tokenizers train --workdir /tmp/run --data /tmp/avshapes --config tiny
+    o1 data encode --workdir /tmp/run --data /tmp/avshapes
+    o1 train --workdir /tmp/run
 """
 
 from o1.config import (
@@ -9,8 +11,11 @@ from o1.config import (
     Config,
     DataConfig,
     LoaderConfig,
+    ModelConfig,
+    SequenceConfig,
     TextConfig,
     TokenizerTrainConfig,
+    TrainConfig,
     VideoVAEConfig,
 )
 
@@ -31,4 +36,11 @@ def get_config() -> Config:
                           steps=8, batch_size=4, learning_rate=1e-3, griffin_lim_iters=4),
         loader=LoaderConfig(batch_size=4),
         tokenizer_train=TokenizerTrainConfig(log_every=2, checkpoint_every=4, stats_clips=16),
+        # Grouped KV heads (4 query heads over 2) and two examples per row, so tests exercise
+        # both; float32 so sharded and single-device losses agree to float tolerance.
+        model=ModelConfig(d_model=64, num_layers=2, num_heads=4, num_kv_heads=2, head_dim=16,
+                          mlp_dim=128, dtype="float32"),
+        sequence=SequenceConfig(video_patch=2, max_text_len=24, examples_per_row=2),
+        train=TrainConfig(steps=8, batch_size=4, learning_rate=3e-3, warmup_steps=2,
+                          log_every=2, eval_every=4, eval_batches=1, checkpoint_every=4),
     )

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 # Geometry the tokenizers are trained for; it must match the dataset's.
 GEOMETRY = ("height", "width", "fps", "seconds", "sample_rate")
+# Top-level config keys the tokenizer stage depends on.
+TOKENIZER_KEYS = ("seed", "data", "text", "video_vae", "audio", "tokenizer_train")
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:
@@ -68,9 +70,11 @@ def prepare_workdir(workdir: str | os.PathLike, config: Config, data: str | os.P
     path = bundle.config_path(workdir)
     if path.exists():
         saved = config_lib.from_dict(json.loads(path.read_text()))
-        if saved != config:
-            old, new = _flatten(dataclasses.asdict(saved)), _flatten(dataclasses.asdict(config))
-            diffs = [f"{k}: {old[k]!r} -> {new[k]!r}" for k in old if old[k] != new[k]]
+        old, new = _flatten(dataclasses.asdict(saved)), _flatten(dataclasses.asdict(config))
+        # Only what the tokenizers depend on; `o1 train` checks the transformer's sections.
+        diffs = [f"{k}: {old[k]!r} -> {new[k]!r}" for k in old
+                 if k.split(".")[0] in TOKENIZER_KEYS and old[k] != new[k]]
+        if diffs:
             raise ConfigError(f"{workdir} holds a run with another config ({'; '.join(diffs)});"
                               " resume with the same config or use a new --workdir")
     else:

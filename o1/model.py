@@ -1,0 +1,210 @@
+"""The unified decoder: one transformer over interleaved text, video and audio tokens.
+
+Axes: B batch, L positions (queries), S key positions, D model width, V vocabulary,
+F media features (a video patch or an audio latent, zero-padded to one width), E noise
+embedding features.
+
+Every position is a text token, a video patch or an audio latent (`modality`). Its input is
+the sum of a text embedding (text) or a linear patch projection (media), a modality embedding
+and, for media, an embedding of its noise level. The outputs are LM logits for every position
+and a velocity for every media position, through one head per modality. Attention is
+block-causal from segment ids: see `attention_mask`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from o1 import sharding as sh
+from o1.config import Config, ModelConfig
+from o1.nn.attention import Attention, empty_cache
+from o1.nn.mlp import SwiGLU
+from o1.nn.norm import RMSNorm
+from o1.nn.param import dense
+from o1.sequence import AUDIO, TEXT, VIDEO
+
+NOISE_FEATURES = 256  # sinusoidal features of the noise level before its MLP
+MODEL_INPUTS = ("tokens", "modality", "segment_ids", "block", "positions", "media", "noise")
+
+
+class Output(NamedTuple):
+    logits: jax.Array  # float32 [B, L, V]
+    velocity: jax.Array  # float32 [B, L, F]; video features on video tokens, audio on audio
+    cache: dict | None  # the updated inference cache, or None
+
+
+def attention_mask(q_segment, q_block, q_modality, q_index, k_segment, k_block, k_index):
+    """bool [B, L, S]: which keys each query sees.
+
+    A query sees a key of the same packed example (segment id, 0 = padding) that is not in
+    its future, and, if the query is a media token, every key of its own block (media
+    segments are bidirectional). Padding queries see only themselves, so no softmax row is
+    empty. `*_index` are absolute positions: [L] for queries and [S] for keys.
+    """
+    same = (q_segment[:, :, None] == k_segment[:, None, :]) & (q_segment[:, :, None] != 0)
+    past = k_index[None, None, :] <= q_index[None, :, None]
+    whole_block = (q_block[:, :, None] == k_block[:, None, :]) & (
+        q_modality[:, :, None] != TEXT)
+    pad_self = (q_segment[:, :, None] == 0) & (k_index[None, None, :] == q_index[None, :, None])
+    return (same & (past | whole_block)) | pad_self
+
+
+def noise_features(t: jax.Array) -> jax.Array:
+    """[..., E] sinusoidal features of noise levels t in [0, 1]."""
+    half = NOISE_FEATURES // 2
+    freqs = jnp.exp(-math.log(10_000.0) * jnp.arange(half, dtype=jnp.float32) / half)
+    angle = (t.astype(jnp.float32) * 1000.0)[..., None] * freqs
+    return jnp.concatenate([jnp.sin(angle), jnp.cos(angle)], axis=-1)
+
+
+class Block(nnx.Module):
+    """Pre-norm decoder block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        out_std = cfg.init_std / math.sqrt(2 * cfg.num_layers)
+        dtype = jnp.dtype(cfg.dtype)
+        self.attn_norm = RMSNorm(cfg.d_model, sh.EMBED, cfg.norm_eps)
+        self.attn = Attention(cfg, out_std, rngs)
+        self.mlp_norm = RMSNorm(cfg.d_model, sh.EMBED, cfg.norm_eps)
+        self.mlp = SwiGLU(cfg.d_model, cfg.mlp_dim, cfg.init_std, out_std, dtype, rngs)
+
+    def __call__(self, x_bld, positions_bl3, mask_bls, cache=None, index=0):
+        h, cache = self.attn(self.attn_norm(x_bld), positions_bl3, mask_bls, cache, index)
+        x_bld = sh.shard(x_bld + h, sh.BATCH, sh.LENGTH, sh.ACT_EMBED)
+        x_bld = x_bld + self.mlp(self.mlp_norm(x_bld))
+        return sh.shard(x_bld, sh.BATCH, sh.LENGTH, sh.ACT_EMBED), cache
+
+
+_REMAT_POLICIES = {
+    "full": None,  # save nothing: recompute the whole block in the backward pass
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+class Model(nnx.Module):
+    """The unified decoder of DESIGN.md ("Model")."""
+
+    def __init__(self, config: Config, rngs: nnx.Rngs):
+        m = config.model
+        d, std = m.d_model, m.init_std
+        self.cfg = m
+        self.video_dim = config.video_token_dim
+        self.audio_dim = config.audio.channels
+        self.media_dim = config.media_dim
+        self.dtype = jnp.dtype(m.dtype)
+        self.embed = dense(rngs, (config.text.vocab_size, d), (sh.VOCAB, sh.EMBED), 1.0)
+        self.video_in = dense(rngs, (self.video_dim, d), (sh.MEDIA, sh.EMBED),
+                              1 / math.sqrt(self.video_dim))
+        self.audio_in = dense(rngs, (self.audio_dim, d), (sh.MEDIA, sh.EMBED),
+                              1 / math.sqrt(self.audio_dim))
+        self.modality_embed = dense(rngs, (3, d), (None, sh.EMBED), std)
+        self.noise_in = dense(rngs, (NOISE_FEATURES, d), (None, sh.EMBED), std)
+        self.noise_out = dense(rngs, (d, d), (None, sh.EMBED), std)
+        self.blocks = nnx.List([Block(m, rngs) for _ in range(m.num_layers)])
+        self.final_norm = RMSNorm(d, sh.EMBED, m.norm_eps)
+        self.lm_head = dense(rngs, (d, config.text.vocab_size), (sh.EMBED, sh.VOCAB), std)
+        self.video_out = dense(rngs, (d, self.video_dim), (sh.EMBED, sh.MEDIA), std)
+        self.audio_out = dense(rngs, (d, self.audio_dim), (sh.EMBED, sh.MEDIA), std)
+
+    def embed_inputs(self, inputs: dict[str, jax.Array]) -> jax.Array:
+        """[B, L, D] input vectors of text ids and (noised) media features."""
+        dt = self.dtype
+        modality = inputs["modality"]
+        media = inputs["media"].astype(dt)
+        text = jnp.take(self.embed[...], inputs["tokens"], axis=0).astype(dt)
+        video = jnp.einsum("blf,fd->bld", media[..., :self.video_dim],
+                           self.video_in[...].astype(dt))
+        audio = jnp.einsum("blf,fd->bld", media[..., :self.audio_dim],
+                           self.audio_in[...].astype(dt))
+        noise = jax.nn.silu(jnp.einsum("ble,ed->bld", noise_features(inputs["noise"]).astype(dt),
+                                       self.noise_in[...].astype(dt)))
+        noise = jnp.einsum("bld,de->ble", noise, self.noise_out[...].astype(dt))
+        mod = modality[..., None]
+        x = jnp.where(mod == TEXT, text, jnp.where(mod == VIDEO, video, audio))
+        x = x + jnp.where(mod == TEXT, 0, noise).astype(dt)
+        x = x + jnp.take(self.modality_embed[...], modality, axis=0).astype(dt)
+        return sh.shard(x, sh.BATCH, sh.LENGTH, sh.ACT_EMBED)
+
+    def heads(self, x_bld: jax.Array, modality_bl: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """LM logits [B, L, V] and media velocity [B, L, F] (float32) of final hidden states."""
+        dt = self.dtype
+        x = self.final_norm(x_bld)
+        logits = jnp.einsum("bld,dv->blv", x, self.lm_head[...].astype(dt)).astype(jnp.float32)
+        logits = sh.shard(logits, sh.BATCH, sh.LENGTH, sh.VOCAB)
+        video = jnp.einsum("bld,df->blf", x, self.video_out[...].astype(dt)).astype(jnp.float32)
+        audio = jnp.einsum("bld,df->blf", x, self.audio_out[...].astype(dt)).astype(jnp.float32)
+        pad = [(0, 0), (0, 0)]
+        video = jnp.pad(video, pad + [(0, self.media_dim - self.video_dim)])
+        audio = jnp.pad(audio, pad + [(0, self.media_dim - self.audio_dim)])
+        mod = modality_bl[..., None]
+        velocity = jnp.where(mod == VIDEO, video, jnp.where(mod == AUDIO, audio, 0.0))
+        return logits, velocity
+
+    def __call__(self, inputs: dict[str, jax.Array], cache: dict | None = None,
+                 index: jax.Array | int = 0) -> Output:
+        """Runs the decoder over a batch of token rows.
+
+        Args:
+          inputs: `tokens` int [B, L], `modality` int [B, L], `segment_ids` int [B, L],
+            `block` int [B, L], `positions` int [B, L, 3], `media` float [B, L, F] (noised
+            latents), `noise` float [B, L] (noise level of each media token).
+          cache: from `init_cache`: keys, values and segment structure of earlier positions;
+            the L new positions are written at `index` and attend to everything cached.
+          index: absolute position of the first new token (with a cache).
+
+        Returns:
+          Output(logits [B, L, V], velocity [B, L, F], the updated cache or None).
+        """
+        x = self.embed_inputs(inputs)
+        length = x.shape[1]
+        q_index = index + jnp.arange(length)
+        if cache is None:
+            mask = attention_mask(inputs["segment_ids"], inputs["block"], inputs["modality"],
+                                  q_index, inputs["segment_ids"], inputs["block"], q_index)
+        else:
+            cache = dict(cache)
+            for key in ("segment_ids", "block", "modality"):
+                cache[key] = jax.lax.dynamic_update_slice(
+                    cache[key], inputs[key].astype(cache[key].dtype), (0, index))
+            mask = attention_mask(inputs["segment_ids"], inputs["block"], inputs["modality"],
+                                  q_index, cache["segment_ids"], cache["block"],
+                                  jnp.arange(cache["segment_ids"].shape[1]))
+        layers = []
+        for i, block in enumerate(self.blocks):
+            if cache is None:
+                x, _ = self._block_fn()(block, x, inputs["positions"], mask)
+            else:
+                x, layer_cache = block(x, inputs["positions"], mask, cache["layers"][i], index)
+                layers.append(layer_cache)
+        if cache is not None:
+            cache["layers"] = layers
+        logits, velocity = self.heads(x, inputs["modality"])
+        return Output(logits, velocity, cache)
+
+    def _block_fn(self):
+        def run(block, x, positions, mask):
+            return block(x, positions, mask)
+        if self.cfg.remat == "none":
+            return run
+        return nnx.remat(run, policy=_REMAT_POLICIES[self.cfg.remat])
+
+    def init_cache(self, batch: int, length: int) -> dict:
+        """An empty inference cache for `length` positions: per-layer keys/values and the
+        segment structure (segment ids, blocks, modalities) the attention mask needs."""
+        zeros = jnp.zeros((batch, length), jnp.int32)
+        return {"layers": [empty_cache(batch, length, self.cfg) for _ in self.blocks],
+                "segment_ids": zeros, "block": zeros, "modality": zeros}
+
+
+def num_params(model: nnx.Module) -> int:
+    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+def new_model(config: Config, seed: int = 0) -> Model:
+    return Model(config, nnx.Rngs(seed))

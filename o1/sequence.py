@@ -1,0 +1,369 @@
+"""How cached clips become token sequences for every task (DESIGN.md, "One sequence, many tasks").
+
+Pure numpy: this runs in the grain data pipeline, one example at a time.
+
+Axis letters:
+  n  tokens of one built example (n <= config.max_example_len)
+  L  tokens of a packed row (seq_len)
+  B  rows of a batch
+  M  tokens of a media segment (config.num_media_tokens)
+  F  media features of a token (config.media_dim)
+  t  video latent frames, (h, w) the latent grid, C video latent channels
+  a  audio latents (a = 1 + k (t - 1), k = config.latent_ratio), Ca audio latent channels
+  (R, W) the video token grid (h / p, w / p), p = sequence.video_patch
+
+An example is a list of segments, each with its own `block` id (0, 1, 2, ...):
+
+  text_to_av        [caption.., <media>] [media: all noised]
+  video_to_caption  [<media>] [media: clean] [</media>, bos, caption.., eos]
+  video_to_audio    [caption.., <media>] [media: audio noised]
+  audio_to_video    [caption.., <media>] [media: video noised]
+  image_to_video    [caption.., <media>] [media: all but video latent frame 0 noised]
+  continuation      [caption.., <media>] [media: all but the first c latent time steps noised]
+  unconditional     [<media>] [media: all noised]
+
+A conditioning caption is dropped (the first block becomes [<media>]) with probability
+`sequence.caption_dropout`, for classifier-free guidance.
+
+A media segment interleaves the clip per latent time step, video first:
+
+  [video latent 0: R x W patches, row-major][audio 0]
+  [video latent 1][audio 1 .. k] ... [video latent i][audio 1 + k (i - 1) .. k i] ...
+
+Video latent 0 encodes frame 0 alone and later latents t_down frames each (the VAE is causal),
+so latent step i >= 1 shares its time span with audio latents 1 + k (i - 1) .. k i.
+
+Positions are (time, row, col) for multi-axis rotary embeddings. The time unit is one audio
+latent. Inside a media segment at offset o, audio latent j has time o + j and every token of
+video latent i has the time of its first audio latent: o for i = 0, o + 1 + k (i - 1) after, so
+sound and picture of the same instant share a coordinate. (Exact when the audio latent rate
+equals fps, k = t_down, as in tiny and quickstart; with k < t_down a video latent starts less
+than one audio latent before its coordinate.) Video tokens take their patch
+(row, col); audio tokens take (R, 0), a row outside the image. Text tokens advance all three axes
+together, (q, q, q), starting one past the largest time of the previous segment (0 first); a media
+segment's offset is one past the last position of the text before it.
+
+Attention (`attention_mask`) is block-causal: a token sees the tokens of its example up to
+itself, and a media token also sees the rest of its own block.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from o1.config import TASKS, Config
+from o1.tokenizers.text import MEDIA_END_ID, MEDIA_START_ID
+
+TEXT, VIDEO, AUDIO = 0, 1, 2
+TASK_IDS = {name: i for i, name in enumerate(TASKS)}
+# Tasks whose caption is a condition, and so is dropped for classifier-free guidance.
+CAPTION_CONDITIONED = ("text_to_av", "video_to_audio", "audio_to_video", "image_to_video",
+                       "continuation")
+# Noised tokens get t >= MIN_NOISE: a noise level of exactly 0 would mark them as clean context.
+MIN_NOISE = 1e-5
+PAD_BLOCK = -1  # block id of padding; real blocks are >= 0
+
+KEYS = ("tokens", "modality", "block", "positions", "media", "noise", "targets", "text_loss",
+        "media_loss", "task")
+
+
+class SequenceBuilder:
+    """Builds, packs and batches training sequences from cached examples.
+
+    Args:
+      config: the run's config; uses its clip geometry and `config.sequence`.
+    """
+
+    def __init__(self, config: Config):
+        self.config = config
+        seq = config.sequence
+        self.t = config.num_video_latents
+        self.k = config.latent_ratio
+        self.a = config.num_audio_latents
+        self.latent_shape = (*config.latent_grid, config.video_vae.channels)
+        self.rows, self.cols = config.token_grid
+        self.p = seq.video_patch
+        self.media_dim = config.media_dim
+        if self.a != 1 + self.k * (self.t - 1):
+            raise ValueError(
+                f"the media layout needs 1 + k (t - 1) = {1 + self.k * (self.t - 1)} audio "
+                f"latents per clip (k = {self.k}, t = {self.t} video latents) but the config "
+                f"gives {self.a}; keep the audio latent rate at most fps (audio.hop * "
+                f"audio.a_down >= data.sample_rate / data.fps)")
+        self._layout()
+        weights = seq.task_weights
+        self._tasks = [task for task in TASKS if weights[task] > 0]
+        w = np.array([weights[task] for task in self._tasks], np.float64)
+        self._task_p = w / w.sum()
+
+    def _layout(self):
+        """The media segment's per-token template, shared by every example."""
+        rc = self.rows * self.cols
+        row, col = np.divmod(np.arange(rc), self.cols)
+        order, modality, time, rows, cols, step = [], [], [], [], [], []
+        for i in range(self.t):
+            audio = [0] if i == 0 else list(range(1 + self.k * (i - 1), 1 + self.k * i))
+            # Index into concat([video tokens [t * R * W], audio latents [a]]).
+            order += [i * rc + np.arange(rc), self.t * rc + np.array(audio)]
+            modality += [np.full(rc, VIDEO), np.full(len(audio), AUDIO)]
+            time += [np.full(rc, audio[0]), np.array(audio)]
+            rows += [row, np.full(len(audio), self.rows)]
+            cols += [col, np.zeros(len(audio), int)]
+            step += [np.full(rc + len(audio), i)]
+        def cat(parts):
+            return np.concatenate(parts).astype(np.int32)
+
+        self._order = cat(order)  # [M]
+        self._modality = cat(modality)  # [M]
+        self._positions = np.stack([cat(time), cat(rows), cat(cols)], -1)  # [M, 3], offset 0
+        self._step = cat(step)  # [M] latent time step of each token
+
+    # ------------------------------------------------------------------------------------------
+    # One example
+    # ------------------------------------------------------------------------------------------
+
+    def sample_task(self, rng: np.random.Generator) -> str:
+        """A task drawn from `sequence.task_weights` (normalized; weight 0 is never drawn)."""
+        return self._tasks[rng.choice(len(self._tasks), p=self._task_p)]
+
+    def noise_level(self, rng: np.random.Generator) -> float:
+        """t = shift(sigmoid(normal(noise_mean, noise_std))), in [MIN_NOISE, 1]."""
+        seq = self.config.sequence
+        t = 1.0 / (1.0 + np.exp(-rng.normal(seq.noise_mean, seq.noise_std)))
+        s = seq.noise_shift
+        return float(np.clip(s * t / (1.0 + (s - 1.0) * t), MIN_NOISE, 1.0))
+
+    def patchify(self, video_thwc: np.ndarray) -> np.ndarray:
+        """Video latents [t, h, w, C] -> tokens [t, R * W, p * p * C], (p_row, p_col, C) order."""
+        t, h, w, c = video_thwc.shape
+        p = self.p
+        x = video_thwc.reshape(t, h // p, p, w // p, p, c).transpose(0, 1, 3, 2, 4, 5)
+        return x.reshape(t, (h // p) * (w // p), p * p * c)
+
+    def media_features(self, video_thwc: np.ndarray, audio_ac: np.ndarray) -> np.ndarray:
+        """Clean features [M, F] of a clip's media segment, in layout order, zero-padded to F."""
+        f = self.media_dim
+        video = self.patchify(video_thwc).reshape(-1, self.config.video_token_dim)
+        feats = np.zeros((video.shape[0] + audio_ac.shape[0], f), np.float32)
+        feats[:video.shape[0], :video.shape[1]] = video
+        feats[video.shape[0]:, :audio_ac.shape[1]] = audio_ac
+        return feats[self._order]
+
+    def build(self, example: dict, task: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """One example laid out for `task` (see the module docstring).
+
+        Args:
+          example: a cached example: `text_ids` int [L] (bos .. eos), `video_latents`
+            float32 [t, h, w, C], `audio_latents` float32 [a, Ca]; other keys are ignored.
+          task: a name in `config.TASKS`.
+          rng: draws caption dropout, the noise level and the continuation length.
+
+        Returns:
+          Per-token arrays of length n: `tokens` int32 [n] (0 on media), `modality` int32 [n],
+          `block` int32 [n], `positions` int32 [n, 3], `media` float32 [n, F] (clean
+          features, 0 on text), `noise` float32 [n] (0 = clean), `targets` int32 [n] (next id
+          in the same text segment, else 0), `text_loss` and `media_loss` float32 [n] (1 where
+          that loss applies), `task` int32 [n].
+        """
+        if task not in TASK_IDS:
+            raise ValueError(f"unknown task {task!r}; choose one of {list(TASKS)}")
+        video = np.asarray(example["video_latents"], np.float32)
+        audio = np.asarray(example["audio_latents"], np.float32)
+        want_v = (self.t, *self.latent_shape)
+        want_a = (self.a, self.config.audio.channels)
+        if video.shape != want_v or audio.shape != want_a:
+            raise ValueError(f"example {example.get('id', '?')!r} has video latents "
+                             f"{video.shape} and audio latents {audio.shape}; this config "
+                             f"needs {want_v} and {want_a} (re-run `o1 data encode`?)")
+        caption = self._cut(np.asarray(example["text_ids"], np.int32))
+        start = np.array([MEDIA_START_ID], np.int32)
+
+        # Draws always happen in this order, so one seed gives one sequence.
+        drop = task in CAPTION_CONDITIONED and rng.random() < self.config.sequence.caption_dropout
+        level = self.noise_level(rng) if task != "video_to_caption" else 0.0
+        if task == "video_to_caption":
+            noised = np.zeros(len(self._modality), bool)
+        elif task == "video_to_audio":
+            noised = self._modality == AUDIO
+        elif task == "audio_to_video":
+            noised = self._modality == VIDEO
+        elif task == "image_to_video":
+            noised = ~((self._modality == VIDEO) & (self._step == 0))
+        elif task == "continuation":
+            noised = self._step >= rng.integers(1, self.t)  # c clean steps, 1 <= c <= t - 1
+        else:  # text_to_av, unconditional
+            noised = np.ones(len(self._modality), bool)
+
+        conditioned = task in CAPTION_CONDITIONED and not drop
+        # (text ids, whether the LM loss applies), with None for the media segment.
+        segments = [(np.concatenate([caption, start]) if conditioned else start, False),
+                    (None, False)]
+        if task == "video_to_caption":
+            segments.append((np.concatenate([[MEDIA_END_ID], caption]).astype(np.int32), True))
+
+        parts, pos = [], 0
+        for block, (ids, lossed) in enumerate(segments):
+            if ids is None:
+                part = self._media(video, audio, noised, level, pos)
+            else:
+                part = self._text(ids, lossed, pos)
+            part["block"] = np.full(len(part["tokens"]), block, np.int32)
+            pos = int(part["positions"][:, 0].max()) + 1
+            parts.append(part)
+        out = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+        out["task"] = np.full(len(out["tokens"]), TASK_IDS[task], np.int32)
+        return {key: out[key] for key in KEYS}
+
+    def _cut(self, ids: np.ndarray) -> np.ndarray:
+        """Caption ids cut to max_text_len, keeping the first (bos) and last (eos) ids."""
+        n = self.config.sequence.max_text_len
+        return ids if len(ids) <= n else np.concatenate([ids[:n - 1], ids[-1:]])
+
+    def _text(self, ids: np.ndarray, lossed: bool, start: int) -> dict[str, np.ndarray]:
+        m = len(ids)
+        q = np.arange(start, start + m, dtype=np.int32)
+        loss = np.zeros(m, np.float32)
+        if lossed:
+            loss[:-1] = 1.0  # the last token has no next token to predict
+        return {
+            "tokens": ids.astype(np.int32),
+            "modality": np.full(m, TEXT, np.int32),
+            "positions": np.stack([q, q, q], -1),
+            "media": np.zeros((m, self.media_dim), np.float32),
+            "noise": np.zeros(m, np.float32),
+            "targets": np.append(ids[1:], 0).astype(np.int32),
+            "text_loss": loss,
+            "media_loss": np.zeros(m, np.float32),
+        }
+
+    def _media(self, video, audio, noised, level, offset) -> dict[str, np.ndarray]:
+        m = len(self._modality)
+        positions = self._positions.copy()
+        positions[:, 0] += offset
+        return {
+            "tokens": np.zeros(m, np.int32),
+            "modality": self._modality.copy(),
+            "positions": positions,
+            "media": self.media_features(video, audio),
+            "noise": np.where(noised, level, 0.0).astype(np.float32),
+            "targets": np.zeros(m, np.int32),
+            "text_loss": np.zeros(m, np.float32),
+            "media_loss": noised.astype(np.float32),
+        }
+
+    def unpack_media(self, media_mf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Inverse of `media_features`: [M, F] in layout order -> video [t, h, w, C], audio [a, Ca].
+
+        Works on any per-token media array (e.g. predicted velocities of a media segment).
+        """
+        flat = np.empty_like(media_mf)
+        flat[self._order] = media_mf
+        nv = self.t * self.rows * self.cols
+        p, c = self.p, self.latent_shape[-1]
+        video = flat[:nv, :self.config.video_token_dim].reshape(
+            self.t, self.rows, self.cols, p, p, c).transpose(0, 1, 3, 2, 4, 5)
+        return (video.reshape(self.t, *self.latent_shape),
+                flat[nv:, :self.config.audio.channels])
+
+    # ------------------------------------------------------------------------------------------
+    # Packing and batching
+    # ------------------------------------------------------------------------------------------
+
+    def pack(self, examples: list[dict[str, np.ndarray]], seq_len: int) -> dict[str, np.ndarray]:
+        """Built examples one after another in one row of `seq_len` tokens.
+
+        Adds `segment_ids` int32 [L] (1, 2, ... per example, 0 on padding). Blocks are offset so
+        that no two examples share a block id; padding has block PAD_BLOCK and zeros elsewhere.
+
+        Raises:
+          ValueError: the examples do not fit in `seq_len`.
+        """
+        lengths = [len(ex["tokens"]) for ex in examples]
+        if sum(lengths) > seq_len:
+            raise ValueError(f"examples of lengths {lengths} ({sum(lengths)} tokens) do not fit "
+                             f"in a row of seq_len={seq_len}; pack fewer examples per row or "
+                             f"raise sequence.seq_len")
+        row = self._empty(seq_len)
+        at = first_block = 0
+        for i, ex in enumerate(examples):
+            span = slice(at, at + lengths[i])
+            for key in KEYS:
+                row[key][span] = ex[key]
+            row["block"][span] = ex["block"] + first_block
+            row["segment_ids"][span] = i + 1
+            first_block += int(ex["block"].max()) + 1
+            at += lengths[i]
+        return row
+
+    def _empty(self, seq_len: int) -> dict[str, np.ndarray]:
+        row = {key: np.zeros(seq_len, np.int32) for key in KEYS + ("segment_ids",)}
+        row["positions"] = np.zeros((seq_len, 3), np.int32)
+        row["media"] = np.zeros((seq_len, self.media_dim), np.float32)
+        for key in ("noise", "text_loss", "media_loss"):
+            row[key] = np.zeros(seq_len, np.float32)
+        row["block"][:] = PAD_BLOCK
+        return row
+
+    def batch(self, rows: list[list[dict[str, np.ndarray]]], seq_len: int
+              ) -> dict[str, np.ndarray]:
+        """Packs each list of built examples into a row; arrays [B, seq_len, ...]."""
+        packed = [self.pack(row, seq_len) for row in rows]
+        return {key: np.stack([p[key] for p in packed]) for key in packed[0]}
+
+
+# ----------------------------------------------------------------------------------------------
+# Attention
+# ----------------------------------------------------------------------------------------------
+
+
+def attention_mask(segment_ids: np.ndarray, block: np.ndarray, modality: np.ndarray
+                   ) -> np.ndarray:
+    """The reference block-causal mask (the model holds a jnp copy of this rule).
+
+    Query q sees key k iff segment_ids[q] == segment_ids[k] != 0 and (k <= q, or k is in q's
+    block and q is a media token). Padding queries (segment 0) see only themselves, so no row
+    of the mask is empty and the softmax never divides by zero; real queries never see padding.
+
+    Args:
+      segment_ids: int [..., L], 0 = padding.
+      block: int [..., L].
+      modality: int [..., L].
+
+    Returns:
+      bool [..., L, L], indexed [..., query, key].
+    """
+    seg_q, seg_k = segment_ids[..., :, None], segment_ids[..., None, :]
+    length = segment_ids.shape[-1]
+    causal = np.tril(np.ones((length, length), bool))
+    own_block = (block[..., :, None] == block[..., None, :]) & (modality[..., :, None] != TEXT)
+    mask = (seg_q == seg_k) & (seg_q != 0) & (causal | own_block)
+    return mask | (np.eye(length, dtype=bool) & (seg_q == 0))
+
+
+def visible_keys(segment_ids: np.ndarray, block: np.ndarray, modality: np.ndarray) -> int:
+    """Query-key pairs that real (non-padding) queries attend to, without the L x L mask.
+
+    Equals `attention_mask(...).sum()` minus the number of padding tokens (whose only key is
+    themselves). A query sees the keys of its segment up to itself, plus, for a media query,
+    the later keys of its (segment, block). Arguments as in `attention_mask`.
+    """
+    segment_ids, block, modality = (np.asarray(x).reshape(-1, np.shape(x)[-1])
+                                    for x in (segment_ids, block, modality))
+    row = np.broadcast_to(np.arange(len(segment_ids))[:, None], segment_ids.shape)
+    seg_rank, _ = _rank_in_group(np.stack([row, segment_ids], -1).reshape(-1, 2))
+    blk_rank, blk_size = _rank_in_group(np.stack([row, segment_ids, block], -1).reshape(-1, 3))
+    real = segment_ids.reshape(-1) != 0
+    media = modality.reshape(-1) != TEXT
+    later = np.where(media, blk_size - blk_rank - 1, 0)
+    return int(np.sum(np.where(real, seg_rank + 1 + later, 0)))
+
+
+def _rank_in_group(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For rows of `keys` [N, K]: how many earlier rows share the key, and the group size."""
+    _, group, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    group = group.reshape(-1)
+    order = np.argsort(group, kind="stable")
+    first = np.cumsum(counts) - counts
+    rank = np.empty_like(group)
+    rank[order] = np.arange(len(group)) - first[group[order]]
+    return rank, counts[group]
