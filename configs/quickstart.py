@@ -2,14 +2,19 @@
 
     o1 data build avshapes --out data/avshapes --config quickstart
     o1 tokenizers train --workdir runs/quickstart --data data/avshapes
+    o1 data encode --workdir runs/quickstart --data data/avshapes
+    o1 train --workdir runs/quickstart
 """
 
 from o1.config import (
     AudioConfig,
     Config,
     DataConfig,
+    ModelConfig,
+    SequenceConfig,
     TextConfig,
     TokenizerTrainConfig,
+    TrainConfig,
     VideoVAEConfig,
 )
 
@@ -37,4 +42,11 @@ def get_config() -> Config:
                           widths=(64, 128), steps=2000, batch_size=8, learning_rate=3e-3),
         tokenizer_train=TokenizerTrainConfig(log_every=50, checkpoint_every=250,
                                              stats_clips=256),
+        model=ModelConfig(d_model=256, num_layers=4, num_heads=4, num_kv_heads=4, head_dim=64,
+                          mlp_dim=1024, dtype="float32"),
+        # 2x2 patches of the 16x16x16 latent grid: 64 video tokens per latent frame, 576 per
+        # clip, plus 33 audio tokens and the caption: 643-token rows.
+        sequence=SequenceConfig(video_patch=2, max_text_len=32, examples_per_row=1),
+        train=TrainConfig(steps=600, batch_size=8, learning_rate=1e-3, warmup_steps=50,
+                          log_every=10, eval_every=100, eval_batches=2, checkpoint_every=100),
     )

@@ -61,7 +61,7 @@ def train_flops(config: Config, batch: dict[str, np.ndarray]) -> float:
     return 3.0 * forward
 
 
-def measure_peak(dtype: str, size: int = 2048, repeats: int = 10) -> float:
+def measure_peak(dtype: str, size: int = 1024, repeats: int = 10) -> float:
     """FLOP/s of the best of `repeats` jitted [size x size] @ [size x size] matmuls (chained
     8 deep per call so dispatch overhead does not count) on the first device."""
     device = jax.devices()[0]

@@ -132,3 +132,40 @@ def global_batch(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Arra
     """Global arrays from this process's rows (every process passes its own slice)."""
     return {k: jax.make_array_from_process_local_data(batch_sharding(mesh, v.ndim), v)
             for k, v in local.items()}
+
+
+def initialize_distributed(cfg: MeshConfig) -> None:
+    """Joins this process to a multi-process JAX job, before anything touches the devices.
+
+    Nothing happens for a single process (num_processes 1 and no coordinator). Otherwise the
+    coordinator address, process count and process id come from `cfg`, and those left unset
+    (empty, -1) from the environment: `JAX_COORDINATOR_ADDRESS`, or a cluster JAX detects
+    (SLURM, Open MPI, Cloud TPU, Kubernetes). Safe to call again once joined.
+
+    Raises:
+      ConfigError: the job could not be joined: settings missing or out of range, or JAX
+        already started on this process's devices alone.
+    """
+    if cfg.num_processes == 1 and not cfg.coordinator_address:
+        return
+    if jax.distributed.is_initialized():
+        return
+    # Cross-process collectives on CPU (fake hosts in tests) go through gloo; GPUs and TPUs
+    # ignore this. An explicit choice (e.g. mpi) is kept.
+    if jax.config.jax_cpu_collectives_implementation is None:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    settings = (f"mesh.coordinator_address={cfg.coordinator_address!r}, "
+                f"mesh.num_processes={cfg.num_processes}, mesh.process_id={cfg.process_id}")
+    try:
+        jax.distributed.initialize(
+            cfg.coordinator_address or None,
+            None if cfg.num_processes == -1 else cfg.num_processes,
+            None if cfg.process_id == -1 else cfg.process_id)
+    except (RuntimeError, ValueError, TypeError) as e:
+        # An unreachable coordinator is not among these: JAX aborts the process after its
+        # 5-minute connection timeout, with the address in the log.
+        raise ConfigError(
+            f"could not join the multi-process job ({settings}): {str(e).rstrip('.')}. Set "
+            f"mesh.coordinator_address (host:port of process 0), mesh.num_processes and "
+            f"mesh.process_id, or leave them to a cluster JAX detects (SLURM, Open MPI, Cloud "
+            f"TPU), or use mesh.num_processes=1 for a single process") from e

@@ -1,6 +1,7 @@
 """Shared test setup: 8 fake CPU devices (set before JAX is imported) and small datasets."""
 
 import os
+import pathlib
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_force_host_platform_device_count=8").strip()
@@ -22,3 +23,26 @@ def tiny_dataset(tmp_path_factory, tiny_config):
     from o1.train import datasets
 
     return datasets.build_avshapes(tiny_config, tmp_path_factory.mktemp("data") / "avshapes")
+
+
+@pytest.fixture(scope="session")
+def tiny_workdir(tmp_path_factory, tiny_config, tiny_dataset):
+    """A workdir with tiny tokenizers and their latent cache, built once per test session.
+
+    Tests that train copy it (`fresh_workdir`) so their checkpoints never meet.
+    """
+    from o1.tokenizers import cache
+    from o1.tokenizers import train as tok_train
+
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    tok_train.train_tokenizers(workdir, tiny_dataset, tiny_config)
+    cache.encode_dataset(workdir, tiny_dataset)
+    return workdir
+
+
+@pytest.fixture
+def fresh_workdir(tmp_path, tiny_workdir):
+    """A private copy of `tiny_workdir` (tokenizers and latents, no transformer checkpoints)."""
+    import shutil
+
+    return pathlib.Path(shutil.copytree(tiny_workdir, tmp_path / "run"))

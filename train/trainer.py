@@ -22,6 +22,7 @@ import os
 import pathlib
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import grain
 import jax
@@ -177,7 +178,8 @@ def validation_batches(workdir: pathlib.Path, config: Config) -> dict[str, list[
 # The train step.
 # ---------------------------------------------------------------------------------------------
 
-def _model_batch(batch: dict) -> dict:
+def model_batch(batch: dict) -> dict:
+    """The arrays of a built batch that the train step reads."""
     return {k: batch[k] for k in BATCH_KEYS}
 
 
@@ -218,6 +220,24 @@ def make_train_step(config: Config, graphdef, tx) -> Callable:
                 "key": state["key"]}, metrics
 
     return step
+
+
+def init_state(config: Config, mesh) -> tuple[Any, dict, Callable]:
+    """The model created in its sharding on `mesh`, its optimizer state, and the jitted train
+    step: (graphdef, state = {params, opt, step, key}, step(state, batch) -> (state, metrics)).
+    The step donates `state`; call it under `jax.set_mesh(mesh)` with a global batch."""
+    t = config.train
+    model = sh.create_model(lambda: Model(config, nnx.Rngs(t.seed)), mesh)
+    graphdef, params = nnx.split(model)
+    tx = make_optimizer(t)
+    with jax.set_mesh(mesh):
+        state = {"params": params, "opt": jax.jit(tx.init)(params),
+                 "step": jnp.zeros((), jnp.int32),
+                 "key": jax.random.key_data(jax.random.key(t.seed))}
+    shardings = jax.tree.map(lambda x: x.sharding, state)
+    step = jax.jit(make_train_step(config, graphdef, tx), donate_argnums=0,
+                   in_shardings=(shardings, None), out_shardings=(shardings, None))
+    return graphdef, state, step
 
 
 def make_eval_step(config: Config, graphdef) -> Callable:
@@ -279,18 +299,7 @@ def train(workdir: str | os.PathLike, config: Config, stop: StopRequest | None =
             f"{t.batch_size // t.grad_accum} rows must split over the "
             f"{mesh.shape['data'] * mesh.shape['fsdp']} devices of mesh axes data x fsdp")
 
-    model = sh.create_model(lambda: Model(config, nnx.Rngs(t.seed)), mesh)
-    graphdef, params = nnx.split(model)
-    del model
-    tx = make_optimizer(t)
-    with jax.set_mesh(mesh):
-        state = {"params": params, "opt": jax.jit(tx.init)(params),
-                 "step": jnp.zeros((), jnp.int32),
-                 "key": jax.random.key_data(jax.random.key(t.seed))}
-    state_sharding = jax.tree.map(lambda x: x.sharding, state)
-    train_step = jax.jit(make_train_step(config, graphdef, tx), donate_argnums=0,
-                         in_shardings=(state_sharding, None),
-                         out_shardings=(state_sharding, None))
+    graphdef, state, train_step = init_state(config, mesh)
     eval_step = jax.jit(make_eval_step(config, graphdef))
 
     loader = make_loader(workdir, config)
@@ -328,7 +337,7 @@ def train(workdir: str | os.PathLike, config: Config, stop: StopRequest | None =
             for batches_of_task in validation.values():
                 sums = counts = 0.0
                 for batch in batches_of_task:
-                    s, c = eval_step(state["params"], sh.global_batch(_model_batch(batch), mesh))
+                    s, c = eval_step(state["params"], sh.global_batch(model_batch(batch), mesh))
                     sums, counts = sums + np.asarray(s), counts + np.asarray(c)
                 values.update({k: v for k, v in losses.report(sums, counts).items()
                                if not k.startswith("all/")})
@@ -344,7 +353,7 @@ def train(workdir: str | os.PathLike, config: Config, stop: StopRequest | None =
         for step in bar:
             batch = next(batches)
             with jax.set_mesh(mesh):
-                state, metrics = train_step(state, sh.global_batch(_model_batch(batch), mesh))
+                state, metrics = train_step(state, sh.global_batch(model_batch(batch), mesh))
             done = step + 1
             if window is None:  # the first step compiles: time from its end
                 jax.block_until_ready(metrics)

@@ -1,0 +1,124 @@
+"""One process of a multi-process job, launched by test_multihost.py (not a test itself).
+
+    python multihost_worker.py step --out OUT [--coordinator HOST:PORT --num-processes N
+                                               --process-id I]
+    python multihost_worker.py train --out OUT --workdir W --steps S [same options]
+
+`step` takes one train step of the tiny model, set up as `o1.train.trainer.train` does, on a
+fixed synthetic global batch of which this process feeds its own rows; `train` runs
+`trainer.train` itself. Either writes its metrics as JSON to OUT. The caller sets XLA_FLAGS
+(this process's fake CPU devices) and JAX_PLATFORMS=cpu.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from o1 import configs
+from o1 import sharding as sh
+from o1.config import TASKS, Config, MeshConfig
+from o1.model import Model
+from o1.sequence import SequenceBuilder
+from o1.tokenizers.text import BOS_ID, EOS_ID
+from o1.train import trainer
+
+# 8 global devices; rows split over data x fsdp = 4 devices, two micro-batches of 4 rows.
+MESH = dict(data=2, fsdp=2, tensor=2)
+BATCH_SIZE, GRAD_ACCUM = 8, 2
+
+
+def job_config(args: argparse.Namespace) -> Config:
+    config = configs.get("tiny")
+    mesh = MeshConfig(**MESH, coordinator_address=args.coordinator or "",
+                      num_processes=args.num_processes, process_id=args.process_id)
+    train = dataclasses.replace(config.train, batch_size=BATCH_SIZE, grad_accum=GRAD_ACCUM)
+    if args.mode == "train":
+        train = dataclasses.replace(train, steps=args.steps, log_every=1,
+                                    eval_every=args.steps, checkpoint_every=2)
+    return dataclasses.replace(config, mesh=mesh, train=train)
+
+
+def synthetic_batch(config: Config) -> dict[str, np.ndarray]:
+    """The same global batch [B, L, ...] in every process: random latents and captions, every
+    task with a non-zero weight in turn, all draws seeded."""
+    builder = SequenceBuilder(config)
+    tasks = [task for task in TASKS if config.sequence.task_weights[task] > 0]
+    rng = np.random.default_rng(0)
+    per_row = config.sequence.examples_per_row
+    built = []
+    for i in range(config.train.batch_size * per_row):
+        example = {
+            "text_ids": np.array([BOS_ID, *rng.integers(6, config.text.vocab_size, 8), EOS_ID],
+                                 np.int32),
+            "video_latents": rng.normal(size=(config.num_video_latents, *config.latent_grid,
+                                              config.video_vae.channels)).astype(np.float32),
+            "audio_latents": rng.normal(size=(config.num_audio_latents,
+                                              config.audio.channels)).astype(np.float32),
+        }
+        built.append(builder.build(example, tasks[i % len(tasks)], rng))
+    rows = [built[r:r + per_row] for r in range(0, len(built), per_row)]
+    return builder.batch(rows, config.seq_len)
+
+
+def one_step(config: Config) -> dict[str, float]:
+    t = config.train
+    # Set-up as in trainer.train.
+    mesh = sh.make_mesh(config.mesh)
+    model = sh.create_model(lambda: Model(config, nnx.Rngs(t.seed)), mesh)
+    graphdef, params = nnx.split(model)
+    del model
+    tx = trainer.make_optimizer(t)
+    with jax.set_mesh(mesh):
+        state = {"params": params, "opt": jax.jit(tx.init)(params),
+                 "step": jnp.zeros((), jnp.int32),
+                 "key": jax.random.key_data(jax.random.key(t.seed))}
+    state_sharding = jax.tree.map(lambda x: x.sharding, state)
+    train_step = jax.jit(trainer.make_train_step(config, graphdef, tx), donate_argnums=0,
+                         in_shardings=(state_sharding, None),
+                         out_shardings=(state_sharding, None))
+
+    full = synthetic_batch(config)
+    rows = trainer.rows_per_process(config)
+    first = jax.process_index() * rows
+    local = {k: v[first:first + rows] for k, v in trainer._model_batch(full).items()}
+    with jax.set_mesh(mesh):
+        state, metrics = train_step(state, sh.global_batch(local, mesh))
+        param_norm = jax.jit(optax.global_norm)(state["params"])
+    host = jax.device_get(metrics)  # as train() logs them: needs every value replicated
+    return {"loss": float(host["loss"]), "grad_norm": float(host["grad_norm"]),
+            "param_norm": float(param_norm), "skipped": float(host["skipped"])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=("step", "train"))
+    parser.add_argument("--out", type=pathlib.Path, required=True)
+    parser.add_argument("--coordinator", default="")
+    parser.add_argument("--num-processes", type=int, default=1)
+    parser.add_argument("--process-id", type=int, default=-1)
+    parser.add_argument("--workdir", type=pathlib.Path)
+    parser.add_argument("--steps", type=int, default=2)
+    args = parser.parse_args()
+    config = job_config(args)
+    sh.initialize_distributed(config.mesh)
+    sh.initialize_distributed(config.mesh)  # a second call is a no-op
+    if args.mode == "step":
+        result = one_step(config)
+    else:
+        result = trainer.train(args.workdir, config, progress=False)
+    result.update(process_index=jax.process_index(), process_count=jax.process_count(),
+                  local_devices=jax.local_device_count(), devices=jax.device_count())
+    args.out.write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
