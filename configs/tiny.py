@@ -41,6 +41,6 @@ def get_config() -> Config:
         model=ModelConfig(d_model=64, num_layers=2, num_heads=4, num_kv_heads=2, head_dim=16,
                           mlp_dim=128, dtype="float32"),
         sequence=SequenceConfig(video_patch=2, max_text_len=24, examples_per_row=2),
-        train=TrainConfig(steps=8, batch_size=4, learning_rate=3e-3, warmup_steps=2,
+        train=TrainConfig(steps=8, batch_size=8, learning_rate=3e-3, warmup_steps=2,
                           log_every=2, eval_every=4, eval_batches=1, checkpoint_every=4),
     )

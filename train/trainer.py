@@ -214,7 +214,9 @@ def make_train_step(config: Config, graphdef, tx) -> Callable:
             (micro, jnp.arange(accum)))
         updates, opt = tx.update(grads, state["opt"], state["params"])
         params = optax.apply_updates(state["params"], updates)
-        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "lr": lr(state["step"]),
+        # Skipped steps do not advance the optimizer's schedule.
+        applied = state["step"] - state["opt"].total_notfinite
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": lr(applied),
                    "skipped": opt.total_notfinite, "sums": sums, "counts": counts}
         return {"params": params, "opt": opt, "step": state["step"] + 1,
                 "key": state["key"]}, metrics

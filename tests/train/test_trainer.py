@@ -1,0 +1,209 @@
+"""`o1 train` end to end on the tiny latent cache: memorization, skipped non-finite updates,
+exact resume after SIGTERM, SIGKILL during a checkpoint save, metrics and config checks."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from o1 import configs, losses, sequence
+from o1 import sharding as sh
+from o1.config import ConfigError
+from o1.train import datasets, trainer
+from o1.train.loop import Preempted, StopRequest
+
+# No start-up matmul benchmark in tests: MFU is computed against this nominal peak.
+FAST = ["train.peak_flops=1e12"]
+
+
+def _train_losses(workdir: pathlib.Path) -> dict[int, float]:
+    lines = [json.loads(s) for s in (workdir / "metrics.jsonl").read_text().splitlines()]
+    out: dict[int, float] = {}
+    for line in lines:
+        if line["stage"] == "train":
+            assert line["step"] not in out, f"step {line['step']} logged twice"
+            out[line["step"]] = line["loss"]
+    return out
+
+
+def _fixed_batch(config, workdir, tasks):
+    """One example per row, the tasks given, from the train split."""
+    source = datasets.data_source(workdir / "latents", "train")
+    builder = sequence.SequenceBuilder(config)
+    rng = np.random.default_rng(0)
+    rows = [[builder.build(source[i], task, rng)] for i, task in enumerate(tasks)]
+    return trainer.model_batch(builder.batch(rows, config.seq_len))
+
+
+def test_tiny_memorizes_a_handful_of_examples(tiny_workdir):
+    config = configs.get("tiny", ["sequence.examples_per_row=1", "train.batch_size=4",
+                                  "train.steps=400", "train.learning_rate=5e-3",
+                                  "train.warmup_steps=10"])
+    mesh = sh.make_mesh(config.mesh, jax.devices()[:1])
+    graphdef, state, step = trainer.init_state(config, mesh)
+    evaluate = jax.jit(trainer.make_eval_step(config, graphdef))
+    tasks = ["text_to_av", "video_to_caption", "video_to_audio", "audio_to_video"]
+    start = time.perf_counter()
+    with jax.set_mesh(mesh):
+        batch = sh.global_batch(_fixed_batch(config, tiny_workdir, tasks), mesh)
+
+        def loss(params):  # fixed noise, so before and after see the same inputs
+            sums, counts = evaluate(params, batch)
+            per_mod = np.asarray(sums).sum(0) / np.maximum(np.asarray(counts).sum(0), 1)
+            return float(per_mod.sum())
+
+        before = loss(state["params"])
+        for _ in range(config.train.steps):
+            state, metrics = step(state, batch)
+        after = loss(state["params"])
+    print(f"memorization: loss {before:.3f} -> {after:.3f} ({before / after:.1f}x) in "
+          f"{time.perf_counter() - start:.1f} s")
+    assert before / after > 10
+    assert float(metrics["skipped"]) == 0
+
+
+def test_non_finite_gradient_skips_the_update(tiny_workdir):
+    config = configs.get("tiny", ["sequence.examples_per_row=1", "train.batch_size=4"])
+    mesh = sh.make_mesh(config.mesh, jax.devices()[:4])
+    _, state, step = trainer.init_state(config, mesh)
+    good = _fixed_batch(config, tiny_workdir, ["text_to_av"] * 4)
+    bad = {**good, "media": good["media"].copy()}
+    bad["media"][1, 5] = np.nan  # one corrupt latent in one row
+    with jax.set_mesh(mesh):
+        before = jax.device_get(state["params"])
+        state, metrics = step(state, sh.global_batch(bad, mesh))
+        assert not np.isfinite(float(metrics["loss"]))
+        assert int(metrics["skipped"]) == 1
+        for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(jax.device_get(state["params"])),
+                        strict=True):
+            np.testing.assert_array_equal(a, b)
+        # The skipped step did not advance the schedule: the next step still has lr 0 (the
+        # warm-up's first value), the one after it moves the parameters.
+        state, metrics = step(state, sh.global_batch(good, mesh))
+        assert np.isfinite(float(metrics["loss"])) and float(metrics["lr"]) == 0
+        state, metrics = step(state, sh.global_batch(good, mesh))
+        assert float(metrics["lr"]) > 0 and int(metrics["skipped"]) == 1
+        changed = any(not np.array_equal(a, b) for a, b in zip(
+            jax.tree.leaves(before), jax.tree.leaves(jax.device_get(state["params"])),
+            strict=True))
+        assert changed, "a finite step after a skipped one must update the parameters"
+
+
+def _stop_after(workdir: pathlib.Path, lines: int) -> threading.Thread:
+    """Sends this process SIGTERM once `lines` train steps are in metrics.jsonl."""
+    def watch():
+        while True:
+            path = workdir / "metrics.jsonl"
+            if path.exists() and path.read_text().count('"stage": "train"') >= lines:
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            time.sleep(0.01)
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_resume_after_sigterm_repeats_the_straight_run_loss_by_loss(tiny_workdir, tmp_path):
+    import shutil
+
+    config = configs.get("tiny", ["train.steps=14", "train.log_every=1",
+                                  "train.checkpoint_every=100", "train.eval_every=100", *FAST])
+    straight, resumed = (pathlib.Path(shutil.copytree(tiny_workdir, tmp_path / name))
+                         for name in ("straight", "resumed"))
+    trainer.train(straight, config, progress=False)
+    watcher = _stop_after(resumed, 5)
+    with StopRequest() as stop, pytest.raises(Preempted):
+        trainer.train(resumed, config, stop, progress=False)
+    watcher.join()
+    stopped_at = max(_train_losses(resumed))
+    assert 5 <= stopped_at < config.train.steps
+    trainer.train(resumed, config, progress=False)
+    a, b = _train_losses(straight), _train_losses(resumed)
+    assert sorted(a) == sorted(b) == list(range(1, config.train.steps + 1))
+    assert a == b  # exactly, step by step
+    # Validation ran at the end of both runs on the same parameters.
+    val = [json.loads(s) for s in (straight / "metrics.jsonl").read_text().splitlines()
+           if '"stage": "val"' in s]
+    assert val and "video_to_caption/text" in val[-1] and "text_to_av/video" in val[-1]
+
+
+def test_sigkill_during_a_checkpoint_save_never_leaves_a_broken_checkpoint(fresh_workdir):
+    args = [sys.executable, "-m", "o1.cli", "train", "--workdir", str(fresh_workdir),
+            "--config", "tiny", "train.steps=400", "train.checkpoint_every=1",
+            "train.log_every=1", "train.eval_every=1000", *FAST]
+    checkpoints = fresh_workdir / "checkpoints"
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    killed_during_save = False
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            steps = [p.name for p in checkpoints.iterdir()] if checkpoints.exists() else []
+            committed = [s for s in steps if s.isdigit()]
+            if committed and any("tmp" in s for s in steps):
+                proc.send_signal(signal.SIGKILL)
+                killed_during_save = True
+                break
+            time.sleep(0.002)
+    finally:
+        proc.kill()
+        _, err = proc.communicate()
+    assert killed_during_save, f"never saw a save in progress; stderr:\n{err.decode()[-3000:]}"
+    leftovers = [p.name for p in checkpoints.iterdir()]
+    assert any("tmp" in name for name in leftovers), leftovers
+    last_committed = trainer.checkpoint_manager(
+        fresh_workdir, configs.get("tiny")).latest_step()
+    assert last_committed is not None and last_committed >= 1
+
+    config = configs.get("tiny", [f"train.steps={last_committed + 2}", "train.log_every=1",
+                                  "train.eval_every=1000", *FAST])
+    metrics = trainer.train(fresh_workdir, config, progress=False)
+    assert np.isfinite(metrics["loss"])
+    logged = [json.loads(s) for s in (fresh_workdir / "metrics.jsonl").read_text().splitlines()]
+    # The resumed run's first logged step follows the last committed checkpoint.
+    assert [line["step"] for line in logged if line["stage"] == "train"][-2:] == [
+        last_committed + 1, last_committed + 2]
+    assert not any("tmp" in p.name for p in checkpoints.iterdir())
+
+
+def test_metrics_and_tensorboard_events(fresh_workdir):
+    config = configs.get("tiny", ["train.steps=4", "train.log_every=2", "train.eval_every=2",
+                                  *FAST])
+    trainer.train(fresh_workdir, config, progress=False)
+    lines = [json.loads(s) for s in (fresh_workdir / "metrics.jsonl").read_text().splitlines()]
+    train = [line for line in lines if line["stage"] == "train"]
+    val = [line for line in lines if line["stage"] == "val"]
+    assert [line["step"] for line in train] == [2, 4] and [line["step"] for line in val] == [2, 4]
+    for key in ("loss", "grad_norm", "lr", "skipped", "step_time", "tokens_per_s", "mfu",
+                "all/video", "all/audio"):
+        assert key in train[-1], key
+    assert 0 < train[-1]["mfu"] < 1
+    tasks = {key.split("/")[0] for key in val[-1]} - {"stage", "step", "time"}
+    assert tasks == {t for t, w in config.sequence.task_weights.items() if w > 0}
+    assert list((fresh_workdir / "tb").glob("events.out.tfevents.*"))
+
+
+def test_resume_refuses_another_model_config(fresh_workdir):
+    trainer.train(fresh_workdir, configs.get("tiny", ["train.steps=2", *FAST]), progress=False)
+    with pytest.raises(ConfigError, match="model.d_model"):
+        trainer.train(fresh_workdir, configs.get("tiny", ["train.steps=4", "model.d_model=32",
+                                                          *FAST]), progress=False)
+
+
+def test_train_refuses_a_workdir_without_latents(tmp_path):
+    with pytest.raises(ConfigError, match="tokenizers train"):
+        trainer.train(tmp_path, configs.get("tiny"), progress=False)
+
+
+def test_loss_report_names_every_task_and_modality():
+    sums = np.zeros((len(losses.TASKS), 3))
+    counts = np.zeros_like(sums)
+    sums[1, 0], counts[1, 0] = 6.0, 3.0
+    assert losses.report(sums, counts) == {"video_to_caption/text": 2.0, "all/text": 2.0}
