@@ -117,7 +117,10 @@ class Model(nnx.Module):
         dt = self.dtype
         modality = inputs["modality"]
         media = inputs["media"].astype(dt)
-        text = jnp.take(self.embed[...], inputs["tokens"], axis=0).astype(dt)
+        # Gathered before the lookup: a lookup into the (vocab, embed)-sharded table would
+        # come out split along embed and need a full rematerialization to split by rows.
+        table = sh.shard(self.embed[...], None, None)
+        text = jnp.take(table, inputs["tokens"], axis=0).astype(dt)
         video = jnp.einsum("blf,fd->bld", media[..., :self.video_dim],
                            self.video_in[...].astype(dt))
         audio = jnp.einsum("blf,fd->bld", media[..., :self.audio_dim],
@@ -207,4 +210,7 @@ def num_params(model: nnx.Module) -> int:
 
 
 def new_model(config: Config, seed: int = 0) -> Model:
-    return Model(config, nnx.Rngs(seed))
+    """The model on one device (no mesh): parameters annotated for sharding, not placed.
+    For a mesh use `o1.sharding.create_model`."""
+    with nnx.use_eager_sharding(False):
+        return Model(config, nnx.Rngs(seed))
