@@ -63,8 +63,8 @@ def train_flops(config: Config, batch: dict[str, np.ndarray]) -> float:
 
 def measure_peak(dtype: str, size: int = 1024, repeats: int = 10) -> float:
     """FLOP/s of the best of `repeats` jitted [size x size] @ [size x size] matmuls (chained
-    8 deep per call so dispatch overhead does not count) on the first device."""
-    device = jax.devices()[0]
+    8 deep per call so dispatch overhead does not count) on this process's first device."""
+    device = jax.local_devices()[0]
     a = jax.device_put(jnp.ones((size, size), dtype) / size, device)
 
     @jax.jit
@@ -86,7 +86,7 @@ def peak_flops(config: Config) -> tuple[float, str]:
     """(peak FLOP/s of all devices together, where the figure comes from).
 
     The configured `train.peak_flops` (per device) wins; then a GPU's datasheet; on CPU the
-    peak is measured now, once for the machine (fake CPU devices share its cores).
+    peak is measured now, once per host (fake CPU devices share its cores).
     """
     devices = jax.devices()
     if config.train.peak_flops > 0:
@@ -97,5 +97,6 @@ def peak_flops(config: Config) -> tuple[float, str]:
             return DATASHEET_BF16[kind] * len(devices), f"datasheet bf16 of {kind}"
         raise ValueError(f"no datasheet peak for {kind!r}; set train.peak_flops (FLOP/s per "
                          f"device)")
-    peak = measure_peak(config.model.dtype)
+    # Every host measures its own machine; the job's peak is the sum over hosts.
+    peak = measure_peak(config.model.dtype) * jax.process_count()
     return peak, f"measured {config.model.dtype} matmul on {devices[0].platform}"

@@ -18,15 +18,12 @@ import json
 import pathlib
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import nnx
 
 from o1 import configs
 from o1 import sharding as sh
 from o1.config import TASKS, Config, MeshConfig
-from o1.model import Model
 from o1.sequence import SequenceBuilder
 from o1.tokenizers.text import BOS_ID, EOS_ID
 from o1.train import trainer
@@ -70,30 +67,16 @@ def synthetic_batch(config: Config) -> dict[str, np.ndarray]:
 
 
 def one_step(config: Config) -> dict[str, float]:
-    t = config.train
-    # Set-up as in trainer.train.
     mesh = sh.make_mesh(config.mesh)
-    model = sh.create_model(lambda: Model(config, nnx.Rngs(t.seed)), mesh)
-    graphdef, params = nnx.split(model)
-    del model
-    tx = trainer.make_optimizer(t)
-    with jax.set_mesh(mesh):
-        state = {"params": params, "opt": jax.jit(tx.init)(params),
-                 "step": jnp.zeros((), jnp.int32),
-                 "key": jax.random.key_data(jax.random.key(t.seed))}
-    state_sharding = jax.tree.map(lambda x: x.sharding, state)
-    train_step = jax.jit(trainer.make_train_step(config, graphdef, tx), donate_argnums=0,
-                         in_shardings=(state_sharding, None),
-                         out_shardings=(state_sharding, None))
-
-    full = synthetic_batch(config)
+    _, state, train_step = trainer.init_state(config, mesh)
+    full = trainer.model_batch(synthetic_batch(config))
     rows = trainer.rows_per_process(config)
     first = jax.process_index() * rows
-    local = {k: v[first:first + rows] for k, v in trainer._model_batch(full).items()}
+    local = {k: v[first:first + rows] for k, v in full.items()}
     with jax.set_mesh(mesh):
         state, metrics = train_step(state, sh.global_batch(local, mesh))
-        param_norm = jax.jit(optax.global_norm)(state["params"])
-    host = jax.device_get(metrics)  # as train() logs them: needs every value replicated
+        param_norm = jax.jit(optax.tree.norm)(state["params"])
+    host = jax.device_get(metrics)  # as train() logs them: every value must be replicated
     return {"loss": float(host["loss"]), "grad_norm": float(host["grad_norm"]),
             "param_norm": float(param_norm), "skipped": float(host["skipped"])}
 
