@@ -27,7 +27,6 @@ from o1.train import trainer
 def random_batch(config, seed: int = 0) -> dict:
     builder = sequence.SequenceBuilder(config)
     rng = np.random.default_rng(seed)
-    h, w = config.latent_grid
     weights = config.sequence.task_weights
     tasks = [t for t in TASKS if weights[t] > 0]
     per_row = config.sequence.examples_per_row
@@ -35,15 +34,8 @@ def random_batch(config, seed: int = 0) -> dict:
     for r in range(config.train.batch_size):
         row = []
         for e in range(per_row):
-            example = {
-                "text_ids": np.concatenate([[1], rng.integers(6, config.text.vocab_size,
-                                                              config.sequence.max_text_len - 2),
-                                            [2]]).astype(np.int32),
-                "video_latents": rng.standard_normal(
-                    (config.num_video_latents, h, w, config.video_vae.channels), np.float32),
-                "audio_latents": rng.standard_normal(
-                    (config.num_audio_latents, config.audio.channels), np.float32),
-            }
+            example = sequence.random_example(config, r * per_row + e,
+                                              config.sequence.max_text_len)
             row.append(builder.build(example, tasks[(r * per_row + e) % len(tasks)], rng))
         rows.append(row)
     return trainer.model_batch(builder.batch(rows, config.seq_len))

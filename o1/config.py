@@ -133,6 +133,12 @@ class TextConfig:
             raise ConfigError(f"text.model_type must be unigram or bpe, got {self.model_type!r}")
 
 
+def _check_positive(section: str, cfg, names: Sequence[str]) -> None:
+    for name in names:
+        if getattr(cfg, name) <= 0:
+            raise ConfigError(f"{section}.{name} must be positive, got {getattr(cfg, name)}")
+
+
 def _check_training(section: str, cfg) -> None:
     for name in ("steps", "batch_size"):
         if getattr(cfg, name) <= 0:
@@ -251,10 +257,8 @@ class ModelConfig:
     init_std: float = 0.02  # std of the normal initializer of every weight matrix
 
     def __post_init__(self):
-        for name in ("d_model", "num_layers", "num_heads", "num_kv_heads", "head_dim",
-                     "mlp_dim"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"model.{name} must be positive, got {getattr(self, name)}")
+        _check_positive("model", self, ("d_model", "num_layers", "num_heads", "num_kv_heads",
+                                        "head_dim", "mlp_dim"))
         if self.num_heads % self.num_kv_heads:
             raise ConfigError(
                 f"model.num_heads ({self.num_heads}) must be a multiple of model.num_kv_heads "
@@ -387,10 +391,9 @@ class TrainConfig:
     peak_flops: float = 0.0  # FLOP/s per device for MFU (0 = datasheet on GPU, measured on CPU)
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "grad_accum", "log_every", "eval_every",
-                     "eval_batches", "checkpoint_every", "keep_checkpoints"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"train.{name} must be positive, got {getattr(self, name)}")
+        _check_positive("train", self, ("steps", "batch_size", "grad_accum", "log_every",
+                                        "eval_every", "eval_batches", "checkpoint_every",
+                                        "keep_checkpoints"))
         if self.batch_size % self.grad_accum:
             raise ConfigError(
                 f"train.batch_size ({self.batch_size}) must be a multiple of train.grad_accum "

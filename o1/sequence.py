@@ -52,7 +52,7 @@ from __future__ import annotations
 import numpy as np
 
 from o1.config import TASKS, Config
-from o1.tokenizers.text import MEDIA_END_ID, MEDIA_START_ID
+from o1.tokenizers.text import BOS_ID, EOS_ID, MEDIA_END_ID, MEDIA_START_ID
 
 TEXT, VIDEO, AUDIO = 0, 1, 2
 TASK_IDS = {name: i for i, name in enumerate(TASKS)}
@@ -367,3 +367,18 @@ def _rank_in_group(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rank = np.empty_like(group)
     rank[order] = np.arange(len(group)) - first[group[order]]
     return rank, counts[group]
+
+
+def random_example(config: Config, seed: int = 0, caption_len: int = 6) -> dict[str, np.ndarray]:
+    """A cached example of the config's shapes with N(0, 1) latents (normalized latents have
+    that scale) and `caption_len` random caption ids (bos .. eos): for benchmarks and tests."""
+    rng = np.random.default_rng(seed)
+    words = rng.integers(MEDIA_END_ID + 1, config.text.vocab_size, caption_len - 2)
+    return {
+        "text_ids": np.array([BOS_ID, *words, EOS_ID], np.int32),
+        "video_latents": rng.standard_normal(
+            (config.num_video_latents, *config.latent_grid, config.video_vae.channels),
+            np.float32),
+        "audio_latents": rng.standard_normal(
+            (config.num_audio_latents, config.audio.channels), np.float32),
+    }

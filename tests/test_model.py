@@ -18,21 +18,8 @@ from o1 import model as model_lib
 from o1.config import TASKS, ConfigError
 from o1.model import MODEL_INPUTS, Model, attention_mask
 from o1.nn import rotary
-from o1.sequence import AUDIO, TEXT, SequenceBuilder
+from o1.sequence import AUDIO, TEXT, SequenceBuilder, random_example
 from o1.tokenizers.text import BOS_ID, EOS_ID, MEDIA_END_ID
-
-
-def make_example(config, seed=0, caption_len=6):
-    """A cached example with random latents and a caption of `caption_len` ids (bos .. eos)."""
-    rng = np.random.default_rng(seed)
-    words = rng.integers(6, config.text.vocab_size, caption_len - 2)
-    return {
-        "text_ids": np.array([BOS_ID, *words, EOS_ID], np.int32),
-        "video_latents": rng.normal(size=(config.num_video_latents, *config.latent_grid,
-                                          config.video_vae.channels)).astype(np.float32),
-        "audio_latents": rng.normal(size=(config.num_audio_latents,
-                                          config.audio.channels)).astype(np.float32),
-    }
 
 
 def span(row, segment, block):
@@ -88,8 +75,8 @@ def packed(config, builder):
     """One row of seq_len tokens: example 1 is text_to_av ([caption, <media>] [media]),
     example 2 video_to_caption ([<media>] [media] [</media>, caption]), then padding."""
     rng = np.random.default_rng(0)
-    examples = [builder.build(make_example(config, 0), "text_to_av", rng),
-                builder.build(make_example(config, 1), "video_to_caption", rng)]
+    examples = [builder.build(random_example(config, 0), "text_to_av", rng),
+                builder.build(random_example(config, 1), "video_to_caption", rng)]
     row = builder.pack(examples, config.seq_len)
     assert (row["segment_ids"] == 0).sum() > 0  # the row has padding
     return {key: value[None] for key, value in row.items()}
@@ -199,7 +186,7 @@ def test_padding_does_not_affect_real_tokens(config, forward, packed, packed_out
 
 def test_model_mask_agrees_with_the_reference_on_every_task(config, builder):
     rng = np.random.default_rng(3)
-    built = [builder.build(make_example(config, i), task, rng) for i, task in enumerate(TASKS)]
+    built = [builder.build(random_example(config, i), task, rng) for i, task in enumerate(TASKS)]
     rows = [built[0:2], built[2:4], built[4:6], built[6:]]  # the last row: one example
     batch = builder.batch(rows, config.seq_len)
     seg, block, mod = batch["segment_ids"], batch["block"], batch["modality"]
@@ -333,7 +320,7 @@ def test_kv_cache_decodes_text_like_the_full_pass(config, builder, forward, cach
 def test_kv_cache_continues_after_a_media_block(config, builder, forward, cached_forward):
     # [caption, <media>] [media] [</media>, caption]: the prefix as one chunk, the media block as
     # one chunk (it is bidirectional inside), then the caption one token at a time.
-    example = make_example(config, 5)
+    example = random_example(config, 5)
     first = builder.build(example, "text_to_av", np.random.default_rng(5))
     media_start = int(np.flatnonzero(first["modality"] != TEXT)[0])
     end = len(first["tokens"])
@@ -364,8 +351,8 @@ def graphdef_with(config, **model_changes):
 
 def test_remat_gives_the_same_loss_and_gradients(config, builder, model):
     rng = np.random.default_rng(6)
-    examples = [builder.build(make_example(config, 0), "text_to_av", rng),
-                builder.build(make_example(config, 1), "video_to_caption", rng)]
+    examples = [builder.build(random_example(config, 0), "text_to_av", rng),
+                builder.build(random_example(config, 1), "video_to_caption", rng)]
     batch = {key: jnp.asarray(value)
              for key, value in builder.batch([examples], config.seq_len).items()}
     denom = losses.denominators(batch)

@@ -22,8 +22,7 @@ from o1 import configs, losses
 from o1 import sharding as sh
 from o1.config import TASKS, ConfigError, MeshConfig
 from o1.model import Model
-from o1.sequence import SequenceBuilder
-from o1.tokenizers.text import BOS_ID, EOS_ID
+from o1.sequence import SequenceBuilder, random_example
 
 GOLDEN = pathlib.Path(__file__).parent / "golden" / "tiny_param_sharding.txt"
 MESH = MeshConfig(data=2, fsdp=2, tensor=2)
@@ -145,23 +144,11 @@ def test_shard_is_the_identity_without_a_mesh():
 # ----------------------------------------------------------------------------------------------
 
 
-def make_example(config, seed):
-    rng = np.random.default_rng(seed)
-    words = rng.integers(6, config.text.vocab_size, 6)
-    return {
-        "text_ids": np.array([BOS_ID, *words, EOS_ID], np.int32),
-        "video_latents": rng.normal(size=(config.num_video_latents, *config.latent_grid,
-                                          config.video_vae.channels)).astype(np.float32),
-        "audio_latents": rng.normal(size=(config.num_audio_latents,
-                                          config.audio.channels)).astype(np.float32),
-    }
-
-
 def test_sharded_and_single_device_losses_and_gradients_agree(config, mesh, sharded):
     builder = SequenceBuilder(config)
     rng = np.random.default_rng(0)
     tasks = [*TASKS, "video_to_caption"]  # 8 examples, 2 per row: 4 rows, one per data shard
-    built = [builder.build(make_example(config, i), task, rng) for i, task in enumerate(tasks)]
+    built = [builder.build(random_example(config, i), task, rng) for i, task in enumerate(tasks)]
     batch = builder.batch([built[i:i + 2] for i in range(0, 8, 2)], config.seq_len)
     graphdef, params, rest = nnx.split(sharded, nnx.Param, ...)
 
