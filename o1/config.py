@@ -498,7 +498,7 @@ class Config:
         return Fraction(d.sample_rate * self.video_vae.t_down, a.hop * a.a_down * d.fps)
 
     def _check_geometry(self):
-        d, v, a = self.data, self.video_vae, self.audio
+        d, v = self.data, self.video_vae
         if d.height % v.s_down or d.width % v.s_down:
             raise ConfigError(
                 f"data.height x data.width ({d.height}x{d.width}) must be divisible by "
@@ -520,14 +520,6 @@ class Config:
                 f"{self.sequence.examples_per_row * self.max_example_len} (or 0 for automatic)")
         if self._ratio().denominator != 1:
             self._raise_ratio()
-        expected = 1 + self.latent_ratio * (self.num_video_latents - 1)
-        if self.num_audio_latents != expected:
-            raise ConfigError(
-                f"a clip's {self.num_audio_latents} audio latents do not pair with its "
-                f"{self.num_video_latents} video latents (1 + k * (t - 1) = {expected} with "
-                f"k = {self.latent_ratio}): the audio latent rate sample_rate/(hop*a_down) = "
-                f"{d.sample_rate / (a.hop * a.a_down):.4g}/s must not exceed data.fps "
-                f"({d.fps}); raise audio.hop or audio.a_down")
 
     def _raise_ratio(self):
         d, v, a = self.data, self.video_vae, self.audio

@@ -9,7 +9,7 @@ Axis letters:
   M  tokens of a media segment (config.num_media_tokens)
   F  media features of a token (config.media_dim)
   t  video latent frames, (h, w) the latent grid, C video latent channels
-  a  audio latents (a = 1 + k (t - 1), k = config.latent_ratio), Ca audio latent channels
+  a  audio latents, Ca audio latent channels
   (R, W) the video token grid (h / p, w / p), p = sequence.video_patch
 
 An example is a list of segments, each with its own `block` id (0, 1, 2, ...):
@@ -27,18 +27,19 @@ A conditioning caption is dropped (the first block becomes [<media>]) with proba
 
 A media segment interleaves the clip per latent time step, video first:
 
-  [video latent 0: R x W patches, row-major][audio 0]
-  [video latent 1][audio 1 .. k] ... [video latent i][audio 1 + k (i - 1) .. k i] ...
+  [video latent 0: R x W patches, row-major][the audio latents starting in its span]
+  [video latent 1][audio latents starting in its span] ...
 
-Video latent 0 encodes frame 0 alone and later latents t_down frames each (the VAE is causal),
-so latent step i >= 1 shares its time span with audio latents 1 + k (i - 1) .. k i.
+Video latent 0 encodes frame 0 alone and later latents t_down frames each (the VAE is causal).
+When the audio latent rate equals fps (tiny, quickstart: one audio latent per frame), that is
+[video 0][audio 0] [video 1][audio 1 .. k] ... [video i][audio 1 + k (i - 1) .. k i].
 
 Positions are (time, row, col) for multi-axis rotary embeddings. The time unit is one audio
 latent. Inside a media segment at offset o, audio latent j has time o + j and every token of
-video latent i has the time of its first audio latent: o for i = 0, o + 1 + k (i - 1) after, so
-sound and picture of the same instant share a coordinate. (Exact when the audio latent rate
-equals fps, k = t_down, as in tiny and quickstart; with k < t_down a video latent starts less
-than one audio latent before its coordinate.) Video tokens take their patch
+video latent i has its start time in the same unit (o for i = 0, o + 1 + k (i - 1) after when
+the audio latent rate equals fps), so sound and picture of the same instant share a coordinate.
+(Exact when a video latent starts on an audio latent boundary, as in every named config;
+otherwise its start is rounded down to one.) Video tokens take their patch
 (row, col); audio tokens take (R, 0), a row outside the image. Text tokens advance all three axes
 together, (q, q, q), starting one past the largest time of the previous segment (0 first); a media
 segment's offset is one past the last position of the text before it.
@@ -78,18 +79,11 @@ class SequenceBuilder:
         self.config = config
         seq = config.sequence
         self.t = config.num_video_latents
-        self.k = config.latent_ratio
         self.a = config.num_audio_latents
         self.latent_shape = (*config.latent_grid, config.video_vae.channels)
         self.rows, self.cols = config.token_grid
         self.p = seq.video_patch
         self.media_dim = config.media_dim
-        if self.a != 1 + self.k * (self.t - 1):
-            raise ValueError(
-                f"the media layout needs 1 + k (t - 1) = {1 + self.k * (self.t - 1)} audio "
-                f"latents per clip (k = {self.k}, t = {self.t} video latents) but the config "
-                f"gives {self.a}; keep the audio latent rate at most fps (audio.hop * "
-                f"audio.a_down >= data.sample_rate / data.fps)")
         self._layout()
         weights = seq.task_weights
         self._tasks = [task for task in TASKS if weights[task] > 0]
@@ -101,12 +95,21 @@ class SequenceBuilder:
         rc = self.rows * self.cols
         row, col = np.divmod(np.arange(rc), self.cols)
         order, modality, time, rows, cols, step = [], [], [], [], [], []
+        # Each audio latent joins the video latent whose time span holds its start: video
+        # latent i starts at frame 0 (i = 0) or 1 + t_down (i - 1); audio latent j at sample
+        # j * hop * a_down. Times are in audio latents (exact integers when a video latent
+        # starts on an audio latent boundary, as in every named config).
+        cfg = self.config
+        per_audio = cfg.audio.hop * cfg.audio.a_down
+        starts = np.array([0] + [(1 + cfg.video_vae.t_down * (i - 1))
+                                 * cfg.data.samples_per_frame for i in range(1, self.t)])
+        group = np.searchsorted(starts, np.arange(self.a) * per_audio, side="right") - 1
         for i in range(self.t):
-            audio = [0] if i == 0 else list(range(1 + self.k * (i - 1), 1 + self.k * i))
+            audio = np.flatnonzero(group == i)
             # Index into concat([video tokens [t * R * W], audio latents [a]]).
-            order += [i * rc + np.arange(rc), self.t * rc + np.array(audio)]
+            order += [i * rc + np.arange(rc), self.t * rc + audio]
             modality += [np.full(rc, VIDEO), np.full(len(audio), AUDIO)]
-            time += [np.full(rc, audio[0]), np.array(audio)]
+            time += [np.full(rc, starts[i] // per_audio), audio]
             rows += [row, np.full(len(audio), self.rows)]
             cols += [col, np.zeros(len(audio), int)]
             step += [np.full(rc + len(audio), i)]

@@ -354,3 +354,25 @@ def test_builds_are_deterministic_given_the_seed(builder, config):
     levels = {float(builder.build(example, "text_to_av", np.random.default_rng(s))["noise"][-1])
               for s in range(5)}
     assert len(levels) == 5
+
+
+@pytest.mark.parametrize("overrides", [["data.fps=8"], ["data.fps=8", "video_vae.t_down=2"]])
+def test_other_rate_pairings_keep_every_latent_once_and_aligned(overrides):
+    # fps 8: two audio latents per frame (k = 8, 34 audio latents for 5 video latents).
+    config = configs.get("tiny", overrides)
+    built = SequenceBuilder(config).build(make_example(config), "text_to_av",
+                                          np.random.default_rng(0))
+    media = built["modality"] != TEXT
+    mod, time = built["modality"][media], built["positions"][media][:, 0]
+    assert media.sum() == config.num_media_tokens
+    audio_time = time[mod == AUDIO] - time[0]
+    np.testing.assert_array_equal(audio_time, np.arange(config.num_audio_latents))
+    d = config.data
+    per_audio = Fraction(config.audio.hop * config.audio.a_down, d.sample_rate)  # seconds
+    video_starts = np.flatnonzero((mod == VIDEO) & (np.roll(mod, 1) != VIDEO))
+    for i, at in enumerate(video_starts):
+        frame = 0 if i == 0 else 1 + config.video_vae.t_down * (i - 1)
+        assert time[at] - time[0] == Fraction(frame, d.fps) / per_audio
+        # The audio right after a video latent starts at the same instant.
+        after = at + config.token_grid[0] * config.token_grid[1]
+        assert mod[after] == AUDIO and time[after] == time[at]
