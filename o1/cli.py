@@ -150,7 +150,10 @@ def _train_config(args: argparse.Namespace):
     workdir = pathlib.Path(args.workdir)
     for path in (workdir / "checkpoints" / "config.json", workdir / "config.json"):
         if path.exists():
-            saved = config_lib.from_dict(json.loads(path.read_text()))
+            data = json.loads(path.read_text())
+            # Sections the file lacks (written by an older o1) come from its named config.
+            base = configs.get(data["name"]) if data.get("name") in configs.NAMES else None
+            saved = config_lib.from_dict(data, base)
             return config_lib.apply_overrides(saved, args.overrides)
     raise FileNotFoundError(f"{workdir} has no config.json; train the tokenizers first "
                             f"(`o1 tokenizers train --workdir {workdir} --data DATA`) or pass "

@@ -588,6 +588,11 @@ def apply_overrides(config: T, overrides: Sequence[str]) -> T:
         raise ConfigError(f"bad value for {key}: {cause}") from None
 
 
-def from_dict(data: dict[str, Any]) -> Config:
-    """Rebuilds a Config from `dataclasses.asdict` output (e.g. a workdir's config.json)."""
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), data))  # type: ignore
+def from_dict(data: dict[str, Any], base: Config | None = None) -> Config:
+    """Rebuilds a Config from `dataclasses.asdict` output (e.g. a workdir's config.json).
+
+    Keys missing from `data` (a file written before a section existed) take their values from
+    `base`, by default the dataclass defaults.
+    """
+    merged = OmegaConf.merge(OmegaConf.structured(base if base is not None else Config), data)
+    return OmegaConf.to_object(merged)  # type: ignore

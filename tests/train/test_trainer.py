@@ -229,3 +229,19 @@ def test_bfloat16_compute_keeps_float32_parameters_and_optimizer_state(tiny_work
     # Same weights and batch: bf16 rounding moves the loss only slightly.
     np.testing.assert_allclose(losses_by_dtype["bfloat16"], losses_by_dtype["float32"],
                                rtol=2e-2)
+
+
+def test_cli_config_of_a_workdir_fills_missing_sections_from_its_named_config(tmp_path):
+    import argparse
+    import dataclasses
+
+    from o1.cli import _train_config
+
+    config = configs.get("quickstart")
+    old = dataclasses.asdict(config)
+    del old["model"], old["train"]  # a config.json written before these sections existed
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    args = argparse.Namespace(config=None, workdir=str(tmp_path), overrides=["train.steps=7"])
+    loaded = _train_config(args)
+    assert loaded.model == config.model
+    assert loaded.train == dataclasses.replace(config.train, steps=7)
