@@ -96,8 +96,6 @@ def _cmd_info(args: argparse.Namespace) -> None:
 
 def _tokenizer_config(args: argparse.Namespace):
     """The config to train tokenizers with: the workdir's, else --config, else the dataset's."""
-    import json
-
     from o1 import config as config_lib
     from o1 import configs
     from o1.tokenizers import bundle
@@ -105,8 +103,7 @@ def _tokenizer_config(args: argparse.Namespace):
 
     saved = bundle.config_path(args.workdir)
     if saved.exists() and args.config is None:
-        base = config_lib.from_dict(json.loads(saved.read_text()))
-        return config_lib.apply_overrides(base, args.overrides)
+        return config_lib.apply_overrides(config_lib.load(saved), args.overrides)
     name = args.config or datasets.load_config(args.data).name
     return configs.get(name, args.overrides)
 
@@ -139,7 +136,6 @@ def _cmd_encode(args: argparse.Namespace) -> None:
 def _train_config(args: argparse.Namespace):
     """--config NAME, else the config of the workdir's last transformer run, else the
     workdir's tokenizer config; then the overrides."""
-    import json
     import pathlib
 
     from o1 import config as config_lib
@@ -150,11 +146,7 @@ def _train_config(args: argparse.Namespace):
     workdir = pathlib.Path(args.workdir)
     for path in (workdir / "checkpoints" / "config.json", workdir / "config.json"):
         if path.exists():
-            data = json.loads(path.read_text())
-            # Sections the file lacks (written by an older o1) come from its named config.
-            base = configs.get(data["name"]) if data.get("name") in configs.NAMES else None
-            saved = config_lib.from_dict(data, base)
-            return config_lib.apply_overrides(saved, args.overrides)
+            return config_lib.apply_overrides(config_lib.load(path), args.overrides)
     raise FileNotFoundError(f"{workdir} has no config.json; train the tokenizers first "
                             f"(`o1 tokenizers train --workdir {workdir} --data DATA`) or pass "
                             f"--config")

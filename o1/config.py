@@ -19,6 +19,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import os
+import pathlib
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from typing import Any, TypeVar
@@ -588,11 +590,35 @@ def apply_overrides(config: T, overrides: Sequence[str]) -> T:
         raise ConfigError(f"bad value for {key}: {cause}") from None
 
 
-def from_dict(data: dict[str, Any], base: Config | None = None) -> Config:
+def from_dict(data: dict[str, Any]) -> Config:
     """Rebuilds a Config from `dataclasses.asdict` output (e.g. a workdir's config.json).
 
-    Keys missing from `data` (a file written before a section existed) take their values from
-    `base`, by default the dataclass defaults.
+    Keys missing from `data` (a file written before a section existed) take the values of the
+    named config `data["name"]` when there is one, else the dataclass defaults.
     """
-    merged = OmegaConf.merge(OmegaConf.structured(base if base is not None else Config), data)
-    return OmegaConf.to_object(merged)  # type: ignore
+    from o1 import configs  # configs imports this module
+
+    name = data.get("name")
+    base = configs.get(name) if name in configs.NAMES else Config
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(base), data))  # type: ignore
+
+
+def load(path: str | os.PathLike) -> Config:
+    """The Config saved as JSON at `path` (see `from_dict`)."""
+    return from_dict(json.loads(pathlib.Path(path).read_text()))
+
+
+def differences(old: Config, new: Config, sections: Sequence[str]) -> list[str]:
+    """'key: old -> new' for every dotted key under the top-level `sections` that differs."""
+    def flat(tree: dict, prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                out.update(flat(value, f"{prefix}{key}."))
+            else:
+                out[prefix + key] = value
+        return out
+
+    a, b = flat(dataclasses.asdict(old)), flat(dataclasses.asdict(new))
+    return [f"{k}: {a[k]!r} -> {b[k]!r}" for k in a
+            if k.split(".")[0] in sections and a[k] != b[k]]

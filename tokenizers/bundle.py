@@ -70,7 +70,7 @@ def load_config(workdir: str | os.PathLike) -> Config:
     if not path.is_file():
         raise FileNotFoundError(f"{workdir} has no config.json; train tokenizers first with "
                                 f"`o1 tokenizers train --workdir {workdir} --data DIR`")
-    return config_lib.from_dict(json.loads(path.read_text()))
+    return config_lib.load(path)
 
 
 def video_pixels(video: np.ndarray) -> jnp.ndarray:

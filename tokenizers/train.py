@@ -12,8 +12,6 @@ after an interruption picks up where it stopped:
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import os
 import pathlib
@@ -41,16 +39,6 @@ GEOMETRY = ("height", "width", "fps", "seconds", "sample_rate")
 TOKENIZER_KEYS = ("seed", "data", "text", "video_vae", "audio", "tokenizer_train")
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[prefix + key] = value
-    return flat
-
-
 def prepare_workdir(workdir: str | os.PathLike, config: Config, data: str | os.PathLike
                     ) -> Config:
     """Checks `config` against the dataset and the workdir, and writes `config.json`.
@@ -69,11 +57,8 @@ def prepare_workdir(workdir: str | os.PathLike, config: Config, data: str | os.P
     workdir.mkdir(parents=True, exist_ok=True)
     path = bundle.config_path(workdir)
     if path.exists():
-        saved = config_lib.from_dict(json.loads(path.read_text()))
-        old, new = _flatten(dataclasses.asdict(saved)), _flatten(dataclasses.asdict(config))
         # Only what the tokenizers depend on; `o1 train` checks the transformer's sections.
-        diffs = [f"{k}: {old[k]!r} -> {new[k]!r}" for k in old
-                 if k.split(".")[0] in TOKENIZER_KEYS and old[k] != new[k]]
+        diffs = config_lib.differences(config_lib.load(path), config, TOKENIZER_KEYS)
         if diffs:
             raise ConfigError(f"{workdir} holds a run with another config ({'; '.join(diffs)});"
                               " resume with the same config or use a new --workdir")

@@ -16,7 +16,6 @@ the data iterator's state is part of the checkpoint. SIGTERM or Ctrl-C saves and
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import pathlib
@@ -55,14 +54,6 @@ BATCH_KEYS = MODEL_INPUTS + ("targets", "text_loss", "media_loss", "task")
 # Set-up: config checks, optimizer.
 # ---------------------------------------------------------------------------------------------
 
-def _diff(a: Config, b: Config, sections) -> list[str]:
-    out = []
-    for name in sections:
-        x, y = dataclasses.asdict(getattr(a, name)), dataclasses.asdict(getattr(b, name))
-        out += [f"{name}.{k}: {x[k]!r} -> {y[k]!r}" for k in x if x[k] != y[k]]
-    return out
-
-
 def check_workdir(workdir: pathlib.Path, config: Config) -> None:
     """Refuses a config the workdir's latents or checkpoints were not made with."""
     path = workdir / "config.json"
@@ -72,15 +63,13 @@ def check_workdir(workdir: pathlib.Path, config: Config) -> None:
     if not (workdir / "latents").exists():
         raise ConfigError(f"{workdir} has no latent cache; run "
                           f"`o1 data encode --workdir {workdir} --data DATA` first")
-    saved = config_lib.from_dict(json.loads(path.read_text()))
-    wrong = _diff(saved, config, TOKENIZER_SECTIONS)
+    wrong = config_lib.differences(config_lib.load(path), config, TOKENIZER_SECTIONS)
     if wrong:
         raise ConfigError(f"the latents in {workdir} were made with another tokenizer config "
                           f"({'; '.join(wrong)}); use the workdir's config (omit --config)")
     run = workdir / "checkpoints" / "config.json"
     if run.exists():
-        previous = config_lib.from_dict(json.loads(run.read_text()))
-        wrong = _diff(previous, config, MODEL_SECTIONS)
+        wrong = config_lib.differences(config_lib.load(run), config, MODEL_SECTIONS)
         if wrong:
             raise ConfigError(f"{workdir}/checkpoints holds a run with another model config "
                               f"({'; '.join(wrong)}); resume with the same settings or use a "
