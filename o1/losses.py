@@ -30,28 +30,27 @@ def noised(inputs: dict[str, jax.Array], key: jax.Array) -> tuple[dict, jax.Arra
     return {**inputs, "media": (1 - t) * x0 + t * eps}, eps - x0
 
 
+def lossed(batch: dict[str, jax.Array]) -> jax.Array:
+    """float32 [B, L, M]: 1 where a modality's loss applies to a token (0 on padding)."""
+    modality, media = batch["modality"], batch["media_loss"].astype(jnp.float32)
+    return jnp.stack([batch["text_loss"].astype(jnp.float32) * (modality == TEXT),
+                      media * (modality == VIDEO), media * (modality == AUDIO)], axis=-1)
+
+
 def denominators(batch: dict[str, jax.Array]) -> jax.Array:
     """float32 [M]: lossed tokens per modality in the batch (at least 1)."""
-    media = batch["media_loss"]
-    counts = jnp.stack([batch["text_loss"].sum(),
-                        jnp.where(batch["modality"] == VIDEO, media, 0).sum(),
-                        jnp.where(batch["modality"] == AUDIO, media, 0).sum()])
-    return jnp.maximum(counts.astype(jnp.float32), 1.0)
+    return jnp.maximum(lossed(batch).sum((0, 1)), 1.0)
 
 
 def token_losses(cfg: Config, logits, velocity, target_v, batch) -> tuple[jax.Array, jax.Array]:
     """Per-token losses [B, L, M] (0 where a modality's loss does not apply) and log(Z)^2."""
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"])
     log_z = jax.nn.logsumexp(logits, axis=-1)
-    modality = batch["modality"]
-    width = jnp.where(modality == VIDEO, cfg.video_token_dim, cfg.audio.channels)  # [B, L]
+    width = jnp.where(batch["modality"] == VIDEO, cfg.video_token_dim, cfg.audio.channels)
     feature_ok = jnp.arange(velocity.shape[-1]) < width[..., None]
     mse = jnp.sum(jnp.where(feature_ok, (velocity - target_v) ** 2, 0.0), -1) / width
-    text_w = batch["text_loss"].astype(jnp.float32) * (modality == TEXT)
-    media_w = batch["media_loss"].astype(jnp.float32)
-    per_token = jnp.stack([ce * text_w, mse * media_w * (modality == VIDEO),
-                           mse * media_w * (modality == AUDIO)], axis=-1)
-    return per_token, jnp.square(log_z) * text_w
+    weights = lossed(batch)
+    return jnp.stack([ce, mse, mse], axis=-1) * weights, jnp.square(log_z) * weights[..., 0]
 
 
 def loss_fn(cfg: Config, model, batch: dict[str, jax.Array], key: jax.Array,
@@ -63,7 +62,7 @@ def loss_fn(cfg: Config, model, batch: dict[str, jax.Array], key: jax.Array,
       denom: [M] lossed tokens per modality of the whole step's batch (`denominators`).
 
     Returns:
-      (scalar loss, {"sums": [T, M] loss sums, "counts": [T, M] token counts, "z": z-loss}).
+      (scalar loss, {"sums": [T, M] loss sums, "counts": [T, M] token counts}).
     """
     inputs, target_v = noised(batch, key)
     out = model(inputs)
@@ -77,12 +76,8 @@ def loss_fn(cfg: Config, model, batch: dict[str, jax.Array], key: jax.Array,
 def grouped(per_token: jax.Array, batch: dict[str, jax.Array], num_tasks: int) -> dict:
     """Loss sums and token counts per (task, modality)."""
     task = jax.nn.one_hot(batch["task"], num_tasks, dtype=jnp.float32)  # [B, L, T]
-    lossed = jnp.stack([batch["text_loss"] * (batch["modality"] == TEXT),
-                        batch["media_loss"] * (batch["modality"] == VIDEO),
-                        batch["media_loss"] * (batch["modality"] == AUDIO)], -1)
-    real = (batch["segment_ids"] > 0)[..., None]
-    return {"sums": jnp.einsum("blt,blm->tm", task * real, per_token),
-            "counts": jnp.einsum("blt,blm->tm", task * real, lossed.astype(jnp.float32))}
+    return {"sums": jnp.einsum("blt,blm->tm", task, per_token),
+            "counts": jnp.einsum("blt,blm->tm", task, lossed(batch))}
 
 
 def report(sums, counts) -> dict[str, float]:
