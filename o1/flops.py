@@ -54,8 +54,7 @@ def train_flops(config: Config, batch: dict[str, np.ndarray]) -> float:
     """FLOPs of one training step (forward + backward) on a built batch (numpy)."""
     segment, block, modality = batch["segment_ids"], batch["block"], batch["modality"]
     tokens = int((segment > 0).sum())
-    pairs = sum(sequence.visible_keys(segment[i], block[i], modality[i])
-                for i in range(segment.shape[0]))
+    pairs = sequence.visible_keys(segment, block, modality)
     forward = (matmul_flops_per_token(config) * tokens
                + attention_flops_per_pair(config) * pairs)
     return 3.0 * forward

@@ -179,9 +179,10 @@ class Model(nnx.Module):
                                   q_index, cache["segment_ids"], cache["block"],
                                   jnp.arange(cache["segment_ids"].shape[1]))
         layers = []
+        run_block = self._block_fn()
         for i, block in enumerate(self.blocks):
             if cache is None:
-                x, _ = self._block_fn()(block, x, inputs["positions"], mask)
+                x, _ = run_block(block, x, inputs["positions"], mask)
             else:
                 x, layer_cache = block(x, inputs["positions"], mask, cache["layers"][i], index)
                 layers.append(layer_cache)

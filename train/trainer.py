@@ -284,7 +284,7 @@ def train(workdir: str | os.PathLike, config: Config, stop: StopRequest | None =
     t = config.train
     check_workdir(workdir, config)
     mesh = sh.make_mesh(config.mesh)
-    if (config.train.batch_size // t.grad_accum) % (mesh.shape["data"] * mesh.shape["fsdp"]):
+    if (t.batch_size // t.grad_accum) % (mesh.shape["data"] * mesh.shape["fsdp"]):
         raise ConfigError(
             f"a micro-batch of train.batch_size / train.grad_accum = "
             f"{t.batch_size // t.grad_accum} rows must split over the "
@@ -317,10 +317,8 @@ def train(workdir: str | os.PathLike, config: Config, stop: StopRequest | None =
              jax.device_count(), dict(mesh.shape))
     if progress and jax.process_index() == 0:
         tqdm.write(f"o1 train: {len(jax.devices())} devices, mesh {dict(mesh.shape)}, peak "
-                   f"{peak / 1e9:.1f} GFLOP/s ({peak_source}); resuming at step {start}"
-                   if start else
-                   f"o1 train: {len(jax.devices())} devices, mesh {dict(mesh.shape)}, peak "
-                   f"{peak / 1e9:.1f} GFLOP/s ({peak_source})")
+                   f"{peak / 1e9:.1f} GFLOP/s ({peak_source})"
+                   + (f"; resuming at step {start}" if start else ""))
 
     def run_validation(step: int) -> dict[str, float]:
         values = {}
