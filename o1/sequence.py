@@ -184,18 +184,9 @@ class SequenceBuilder:
         # Draws always happen in this order, so one seed gives one sequence.
         drop = task in CAPTION_CONDITIONED and rng.random() < self.config.sequence.caption_dropout
         level = self.noise_level(rng) if task != "video_to_caption" else 0.0
-        if task == "video_to_caption":
-            noised = np.zeros(len(self._modality), bool)
-        elif task == "video_to_audio":
-            noised = self._modality == AUDIO
-        elif task == "audio_to_video":
-            noised = self._modality == VIDEO
-        elif task == "image_to_video":
-            noised = ~((self._modality == VIDEO) & (self._step == 0))
-        elif task == "continuation":
-            noised = self._step >= rng.integers(1, self.t)  # c clean steps, 1 <= c <= t - 1
-        else:  # text_to_av, unconditional
-            noised = np.ones(len(self._modality), bool)
+        # c clean steps for continuation, 1 <= c <= t - 1
+        noised = self.noised_mask(task, int(rng.integers(1, self.t))
+                                  if task == "continuation" else 1)
 
         conditioned = task in CAPTION_CONDITIONED and not drop
         # (text ids, whether the LM loss applies), with None for the media segment.
@@ -207,9 +198,9 @@ class SequenceBuilder:
         parts, pos = [], 0
         for block, (ids, lossed) in enumerate(segments):
             if ids is None:
-                part = self._media(video, audio, noised, level, pos)
+                part = self.media_segment(video, audio, noised, level, pos)
             else:
-                part = self._text(ids, lossed, pos)
+                part = self.text_segment(ids, pos, lossed)
             part["block"] = np.full(len(part["tokens"]), block, np.int32)
             pos = int(part["positions"][:, 0].max()) + 1
             parts.append(part)
@@ -217,12 +208,35 @@ class SequenceBuilder:
         out["task"] = np.full(len(out["tokens"]), TASK_IDS[task], np.int32)
         return {key: out[key] for key in KEYS}
 
+    def noised_mask(self, task: str, context_steps: int = 1) -> np.ndarray:
+        """bool [M]: the media tokens `task` generates (the rest are clean context).
+
+        `context_steps` is the number of clean latent time steps of a continuation (1 to t-1).
+        """
+        if task == "video_to_caption":
+            return np.zeros(len(self._modality), bool)
+        if task == "video_to_audio":
+            return self._modality == AUDIO
+        if task == "audio_to_video":
+            return self._modality == VIDEO
+        if task == "image_to_video":
+            return ~((self._modality == VIDEO) & (self._step == 0))
+        if task == "continuation":
+            if not 1 <= context_steps < self.t:
+                raise ValueError(f"a continuation keeps 1 to {self.t - 1} clean latent steps, "
+                                 f"got {context_steps}")
+            return self._step >= context_steps
+        return np.ones(len(self._modality), bool)  # text_to_av, unconditional
+
     def _cut(self, ids: np.ndarray) -> np.ndarray:
         """Caption ids cut to max_text_len, keeping the first (bos) and last (eos) ids."""
         n = self.config.sequence.max_text_len
         return ids if len(ids) <= n else np.concatenate([ids[:n - 1], ids[-1:]])
 
-    def _text(self, ids: np.ndarray, lossed: bool, start: int) -> dict[str, np.ndarray]:
+    def text_segment(self, ids: np.ndarray, start: int, lossed: bool = False
+                     ) -> dict[str, np.ndarray]:
+        """Per-token arrays (as `build` returns, without block and task) of a text segment
+        whose first position is `start`."""
         m = len(ids)
         q = np.arange(start, start + m, dtype=np.int32)
         loss = np.zeros(m, np.float32)
@@ -239,7 +253,10 @@ class SequenceBuilder:
             "media_loss": np.zeros(m, np.float32),
         }
 
-    def _media(self, video, audio, noised, level, offset) -> dict[str, np.ndarray]:
+    def media_segment(self, video: np.ndarray, audio: np.ndarray, noised: np.ndarray,
+                      level: float, offset: int) -> dict[str, np.ndarray]:
+        """Per-token arrays of a clip's media segment at time `offset`: clean features of
+        `video` [t, h, w, C] and `audio` [a, Ca], noise level `level` where `noised` [M]."""
         m = len(self._modality)
         positions = self._positions.copy()
         positions[:, 0] += offset

@@ -1,0 +1,381 @@
+"""Sampling from the unified model: flow ODE for media, autoregressive decoding for text.
+
+Axes: B rows, R requests, P prefix positions (padded to a bucket), M media tokens of a clip,
+F media features, V vocabulary, G generated text tokens.
+
+Media (DESIGN.md, "Sampling"). A request is a text prefix ([caption.., <media>], or just
+[<media>]) and a media segment of which some tokens are given (clean context, noise level 0)
+and the rest are generated: they start as Gaussian noise at t = 1 and follow the model's
+velocity v = e - x_0 down to t = 0 with Euler or Heun steps on a (shifted) uniform grid.
+Classifier-free guidance runs the conditional prefix and the unconditional one ([<media>]:
+the caption dropped, as in training) as two rows of one batch and mixes their velocities
+per modality, v = v_u + s (v_c - v_u), with s = `cfg_video` on video tokens and `cfg_audio`
+on audio tokens. The prefix never attends to the media (it is causal and comes first), so its
+keys and values are computed once into a KV cache and every denoising step runs only the M
+media tokens against it. Prefixes are right-padded to a length bucket, so prompts of
+different lengths share one compiled program; the padding has segment id 0 and no real
+token sees it.
+
+Text. `decode_text` continues rows of a prefix (e.g. [<media>] media [</media>, bos] for
+captioning) token by token with a KV cache: greedy, or temperature with top-p; it stops
+when every row has emitted eos or after `max_tokens`.
+
+Both are deterministic for a given key. `cached=False` recomputes the whole row at every
+step instead of using the cache: the reference the cached paths are tested against.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from o1.config import Config
+from o1.model import MODEL_INPUTS, Model
+from o1.sequence import AUDIO, PAD_BLOCK, TEXT, VIDEO, SequenceBuilder
+from o1.tokenizers.text import BOS_ID, EOS_ID, MEDIA_END_ID, MEDIA_START_ID, PAD_ID
+
+SOLVERS = ("euler", "heun")
+# Ids a generated caption never contains.
+_BANNED_IDS = (PAD_ID, BOS_ID, MEDIA_START_ID, MEDIA_END_ID)
+
+
+@dataclasses.dataclass(frozen=True)
+class FlowOptions:
+    """How media is sampled."""
+
+    steps: int = 16  # denoising steps from t = 1 to 0
+    solver: str = "euler"  # euler (one model call per step) or heun (two, except the last)
+    shift: float = 1.0  # t -> s t / (1 + (s - 1) t) on the step grid; s > 1 spends more steps
+    # near t = 1 (coarse structure), s < 1 near t = 0 (detail)
+    cfg_video: float = 3.0  # guidance scale on video tokens (1 = no guidance)
+    cfg_audio: float = 3.0  # guidance scale on audio tokens (1 = no guidance)
+
+    def __post_init__(self):
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
+        if not self.shift > 0:
+            raise ValueError(f"shift must be > 0, got {self.shift}")
+        if self.cfg_video < 0 or self.cfg_audio < 0:
+            raise ValueError("guidance scales must be >= 0")
+
+    @property
+    def guided(self) -> bool:
+        return self.cfg_video != 1.0 or self.cfg_audio != 1.0
+
+    def grid(self) -> np.ndarray:
+        """float32 [steps + 1]: noise levels from 1 down to 0."""
+        t = np.linspace(1.0, 0.0, self.steps + 1)
+        return (self.shift * t / (1.0 + (self.shift - 1.0) * t)).astype(np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class TextOptions:
+    """How text is decoded."""
+
+    max_tokens: int = 32  # generated tokens at most (eos included)
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0  # nucleus: sample from the smallest set of ids with this much mass
+
+    def __post_init__(self):
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise ValueError("temperature must be >= 0 and top_p in (0, 1]")
+
+
+@dataclasses.dataclass(frozen=True)
+class MediaRequest:
+    """One clip to sample.
+
+    Attributes:
+      caption: caption ids (bos .. eos) to condition on, or None.
+      video: float32 [t, h, w, C] normalized latents; only the context tokens are read.
+      audio: float32 [a, Ca], likewise.
+      noised: bool [M]: the media tokens to generate (`SequenceBuilder.noised_mask`).
+    """
+
+    caption: np.ndarray | None
+    video: np.ndarray
+    audio: np.ndarray
+    noised: np.ndarray
+
+
+def buckets(config: Config) -> tuple[int, ...]:
+    """Prefix lengths programs are compiled for: powers of two from 8 up to the longest
+    prefix, [caption of max_text_len, <media>]."""
+    longest = config.sequence.max_text_len + 1
+    out = [8]
+    while out[-1] < longest:
+        out.append(out[-1] * 2)
+    return tuple(out)
+
+
+class Sampler:
+    """Samples media and text from a model.
+
+    Args:
+      config: the model's config.
+      model: the trained model (its parameters are read at construction).
+    """
+
+    def __init__(self, config: Config, model: Model):
+        self.config = config
+        self.builder = SequenceBuilder(config)
+        self.graphdef, self.params = nnx.split(model)
+        self.buckets = buckets(config)
+        self._flow_steps: dict = {}
+        self._prefill = jax.jit(self._prefill_fn)
+        self._decode = jax.jit(self._decode_fn, static_argnames=("options", "cached"))
+
+    # ------------------------------------------------------------------------------------------
+    # Rows
+    # ------------------------------------------------------------------------------------------
+
+    def _prefix_rows(self, captions: Sequence[np.ndarray | None]) -> tuple[dict, np.ndarray]:
+        """Right-padded prefixes [B, P] and each row's media offset [B] (its real length)."""
+        ids = [np.array([MEDIA_START_ID], np.int32) if c is None else
+               np.concatenate([np.asarray(c, np.int32), [MEDIA_START_ID]]) for c in captions]
+        longest = max(len(i) for i in ids)
+        fits = [b for b in self.buckets if b >= longest]
+        if not fits:
+            raise ValueError(f"a caption of {longest - 1} ids is longer than "
+                             f"sequence.max_text_len={self.config.sequence.max_text_len}")
+        p = fits[0]
+        rows = [self.builder.text_segment(i, 0) for i in ids]
+        out = {
+            "tokens": np.zeros((len(ids), p), np.int32),
+            "modality": np.full((len(ids), p), TEXT, np.int32),
+            "segment_ids": np.zeros((len(ids), p), np.int32),
+            "block": np.full((len(ids), p), PAD_BLOCK, np.int32),
+            "positions": np.zeros((len(ids), p, 3), np.int32),
+            "media": np.zeros((len(ids), p, self.config.media_dim), np.float32),
+            "noise": np.zeros((len(ids), p), np.float32),
+        }
+        for r, row in enumerate(rows):
+            n = len(row["tokens"])
+            out["tokens"][r, :n] = row["tokens"]
+            out["positions"][r, :n] = row["positions"]
+            out["segment_ids"][r, :n] = 1
+            out["block"][r, :n] = 0
+        return out, np.array([len(i) for i in ids], np.int32)
+
+    def _media_rows(self, requests: Sequence[MediaRequest], offsets: np.ndarray) -> dict:
+        """Media segments [B, M] (clean features; noise levels filled in per step)."""
+        parts = []
+        for req, offset in zip(requests, offsets, strict=True):
+            seg = self.builder.media_segment(req.video, req.audio, req.noised, 1.0, int(offset))
+            seg["media"] = np.where(req.noised[:, None], 0.0, seg["media"])
+            parts.append(seg)
+        out = {k: np.stack([p[k] for p in parts]) for k in
+               ("tokens", "modality", "positions", "media")}
+        out["segment_ids"] = np.ones_like(out["tokens"])
+        out["block"] = np.ones_like(out["tokens"])
+        return out
+
+    # ------------------------------------------------------------------------------------------
+    # Media: the flow ODE
+    # ------------------------------------------------------------------------------------------
+
+    def sample_media(self, requests: Sequence[MediaRequest], options: FlowOptions,
+                     key: jax.Array, cached: bool = True,
+                     on_step: Callable[[str, int], None] | None = None) -> np.ndarray:
+        """Samples the noised tokens of every request.
+
+        Args:
+          requests: the clips to sample (all of this config's clip geometry).
+          options: steps, solver, shift and guidance.
+          key: the initial noise (request r uses fold_in(key, r), so a request's sample does
+            not depend on what else is in the batch).
+          cached: compute the prefix's keys/values once (True) or run the whole row at
+            every step (the reference).
+          on_step: called with ("prefix", 0) after the prefix and ("step", i) after each
+            denoising step, once its result is ready (for progress and profiling).
+
+        Returns:
+          float32 [R, M, F] media features in layout order: the context as given and the
+          sampled tokens (unpack with `SequenceBuilder.unpack_media`).
+        """
+        r = len(requests)
+        guided = options.guided and any(q.caption is not None for q in requests)
+        captions = [q.caption for q in requests] + ([None] * r if guided else [])
+        prefix, offsets = self._prefix_rows(captions)
+        media = self._media_rows(list(requests) * (2 if guided else 1), offsets)
+        noised = np.stack([q.noised for q in requests])
+        clean = media["media"][:r]
+        width = np.where(media["modality"][:r] == VIDEO, self.config.video_token_dim,
+                         np.where(media["modality"][:r] == AUDIO, self.config.audio.channels, 0))
+        features = np.arange(self.config.media_dim) < width[..., None]  # [R, M, F]
+        noise = np.stack([jax.random.normal(jax.random.fold_in(key, i), clean.shape[1:])
+                          for i in range(r)])
+        x = np.where(noised[..., None] & features, noise, clean).astype(np.float32)
+        scales = np.where(media["modality"][:r] == VIDEO, options.cfg_video,
+                          np.where(media["modality"][:r] == AUDIO, options.cfg_audio, 1.0))
+        consts = {"clean": jnp.asarray(clean), "noised": jnp.asarray(noised),
+                  "features": jnp.asarray(features), "scales": jnp.asarray(scales, jnp.float32)}
+        prefix = {k: jnp.asarray(v) for k, v in prefix.items()}
+        media = {k: jnp.asarray(v) for k, v in media.items() if k != "media"}
+        context = self._prefill(self.params, prefix) if cached else prefix
+        if on_step:
+            jax.block_until_ready(context)
+            on_step("prefix", 0)
+        step = self._flow_step(options.solver, guided, cached)
+        grid = options.grid()
+        x = jnp.asarray(x)
+        for i in range(options.steps):
+            x = step(self.params, context, media, consts, x, grid[i], grid[i + 1])
+            if on_step:
+                jax.block_until_ready(x)
+                on_step("step", i)
+        return np.asarray(jnp.where(consts["noised"][..., None], x, consts["clean"]))
+
+    def _prefill_fn(self, params, prefix: dict) -> dict:
+        """The KV cache of the prefix rows, sized for prefix + media."""
+        model = nnx.merge(self.graphdef, params)
+        b, p = prefix["tokens"].shape
+        cache = model.init_cache(b, p + self.config.num_media_tokens)
+        return model(prefix, cache=cache, index=0).cache
+
+    def _flow_step(self, solver: str, guided: bool, cached: bool) -> Callable:
+        key = (solver, guided, cached)
+        if key not in self._flow_steps:
+            self._flow_steps[key] = jax.jit(functools.partial(
+                self._flow_step_fn, solver=solver, guided=guided, cached=cached))
+        return self._flow_steps[key]
+
+    def _velocity(self, params, context, media, consts, x, t, guided, cached):
+        """Guided velocity [R, M, F] of the current media x [R, M, F] at noise level t."""
+        model = nnx.merge(self.graphdef, params)
+        rows = 2 if guided else 1
+        noised = jnp.tile(consts["noised"], (rows, 1))
+        inputs = {**media, "media": jnp.tile(x, (rows, 1, 1)),
+                  "noise": jnp.where(noised, t, 0.0).astype(jnp.float32)}
+        if cached:
+            p = context["layers"][0]["k"].shape[1] - x.shape[1]
+            v = model({k: inputs[k] for k in MODEL_INPUTS}, cache=context, index=p).velocity
+        else:
+            p = context["tokens"].shape[1]
+            row = {k: jnp.concatenate([context[k], inputs[k]], axis=1) for k in MODEL_INPUTS}
+            v = model(row).velocity[:, p:]
+        if guided:
+            cond, uncond = jnp.split(v, 2)
+            v = uncond + consts["scales"][..., None] * (cond - uncond)
+        return jnp.where(consts["features"], v, 0.0)
+
+    def _flow_step_fn(self, params, context, media, consts, x, t, t_next, *, solver, guided,
+                      cached):
+        velocity = functools.partial(self._velocity, params, context, media, consts,
+                                     guided=guided, cached=cached)
+        v = velocity(x, t)
+        euler = x + (t_next - t) * v
+        if solver == "euler":
+            return euler
+        # Heun: average the slopes at both ends; the last step (to t = 0) stays Euler.
+        v_next = velocity(euler, t_next)
+        heun = x + (t_next - t) * 0.5 * (v + v_next)
+        return jnp.where(t_next > 0, heun, euler)
+
+    # ------------------------------------------------------------------------------------------
+    # Text: autoregressive decoding
+    # ------------------------------------------------------------------------------------------
+
+    def caption_prefix(self, video: np.ndarray, audio: np.ndarray) -> dict:
+        """The captioning prefix of one clip, [<media>] [media: clean] [</media>, bos], as
+        arrays [n, ...] with `block`."""
+        b = self.builder
+        parts = [b.text_segment(np.array([MEDIA_START_ID], np.int32), 0)]
+        parts.append(b.media_segment(video, audio, b.noised_mask("video_to_caption"), 0.0, 1))
+        start = int(parts[-1]["positions"][:, 0].max()) + 1
+        parts.append(b.text_segment(np.array([MEDIA_END_ID, BOS_ID], np.int32), start))
+        for block, part in enumerate(parts):
+            part["block"] = np.full(len(part["tokens"]), block, np.int32)
+        return {k: np.concatenate([p[k] for p in parts]) for k in
+                ("tokens", "modality", "block", "positions", "media", "noise")}
+
+    def decode_text(self, prefixes: Sequence[dict], options: TextOptions, key: jax.Array,
+                    cached: bool = True) -> np.ndarray:
+        """Continues each prefix (arrays [n, ...] of equal n, e.g. `caption_prefix`) with
+        text in its last block.
+
+        Returns:
+          int32 [B, G] generated ids (G = options.max_tokens), eos included, PAD_ID after.
+        """
+        rows = {k: jnp.asarray(np.stack([p[k] for p in prefixes])) for k in prefixes[0]}
+        rows["segment_ids"] = jnp.ones_like(rows["tokens"])
+        return np.asarray(self._decode(self.params, rows, key, options=options, cached=cached))
+
+    def _decode_fn(self, params, prefix, key, *, options: TextOptions, cached: bool):
+        model = nnx.merge(self.graphdef, params)
+        b, n = prefix["tokens"].shape
+        g = options.max_tokens
+        total = n + g
+        last_pos = prefix["positions"][:, -1, 0]  # [B]
+        block = prefix["block"][:, -1:]
+
+        def pick(logits, step_key):  # [B, V] -> [B]
+            logits = logits.at[:, jnp.array(_BANNED_IDS)].set(-jnp.inf)
+            if options.temperature == 0:
+                return jnp.argmax(logits, -1).astype(jnp.int32)
+            logits = logits / options.temperature
+            if options.top_p < 1:
+                order = jnp.argsort(-logits, axis=-1)
+                sorted_logits = jnp.take_along_axis(logits, order, -1)
+                probs = jax.nn.softmax(sorted_logits, -1)
+                # Keep an id while the mass before it is below top_p (the first always).
+                keep = (jnp.cumsum(probs, -1) - probs) < options.top_p
+                cut = jnp.where(keep, sorted_logits, -jnp.inf)
+                logits = jnp.full_like(logits, -jnp.inf).at[
+                    jnp.arange(b)[:, None], order].set(cut)
+            return jax.random.categorical(step_key, logits).astype(jnp.int32)
+
+        def token_inputs(tokens, i):  # tokens [B, L] at generated indices i .. i + L - 1
+            length = tokens.shape[1]
+            pos = last_pos[:, None] + 1 + i + jnp.arange(length)
+            return {"tokens": tokens, "modality": jnp.full((b, length), TEXT, jnp.int32),
+                    "segment_ids": jnp.ones((b, length), jnp.int32),
+                    "block": jnp.broadcast_to(block, (b, length)),
+                    "positions": jnp.stack([pos] * 3, -1),
+                    "media": jnp.zeros((b, length, prefix["media"].shape[-1]), jnp.float32),
+                    "noise": jnp.zeros((b, length), jnp.float32)}
+
+        out = jnp.full((b, g), PAD_ID, jnp.int32)
+        done = jnp.zeros((b,), bool)
+        if cached:
+            cache = model.init_cache(b, total)
+            first = model(prefix, cache=cache, index=0)
+            state = (0, first.logits[:, -1], first.cache, out, done)
+        else:
+            # The whole row, generated ids filled in as they come; causal text never sees
+            # the positions not yet written.
+            blank = token_inputs(jnp.zeros((b, g), jnp.int32), 0)
+            full = {k: jnp.concatenate([prefix[k], blank[k]], axis=1) for k in prefix}
+            logits = model(full).logits[:, n - 1]
+            state = (0, logits, full, out, done)
+
+        def cond(state):
+            i, _, _, _, done = state
+            return (i < g) & ~jnp.all(done)
+
+        def body(state):
+            i, logits, ctx, out, done = state
+            token = pick(logits, jax.random.fold_in(key, i))
+            token = jnp.where(done, PAD_ID, token)
+            out = out.at[:, i].set(token)
+            done = done | (token == EOS_ID)
+            step_in = token_inputs(token[:, None], i)
+            if cached:
+                res = model(step_in, cache=ctx, index=n + i)
+                return i + 1, res.logits[:, -1], res.cache, out, done
+            ctx = {k: jax.lax.dynamic_update_slice_in_dim(ctx[k], step_in[k], n + i, axis=1)
+                   for k in ctx}
+            logits = jax.lax.dynamic_index_in_dim(model(ctx).logits, n + i, 1, keepdims=False)
+            return i + 1, logits, ctx, out, done
+
+        return jax.lax.while_loop(cond, body, state)[3]

@@ -1,0 +1,322 @@
+"""Everything a trained workdir does for a user: text -> video with sound, captions, dubbing,
+image animation and continuation.
+
+    pipe = Pipeline("runs/quickstart")
+    clip = pipe.generate("a red circle bouncing fast", seconds=2.0)
+    clip.write("clip.mp4")
+    print(pipe.caption(read_clip("clip.mp4", pipe.config)))
+
+One model clip is the config's T frames (`data.seconds`, e.g. 33 frames = 2.06 s). Longer
+outputs are made window by window with the continuation task: the last
+`1 + t_down (c - 1)` frames (and their sound) of what exists are re-encoded as the clean
+first c latent steps of the next window, and the frames after them are appended. A dubbed
+video longer than one clip is dubbed in consecutive windows of T frames.
+
+Inputs are checked before any work: `RequestError` names the bad value and what to do.
+Outputs are at the model's frame size, frame rate and sample rate.
+
+Axes: T frames, H W pixels, N samples, M media tokens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import pathlib
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from o1 import config as config_lib
+from o1.config import Config
+from o1.model import Model
+from o1.sampler import FlowOptions, MediaRequest, Sampler, TextOptions
+from o1.serve import media
+from o1.tokenizers import bundle
+
+MAX_SECONDS = 60.0  # the longest output a single call makes
+CONTEXT_FRACTION = 0.5  # share of a window's latent steps kept as context when extending
+
+
+class RequestError(ValueError):
+    """A request the model cannot serve (bad prompt, length, file or workdir)."""
+
+
+@dataclasses.dataclass
+class Clip:
+    """Frames and sound on one time axis, with how long each stage took."""
+
+    frames: np.ndarray  # uint8 [T, H, W, 3]
+    audio: np.ndarray  # float32 [N], N = T * sample_rate / fps
+    fps: int
+    sample_rate: int
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)  # seconds per stage
+
+    @property
+    def seconds(self) -> float:
+        return len(self.frames) / self.fps
+
+    def write(self, path: str | os.PathLike) -> pathlib.Path:
+        """Writes an H.264 + AAC mp4 (atomically) and records the time as `mux`."""
+        start = time.perf_counter()
+        out = media.write_mp4(path, self.frames, self.fps, self.audio, self.sample_rate)
+        self.timings["mux"] = time.perf_counter() - start
+        return out
+
+
+def latest_step(workdir: str | os.PathLike) -> int:
+    """The latest committed transformer checkpoint of `workdir`, or RequestError."""
+    directory = pathlib.Path(workdir) / "checkpoints"
+    steps = sorted(int(p.name) for p in directory.glob("[0-9]*")
+                   if (p / "commit_success.txt").exists() or (p / "_CHECKPOINT_METADATA").exists())
+    if not steps or not (directory / "config.json").exists():
+        raise RequestError(f"{workdir} has no trained model (no committed checkpoint in "
+                           f"{directory}); train one with `o1 train --workdir {workdir}`")
+    return steps[-1]
+
+
+def load_model(workdir: str | os.PathLike, step: int | None = None) -> tuple[Config, Model, int]:
+    """The transformer of `workdir` at `step` (default: the latest), on the default device."""
+    from o1.train import trainer  # the optimizer fixes the checkpoint's tree
+
+    workdir = pathlib.Path(workdir)
+    step = latest_step(workdir) if step is None else step
+    config = config_lib.load(workdir / "checkpoints" / "config.json")
+    with nnx.use_eager_sharding(False):
+        model = Model(config, nnx.Rngs(0))
+    graphdef, params = nnx.split(model)
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+
+    def abstract(x):
+        return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device)
+
+    tx = trainer.make_optimizer(config.train)
+    target = {"params": jax.tree.map(abstract, params),
+              "opt": jax.tree.map(abstract, jax.eval_shape(tx.init, params)),
+              "step": abstract(jax.numpy.zeros((), jax.numpy.int32)),
+              "key": abstract(jax.random.key_data(jax.random.key(0)))}
+    with ocp.CheckpointManager((workdir / "checkpoints").resolve()) as manager:
+        state = manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(target)))["state"]
+    return config, nnx.merge(graphdef, state["params"]), step
+
+
+def read_clip(path: str | os.PathLike, config: Config, require_audio: bool = False
+              ) -> media.Media:
+    """A video file brought to the model's frame rate, frame size and sample rate
+    (silent audio when it has none and `require_audio` is False)."""
+    d = config.data
+    clip = media.read_media(path, fps=d.fps, size=(d.height, d.width),
+                            sample_rate=d.sample_rate, require_audio=require_audio)
+    audio = clip.audio if clip.audio is not None else np.zeros(0, np.float32)
+    n = len(clip.frames) * d.samples_per_frame
+    audio = np.pad(audio[:n], (0, max(0, n - len(audio))))
+    return media.Media(clip.frames, float(d.fps), audio.astype(np.float32), d.sample_rate)
+
+
+def read_image(path: str | os.PathLike, config: Config) -> np.ndarray:
+    """An image file (or a video's first frame) as uint8 [H, W, 3] at the model's size."""
+    d = config.data
+    return media.read_media(path, size=(d.height, d.width), require_audio=False).frames[0]
+
+
+class Pipeline:
+    """The tokenizers and transformer of a workdir, ready to sample.
+
+    Args:
+      workdir: a run directory with trained tokenizers and transformer checkpoints.
+      step: the checkpoint to load (default: the latest).
+    """
+
+    def __init__(self, workdir: str | os.PathLike, step: int | None = None):
+        self.workdir = pathlib.Path(workdir)
+        if not self.workdir.is_dir():
+            raise RequestError(f"workdir {workdir} does not exist")
+        self.config, model, self.step = load_model(workdir, step)
+        try:
+            self.tokenizers = bundle.Tokenizers(workdir)
+        except FileNotFoundError as e:
+            raise RequestError(str(e)) from None
+        self.sampler = Sampler(self.config, model)
+        c = self.config
+        self.fps, self.sample_rate = c.data.fps, c.data.sample_rate
+        self.clip_frames = c.num_frames
+        self.spf = c.data.samples_per_frame
+        self.context_steps = max(1, min(c.num_video_latents - 1,
+                                        round(c.num_video_latents * CONTEXT_FRACTION)))
+
+    @property
+    def clip_seconds(self) -> float:
+        """Seconds of one model clip."""
+        return self.clip_frames / self.fps
+
+    # ------------------------------------------------------------------------------------------
+    # Checks
+    # ------------------------------------------------------------------------------------------
+
+    def prompt_ids(self, prompt: str | None, required: bool = True) -> np.ndarray | None:
+        """Caption ids (bos .. eos) of a prompt, or RequestError."""
+        if prompt is None or not prompt.strip():
+            if required:
+                raise RequestError("the prompt is empty; describe the clip, e.g. "
+                                   "'a red circle bouncing fast'")
+            return None
+        ids = np.array(self.tokenizers.text.encode(prompt.strip()), np.int32)
+        limit = self.config.sequence.max_text_len
+        if len(ids) > limit:
+            raise RequestError(f"the prompt is {len(ids)} tokens (with bos and eos); this model "
+                               f"reads at most {limit} (sequence.max_text_len); shorten it")
+        return ids
+
+    def check_seconds(self, seconds: float, what: str = "--seconds") -> int:
+        """Frames of `seconds` of output, or RequestError."""
+        if not math.isfinite(seconds) or not 1 / self.fps <= seconds <= MAX_SECONDS:
+            raise RequestError(f"{what} must be between {1 / self.fps:.4g} (one frame) and "
+                               f"{MAX_SECONDS:g} seconds, got {seconds:g}")
+        return max(1, round(seconds * self.fps))
+
+    # ------------------------------------------------------------------------------------------
+    # Tasks
+    # ------------------------------------------------------------------------------------------
+
+    def generate(self, prompt: str, seconds: float | None = None,
+                 flow: FlowOptions | None = None, seed: int = 0) -> Clip:
+        """Text -> video with sound, `seconds` long (default: one model clip)."""
+        flow = flow or FlowOptions()
+        ids = self.prompt_ids(prompt)
+        frames = self.check_seconds(seconds if seconds is not None else self.clip_seconds)
+        timings: dict[str, float] = {}
+        video, audio = self._window(ids, None, None, "text_to_av", flow, seed, timings)
+        return self._extend_to(Clip(video, audio, self.fps, self.sample_rate, timings), frames,
+                               ids, flow, seed)
+
+    def caption(self, clip: media.Media, text: TextOptions | None = None, seed: int = 0
+                ) -> str:
+        """Video (and its sound) -> caption, from the clip's first model-clip of frames."""
+        text = text or TextOptions(max_tokens=self.config.sequence.max_text_len)
+        frames, audio = self._fit(clip.frames, clip.audio)
+        video_z = self.tokenizers.encode_video(frames[None])[0]
+        audio_z = self.tokenizers.encode_audio(audio[None])[0]
+        prefix = self.sampler.caption_prefix(video_z, audio_z)
+        ids = self.sampler.decode_text([prefix], text, jax.random.key(seed))[0]
+        return self.tokenizers.text.decode(ids).strip()
+
+    def dub(self, clip: media.Media, prompt: str | None = None,
+            flow: FlowOptions | None = None, seed: int = 0) -> Clip:
+        """Silent video -> the same video with generated sound, in windows of one clip."""
+        flow = flow or FlowOptions()
+        ids = self.prompt_ids(prompt, required=False)
+        self.check_seconds(len(clip.frames) / self.fps, "the video's length")
+        timings: dict[str, float] = {}
+        waves = []
+        for w, start in enumerate(range(0, len(clip.frames), self.clip_frames)):
+            window, _ = self._fit(clip.frames[start:start + self.clip_frames], None)
+            _, audio = self._window(ids, window, None, "video_to_audio", flow, seed + w,
+                                    timings, decode_video=False)
+            waves.append(audio)
+        audio = np.concatenate(waves)[:len(clip.frames) * self.spf]
+        return Clip(clip.frames, audio, self.fps, self.sample_rate, timings)
+
+    def animate(self, image: np.ndarray, prompt: str, seconds: float | None = None,
+                flow: FlowOptions | None = None, seed: int = 0) -> Clip:
+        """First frame (uint8 [H, W, 3]) + prompt -> video with sound starting on it."""
+        flow = flow or FlowOptions()
+        ids = self.prompt_ids(prompt)
+        frames = self.check_seconds(seconds if seconds is not None else self.clip_seconds)
+        d = self.config.data
+        if image.shape != (d.height, d.width, 3):
+            raise RequestError(f"the image is {image.shape}; this model needs "
+                               f"({d.height}, {d.width}, 3) (use read_image)")
+        timings: dict[str, float] = {}
+        video, audio = self._window(ids, image[None], None, "image_to_video", flow, seed,
+                                    timings)
+        return self._extend_to(Clip(video, audio, self.fps, self.sample_rate, timings), frames,
+                               ids, flow, seed)
+
+    def extend(self, clip: media.Media, seconds: float, prompt: str | None = None,
+               flow: FlowOptions | None = None, seed: int = 0) -> Clip:
+        """A clip continued by `seconds` of new video and sound."""
+        flow = flow or FlowOptions()
+        ids = self.prompt_ids(prompt, required=False)
+        added = self.check_seconds(seconds)
+        self.check_seconds(len(clip.frames) / self.fps + seconds, "the extended clip's length")
+        audio = clip.audio if clip.audio is not None else np.zeros(
+            len(clip.frames) * self.spf, np.float32)
+        start = Clip(clip.frames, audio, self.fps, self.sample_rate, {})
+        return self._extend_to(start, len(clip.frames) + added, ids, flow, seed)
+
+    # ------------------------------------------------------------------------------------------
+    # Windows
+    # ------------------------------------------------------------------------------------------
+
+    def _fit(self, frames: np.ndarray, audio: np.ndarray | None
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """Frames and audio cut or padded (last frame repeated, silence) to one model clip."""
+        frames = frames[:self.clip_frames]
+        frames = np.concatenate([frames, np.repeat(frames[-1:], self.clip_frames - len(frames),
+                                                   0)])
+        n = self.config.num_samples
+        audio = np.zeros(n, np.float32) if audio is None else np.asarray(audio, np.float32)[:n]
+        return frames, np.pad(audio, (0, n - len(audio)))
+
+    def _window(self, ids, frames, audio, task: str, flow: FlowOptions, seed: int,
+                timings: dict[str, float], context_steps: int = 1, decode_video: bool = True
+                ) -> tuple[np.ndarray | None, np.ndarray]:
+        """One model clip of `task`; context from `frames` / `audio` (None = nothing given)."""
+        c, tok = self.config, self.tokenizers
+        video_z = np.zeros((c.num_video_latents, *c.latent_grid, c.video_vae.channels),
+                           np.float32)
+        audio_z = np.zeros((c.num_audio_latents, c.audio.channels), np.float32)
+        start = time.perf_counter()
+        if frames is not None:
+            frames, audio = self._fit(frames, audio)
+            video_z = tok.encode_video(frames[None])[0]
+            if task == "continuation":
+                audio_z = tok.encode_audio(audio[None])[0]
+        _add(timings, "encode", time.perf_counter() - start)
+        request = MediaRequest(ids, video_z, audio_z,
+                               self.sampler.builder.noised_mask(task, context_steps))
+        clock = {"at": time.perf_counter()}
+
+        def on_step(stage: str, i: int) -> None:
+            now = time.perf_counter()
+            _add(timings, "prefix" if stage == "prefix" else f"step_{i}", now - clock["at"])
+            clock["at"] = now
+
+        feats = self.sampler.sample_media([request], flow, jax.random.key(seed),
+                                          on_step=on_step)[0]
+        video_z, audio_z = self.sampler.builder.unpack_media(feats)
+        start = time.perf_counter()
+        video = tok.decode_video(video_z[None])[0] if decode_video else None
+        mel = tok.decode_mel(audio_z[None])
+        mid = time.perf_counter()
+        wave = tok.vocoder(mel, c.num_samples)[0]
+        _add(timings, "vae_decode", mid - start)
+        _add(timings, "waveform", time.perf_counter() - mid)
+        return video, wave
+
+    def _extend_to(self, clip: Clip, frames: int, ids, flow: FlowOptions, seed: int) -> Clip:
+        """`clip` cut, or continued window by window, to `frames` frames."""
+        t_down = self.config.video_vae.t_down
+        window = 1
+        while len(clip.frames) < frames:
+            steps = min(self.context_steps, 1 + (len(clip.frames) - 1) // t_down)
+            keep = 1 + t_down * (steps - 1)  # context frames
+            video, audio = self._window(
+                ids, clip.frames[-keep:], clip.audio[-keep * self.spf:], "continuation", flow,
+                seed + 1000 * window, clip.timings, context_steps=steps)
+            clip.frames = np.concatenate([clip.frames, video[keep:]])
+            clip.audio = np.concatenate([clip.audio, audio[keep * self.spf:]])
+            window += 1
+        clip.frames = clip.frames[:frames]
+        clip.audio = clip.audio[:frames * self.spf]
+        return clip
+
+
+def _add(timings: dict[str, float], key: str, seconds: float) -> None:
+    timings[key] = timings.get(key, 0.0) + seconds
+
