@@ -8,6 +8,12 @@
     o1 tokenizers train --workdir W --data DIR [--config NAME] [key=value ...]
     o1 tokenizers eval --workdir W --data DIR [--split validation] [--num N]
     o1 train --workdir W [--config NAME] [key=value ...]
+    o1 generate --workdir W --prompt TEXT --out clip.mp4 [--seconds S] [--steps N] [--profile]
+    o1 caption --workdir W clip.mp4 [--json]
+    o1 dub --workdir W silent.mp4 --out dubbed.mp4 [--prompt TEXT]
+    o1 animate --workdir W --image first.png --prompt TEXT --out clip.mp4
+    o1 extend --workdir W clip.mp4 --seconds S --out longer.mp4 [--prompt TEXT]
+    o1 eval --workdir W [--split test] [--num N] [--out report.json]
     o1 config show [--config NAME] [key=value ...]
 
 Heavy libraries are imported inside the commands, so `--help` answers at once.
@@ -168,6 +174,141 @@ def _cmd_train(args: argparse.Namespace) -> None:
           + ", ".join(f"{k} {last[k]:.4g}" for k in keys if k in last))
 
 
+# ---------------------------------------------------------------------------------------------
+# Sampling from a trained workdir
+# ---------------------------------------------------------------------------------------------
+
+def _flow(args: argparse.Namespace):
+    from o1.sampler import FlowOptions
+    from o1.serve.pipeline import RequestError
+
+    try:
+        return FlowOptions(steps=args.steps, solver=args.solver, shift=args.shift,
+                           cfg_video=args.cfg_video, cfg_audio=args.cfg_audio)
+    except ValueError as e:
+        raise RequestError(str(e)) from None
+
+
+def _pipeline(args: argparse.Namespace):
+    from o1.serve.pipeline import Pipeline
+
+    return Pipeline(args.workdir, args.checkpoint)
+
+
+def _input(path: str, what: str = "input") -> str:
+    import pathlib
+
+    from o1.serve.pipeline import RequestError
+
+    if not pathlib.Path(path).is_file():
+        raise RequestError(f"{path}: no such file (the {what})")
+    return path
+
+
+def _output(path: str) -> str:
+    import pathlib
+
+    from o1.serve.pipeline import RequestError
+
+    out = pathlib.Path(path)
+    if out.suffix.lower() != ".mp4":
+        raise RequestError(f"--out {path}: outputs are H.264 + AAC mp4 files; name it *.mp4")
+    if not out.parent.is_dir():
+        raise RequestError(f"--out {path}: the folder {out.parent} does not exist")
+    return path
+
+
+def _wrote(clip, path: str) -> None:
+    clip.write(path)
+    print(f"wrote {path}: {clip.seconds:.2f} s, {clip.frames.shape[2]}x{clip.frames.shape[1]} "
+          f"at {clip.fps} fps, audio {clip.sample_rate} Hz")
+
+
+def _cmd_generate(args: argparse.Namespace) -> None:
+    out, flow = _output(args.out), _flow(args)
+    pipe = _pipeline(args)
+    pipe.prompt_ids(args.prompt)
+    if args.seconds is not None:
+        pipe.check_seconds(args.seconds)
+    if args.profile:  # compile every program first, so the timed run is the steady state
+        pipe.generate(args.prompt, args.seconds, flow, args.seed + 1).write(out)
+    start = time.perf_counter()
+    clip = pipe.generate(args.prompt, args.seconds, flow, args.seed)
+    _wrote(clip, out)
+    wall = time.perf_counter() - start
+    if args.profile:
+        print(_profile(clip.timings, clip.seconds, wall))
+
+
+def _profile(timings: dict[str, float], seconds: float, wall: float) -> str:
+    steps = [v for k, v in timings.items() if k.startswith("step_")]
+    rows = [("encode (context)", timings.get("encode", 0.0)),
+            ("prefix (KV cache)", timings.get("prefix", 0.0))]
+    rows += [(f"denoising step {i + 1}", v) for i, v in enumerate(steps)]
+    rows += [("VAE decode (video + mel)", timings.get("vae_decode", 0.0)),
+             ("waveform (vocoder)", timings.get("waveform", 0.0)),
+             ("mp4 mux", timings.get("mux", 0.0))]
+    lines = [f"  {name:<26} {value * 1e3:9.1f} ms" for name, value in rows]
+    lines.append(f"  {'denoising, all steps':<26} {sum(steps) * 1e3:9.1f} ms "
+                 f"({len(steps)} steps, {sum(steps) / max(len(steps), 1) * 1e3:.1f} ms each)")
+    lines.append(f"  {'total (wall)':<26} {wall * 1e3:9.1f} ms")
+    return ("profile (after compilation):\n" + "\n".join(lines)
+            + f"\nreal-time factor {seconds / wall:.2f} ({seconds:.2f} s of clip in "
+              f"{wall:.2f} s)")
+
+
+def _cmd_caption(args: argparse.Namespace) -> None:
+    import json
+
+    from o1.sampler import TextOptions
+    from o1.serve.pipeline import RequestError, read_clip
+
+    path = _input(args.input, "video to caption")
+    try:
+        options = TextOptions(max_tokens=args.max_tokens, temperature=args.temperature,
+                              top_p=args.top_p)
+    except ValueError as e:
+        raise RequestError(str(e)) from None
+    pipe = _pipeline(args)
+    clip = read_clip(path, pipe.config)
+    text = pipe.caption(clip, options, args.seed)
+    if args.json:
+        print(json.dumps({"file": path, "caption": text, "seconds": round(clip.duration, 4),
+                          "checkpoint": pipe.step}))
+    else:
+        print(text)
+
+
+def _cmd_dub(args: argparse.Namespace) -> None:
+    from o1.serve.pipeline import read_clip
+
+    path, out, flow = _input(args.input, "video to dub"), _output(args.out), _flow(args)
+    pipe = _pipeline(args)
+    pipe.prompt_ids(args.prompt, required=False)
+    _wrote(pipe.dub(read_clip(path, pipe.config), args.prompt, flow, args.seed), out)
+
+
+def _cmd_animate(args: argparse.Namespace) -> None:
+    from o1.serve.pipeline import read_image
+
+    path, out, flow = _input(args.image, "image to animate"), _output(args.out), _flow(args)
+    pipe = _pipeline(args)
+    pipe.prompt_ids(args.prompt)
+    image = read_image(path, pipe.config)
+    _wrote(pipe.animate(image, args.prompt, args.seconds, flow, args.seed), out)
+
+
+def _cmd_extend(args: argparse.Namespace) -> None:
+    from o1.serve.pipeline import read_clip
+
+    path, out, flow = _input(args.input, "clip to extend"), _output(args.out), _flow(args)
+    pipe = _pipeline(args)
+    pipe.prompt_ids(args.prompt, required=False)
+    pipe.check_seconds(args.seconds)
+    clip = read_clip(path, pipe.config)
+    _wrote(pipe.extend(clip, args.seconds, args.prompt, flow, args.seed), out)
+
+
 def _cmd_config_show(args: argparse.Namespace) -> None:
     config = _config(args)
     print(config.to_json())
@@ -274,6 +415,77 @@ def make_parser() -> argparse.ArgumentParser:
                     help="dotted config overrides, e.g. train.steps=2000 model.dtype=float32")
     tn.set_defaults(func=_cmd_train)
 
+    def sampling(p: argparse.ArgumentParser, flow: bool = True) -> None:
+        p.add_argument("--workdir", required=True, help="run directory with a trained model")
+        p.add_argument("--checkpoint", type=int, default=None,
+                       help="transformer checkpoint step (default: the latest)")
+        p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+        if not flow:
+            return
+        p.add_argument("--steps", type=int, default=16, help="denoising steps (default: 16)")
+        p.add_argument("--solver", choices=("euler", "heun"), default="euler",
+                       help="ODE solver (default: euler; heun calls the model twice a step)")
+        p.add_argument("--shift", type=float, default=1.0,
+                       help="noise-level grid shift; > 1 spends more steps at high noise")
+        p.add_argument("--cfg-video", type=float, default=3.0,
+                       help="guidance scale on video (1 = none; default: 3)")
+        p.add_argument("--cfg-audio", type=float, default=3.0,
+                       help="guidance scale on audio (1 = none; default: 3)")
+
+    gen = commands.add_parser(
+        "generate", help="text -> video with sound (mp4)",
+        description="Sample a clip with native sound from a prompt. Clips longer than the "
+                    "model's clip length are continued window by window.")
+    gen.add_argument("--prompt", required=True, help="what the clip shows")
+    gen.add_argument("--out", required=True, help="mp4 file to write")
+    gen.add_argument("--seconds", type=float, default=None,
+                     help="length in seconds (default: one model clip)")
+    gen.add_argument("--profile", action="store_true",
+                     help="compile first, then print the time of every stage and the "
+                          "real-time factor")
+    sampling(gen)
+    gen.set_defaults(func=_cmd_generate)
+
+    cap = commands.add_parser("caption", help="video -> caption",
+                              description="Describe a video (its first model clip of frames).")
+    cap.add_argument("input", help="video file")
+    cap.add_argument("--json", action="store_true", help="print a JSON object")
+    cap.add_argument("--max-tokens", type=int, default=32, help="longest caption in tokens")
+    cap.add_argument("--temperature", type=float, default=0.0,
+                     help="sampling temperature (default: 0 = greedy)")
+    cap.add_argument("--top-p", type=float, default=1.0, help="nucleus mass (default: 1)")
+    sampling(cap, flow=False)
+    cap.set_defaults(func=_cmd_caption)
+
+    dub = commands.add_parser("dub", help="silent video -> video with generated sound",
+                              description="Generate the sound of a video (any length up to "
+                                          "a minute; the output is at the model's frame size "
+                                          "and rate).")
+    dub.add_argument("input", help="video file (its own sound, if any, is replaced)")
+    dub.add_argument("--out", required=True, help="mp4 file to write")
+    dub.add_argument("--prompt", default=None, help="optional description to guide the sound")
+    sampling(dub)
+    dub.set_defaults(func=_cmd_dub)
+
+    ani = commands.add_parser("animate", help="image + prompt -> video with sound",
+                              description="Make a clip whose first frame is the image.")
+    ani.add_argument("--image", required=True, help="first frame (png, jpg, ...)")
+    ani.add_argument("--prompt", required=True, help="what happens")
+    ani.add_argument("--out", required=True, help="mp4 file to write")
+    ani.add_argument("--seconds", type=float, default=None,
+                     help="length in seconds (default: one model clip)")
+    sampling(ani)
+    ani.set_defaults(func=_cmd_animate)
+
+    ext = commands.add_parser("extend", help="clip -> the same clip continued",
+                              description="Continue a clip's video and sound.")
+    ext.add_argument("input", help="video file to continue")
+    ext.add_argument("--seconds", type=float, required=True, help="seconds to add")
+    ext.add_argument("--out", required=True, help="mp4 file to write")
+    ext.add_argument("--prompt", default=None, help="optional description to guide it")
+    sampling(ext)
+    ext.set_defaults(func=_cmd_extend)
+
     cfg = commands.add_parser("config", help="inspect configs")
     cfg_cmds = cfg.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
     show = cfg_cmds.add_parser("show", help="print a resolved config as JSON")
@@ -288,12 +500,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("o1").setLevel(logging.INFO)
     from o1.config import ConfigError
     from o1.serve.media import MediaError
+    from o1.serve.pipeline import RequestError
     from o1.train.datasets import DatasetError
     from o1.train.loop import Preempted
 
     try:
         args.func(args)
-    except (ConfigError, DatasetError, MediaError, FileNotFoundError) as e:
+    except (ConfigError, DatasetError, MediaError, RequestError, FileNotFoundError) as e:
         print(f"o1: error: {e}", file=sys.stderr)
         return 2
     except Preempted as e:

@@ -144,11 +144,10 @@ class Sampler:
         ids = [np.array([MEDIA_START_ID], np.int32) if c is None else
                np.concatenate([np.asarray(c, np.int32), [MEDIA_START_ID]]) for c in captions]
         longest = max(len(i) for i in ids)
-        fits = [b for b in self.buckets if b >= longest]
-        if not fits:
+        if longest - 1 > self.config.sequence.max_text_len:
             raise ValueError(f"a caption of {longest - 1} ids is longer than "
                              f"sequence.max_text_len={self.config.sequence.max_text_len}")
-        p = fits[0]
+        p = next(b for b in self.buckets if b >= longest)
         rows = [self.builder.text_segment(i, 0) for i in ids]
         out = {
             "tokens": np.zeros((len(ids), p), np.int32),

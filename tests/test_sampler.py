@@ -1,0 +1,136 @@
+"""The sampler on a randomly initialized tiny model: cached paths equal the uncached
+reference, seeds fix outputs, and prompts of one bucket share one compiled program."""
+
+import jax
+import numpy as np
+import pytest
+
+from o1 import configs
+from o1.model import new_model
+from o1.sampler import FlowOptions, MediaRequest, Sampler, TextOptions, buckets
+from o1.sequence import AUDIO, VIDEO, random_example
+from o1.tokenizers.text import EOS_ID, PAD_ID
+
+
+@pytest.fixture(scope="module")
+def sampler():
+    config = configs.get("tiny")
+    return Sampler(config, new_model(config, seed=3))
+
+
+def _requests(sampler, caption_len=8):
+    ex = random_example(sampler.config, seed=1, caption_len=caption_len)
+    b = sampler.builder
+    return [MediaRequest(ex["text_ids"], ex["video_latents"], ex["audio_latents"],
+                         b.noised_mask("text_to_av")),
+            MediaRequest(ex["text_ids"], ex["video_latents"], ex["audio_latents"],
+                         b.noised_mask("image_to_video")),
+            MediaRequest(None, ex["video_latents"], ex["audio_latents"],
+                         b.noised_mask("video_to_audio"))], ex
+
+
+@pytest.mark.parametrize("solver", ["euler", "heun"])
+def test_kv_cached_prefix_gives_the_samples_of_the_whole_row(sampler, solver):
+    requests, _ = _requests(sampler)
+    options = FlowOptions(steps=3, solver=solver, cfg_video=2.5, cfg_audio=4.0)
+    cached = sampler.sample_media(requests, options, jax.random.key(0))
+    whole = sampler.sample_media(requests, options, jax.random.key(0), cached=False)
+    assert np.abs(cached).max() > 0.5  # real samples, not zeros
+    np.testing.assert_allclose(cached, whole, atol=2e-5, rtol=0)
+
+
+def test_fixed_seed_gives_identical_samples_and_keeps_the_context(sampler):
+    requests, ex = _requests(sampler)
+    options = FlowOptions(steps=2)
+    a = sampler.sample_media(requests, options, jax.random.key(7))
+    b = sampler.sample_media(requests, options, jax.random.key(7))
+    c = sampler.sample_media(requests, options, jax.random.key(8))
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+    # Context tokens come back exactly as given: the first video latent of image_to_video,
+    # all the video of video_to_audio.
+    video, _ = sampler.builder.unpack_media(a[1])
+    np.testing.assert_array_equal(video[0], ex["video_latents"][0])
+    assert not np.allclose(video[1:], ex["video_latents"][1:])
+    video, audio = sampler.builder.unpack_media(a[2])
+    np.testing.assert_array_equal(video, ex["video_latents"])
+    assert not np.allclose(audio, ex["audio_latents"])
+    # Feature slots past a token's width stay zero.
+    modality = sampler.builder.media_segment(ex["video_latents"], ex["audio_latents"],
+                                             requests[0].noised, 1.0, 0)["modality"]
+    assert np.all(a[0][modality == AUDIO, sampler.config.audio.channels:] == 0)
+    assert np.all(a[0][modality == VIDEO, sampler.config.video_token_dim:] == 0)
+
+
+def test_guidance_scale_one_equals_the_conditional_pass_alone(sampler):
+    requests, _ = _requests(sampler)
+    plain = FlowOptions(steps=2, cfg_video=1.0, cfg_audio=1.0)
+    assert not plain.guided
+    a = sampler.sample_media(requests[:1], plain, jax.random.key(0))
+    b = sampler.sample_media(requests[:1], FlowOptions(steps=2, cfg_video=3.0, cfg_audio=1.0),
+                             jax.random.key(0))
+    video = sampler.builder.media_segment(requests[0].video, requests[0].audio,
+                                          requests[0].noised, 1.0, 0)["modality"] == VIDEO
+    audio_gap = np.abs(a[0][~video] - b[0][~video]).max()  # scale 1 either way
+    video_gap = np.abs(a[0][video] - b[0][video]).max()  # guided vs not
+    assert audio_gap < 2e-6 and video_gap > 50 * max(audio_gap, 1e-7)
+
+
+def test_second_call_in_a_bucket_pays_no_compilation(sampler):
+    short, _ = _requests(sampler, caption_len=4)
+    longer, _ = _requests(sampler, caption_len=7)  # prefixes of 5 and 8 ids: both bucket 8
+    assert sampler.buckets[0] == 8 and buckets(configs.get("quickstart")) == (8, 16, 32, 64)
+    options = FlowOptions(steps=2)
+    sampler.sample_media(short[:1], options, jax.random.key(0))
+    step = sampler._flow_step("euler", True, True)
+    sizes = (step._cache_size(), sampler._prefill._cache_size())
+    sampler.sample_media(longer[:1], options, jax.random.key(1))
+    assert (step._cache_size(), sampler._prefill._cache_size()) == sizes
+
+
+def test_over_long_caption_is_refused(sampler):
+    requests, _ = _requests(sampler, caption_len=sampler.config.sequence.max_text_len + 1)
+    with pytest.raises(ValueError, match="max_text_len"):
+        sampler.sample_media(requests[:1], FlowOptions(steps=1), jax.random.key(0))
+
+
+@pytest.mark.parametrize("options", [TextOptions(max_tokens=12),
+                                     TextOptions(max_tokens=12, temperature=1.3, top_p=0.8)],
+                         ids=["greedy", "top_p"])
+def test_cached_and_uncached_text_decoding_give_the_same_tokens(sampler, options):
+    ex = random_example(sampler.config, seed=2)
+    prefixes = [sampler.caption_prefix(ex["video_latents"], ex["audio_latents"]),
+                sampler.caption_prefix(-ex["video_latents"], ex["audio_latents"])]
+    cached = sampler.decode_text(prefixes, options, jax.random.key(5))
+    whole = sampler.decode_text(prefixes, options, jax.random.key(5), cached=False)
+    assert cached.shape == (2, 12)
+    np.testing.assert_array_equal(cached, whole)
+    again = sampler.decode_text(prefixes, options, jax.random.key(5))
+    np.testing.assert_array_equal(cached, again)
+
+
+def test_decoding_stops_at_eos_and_top_p_near_zero_is_greedy(sampler):
+    ex = random_example(sampler.config, seed=4)
+    prefix = [sampler.caption_prefix(ex["video_latents"], ex["audio_latents"])]
+    greedy = sampler.decode_text(prefix, TextOptions(max_tokens=16), jax.random.key(0))
+    nucleus = sampler.decode_text(prefix, TextOptions(max_tokens=16, temperature=2.0,
+                                                      top_p=1e-6), jax.random.key(0))
+    np.testing.assert_array_equal(greedy, nucleus)
+    sampled = sampler.decode_text(prefix * 8, TextOptions(max_tokens=16, temperature=3.0),
+                                  jax.random.key(1))
+    for row in sampled:
+        ends = np.flatnonzero(row == EOS_ID)
+        if len(ends):  # everything after the first eos is padding
+            assert np.all(row[ends[0] + 1:] == PAD_ID)
+        assert not np.any(row[: ends[0] if len(ends) else None] == PAD_ID)
+
+
+def test_options_are_validated():
+    for bad in ({"steps": 0}, {"solver": "rk4"}, {"shift": 0.0}, {"cfg_video": -1.0}):
+        with pytest.raises(ValueError):
+            FlowOptions(**bad)
+    for bad in ({"max_tokens": 0}, {"temperature": -1.0}, {"top_p": 0.0}):
+        with pytest.raises(ValueError):
+            TextOptions(**bad)
+    grid = FlowOptions(steps=4, shift=3.0).grid()
+    assert grid[0] == 1.0 and grid[-1] == 0.0 and np.all(np.diff(grid) < 0)
