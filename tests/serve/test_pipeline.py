@@ -1,0 +1,176 @@
+"""Every task of a trained (tiny) workdir, from Python and from the CLI, and every bad input
+giving one clear error line."""
+
+import json
+import pathlib
+import shutil
+
+import numpy as np
+import pytest
+
+from o1 import cli, configs
+from o1.sampler import FlowOptions
+from o1.serve import media
+from o1.serve.pipeline import Pipeline, RequestError, read_clip
+
+FLOW = FlowOptions(steps=2)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_workdir):
+    """A copy of the tiny workdir with a transformer trained for 2 steps."""
+    from o1.train import trainer
+
+    workdir = pathlib.Path(shutil.copytree(tiny_workdir, tmp_path_factory.mktemp("run") / "w"))
+    config = configs.get("tiny", ["train.steps=2", "train.eval_every=100",
+                                  "train.peak_flops=1e12"])
+    trainer.train(workdir, config, progress=False)
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def pipe(trained):
+    return Pipeline(trained)
+
+
+@pytest.fixture(scope="module")
+def clip_file(pipe, tmp_path_factory):
+    path = tmp_path_factory.mktemp("clips") / "generated.mp4"
+    pipe.generate("a red circle bounces", flow=FLOW, seed=1).write(path)
+    return path
+
+
+def test_generate_writes_h264_aac_of_the_clip_length_and_seeds_fix_it(pipe, tmp_path):
+    c = pipe.config
+    a = pipe.generate("a red circle bounces", flow=FLOW, seed=3)
+    b = pipe.generate("a red circle bounces", flow=FLOW, seed=3)
+    other = pipe.generate("a red circle bounces", flow=FLOW, seed=4)
+    assert a.frames.shape == (c.num_frames, c.data.height, c.data.width, 3)
+    assert a.audio.shape == (c.num_samples,)
+    np.testing.assert_array_equal(a.frames, b.frames)
+    np.testing.assert_array_equal(a.audio, b.audio)
+    assert not np.array_equal(a.audio, other.audio)
+    for stage in ("prefix", "step_0", "step_1", "vae_decode", "waveform"):
+        assert a.timings[stage] > 0
+    path = a.write(tmp_path / "a.mp4")
+    info = media.probe(path)
+    assert info["has_video"] and info["has_audio"] and info["fps"] == c.data.fps
+    back = media.read_media(path)
+    assert len(back.frames) == c.num_frames and back.sample_rate == c.data.sample_rate
+
+
+def test_longer_clips_are_continued_window_by_window(pipe):
+    clip = pipe.generate("a blue square", seconds=3.5, flow=FLOW)
+    frames = round(3.5 * pipe.fps)
+    assert clip.frames.shape[0] == frames and clip.audio.shape == (frames * pipe.spf,)
+    short = pipe.generate("a blue square", seconds=0.5, flow=FLOW)
+    assert short.frames.shape[0] == 8
+
+
+def test_extend_keeps_the_input_and_adds_the_seconds(pipe, clip_file):
+    clip = read_clip(clip_file, pipe.config)
+    longer = pipe.extend(clip, 1.5, flow=FLOW)
+    assert len(longer.frames) == len(clip.frames) + 24
+    np.testing.assert_array_equal(longer.frames[:len(clip.frames)], clip.frames)
+    np.testing.assert_array_equal(longer.audio[:len(clip.audio)], clip.audio)
+
+
+def test_dub_keeps_the_frames_and_makes_their_sound(pipe, clip_file):
+    clip = read_clip(clip_file, pipe.config)
+    long = media.Media(np.concatenate([clip.frames] * 2), clip.fps, None, None)
+    dubbed = pipe.dub(long, flow=FLOW)
+    np.testing.assert_array_equal(dubbed.frames, long.frames)
+    assert dubbed.audio.shape == (len(long.frames) * pipe.spf,) and np.abs(dubbed.audio).max() > 0
+
+
+def test_animate_and_caption(pipe, clip_file):
+    clip = read_clip(clip_file, pipe.config)
+    animated = pipe.animate(clip.frames[0], "a green triangle", flow=FLOW)
+    assert animated.frames.shape == clip.frames.shape
+    text = pipe.caption(clip)
+    assert isinstance(text, str)
+    assert pipe.caption(clip) == text  # greedy: deterministic
+
+
+def _run(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_tasks_write_their_outputs(trained, clip_file, tmp_path, capsys):
+    common = ["--workdir", trained, "--steps", "2"]
+    code, out, err = _run(capsys, "generate", *common, "--prompt", "a red circle",
+                          "--out", tmp_path / "g.mp4", "--profile")
+    assert code == 0, err
+    assert "real-time factor" in out and "denoising step 2" in out and "mp4 mux" in out
+    assert media.probe(tmp_path / "g.mp4")["has_audio"]
+    code, out, err = _run(capsys, "caption", "--workdir", trained, clip_file, "--json")
+    assert code == 0, err
+    assert set(json.loads(out)) >= {"caption", "file"}
+    for argv in (["dub", *common, clip_file, "--out", tmp_path / "d.mp4"],
+                 ["extend", *common, clip_file, "--seconds", "1", "--out", tmp_path / "e.mp4"]):
+        code, out, err = _run(capsys, *argv)
+        assert code == 0 and "wrote" in out, err
+    image = tmp_path / "first.png"
+    frame = media.read_media(clip_file).frames[0]
+    _write_png(image, frame)
+    code, out, err = _run(capsys, "animate", *common, "--image", image, "--prompt", "a ball",
+                          "--out", tmp_path / "a.mp4")
+    assert code == 0, err
+
+
+def _write_png(path, frame):
+    import av
+
+    with av.open(str(path), "w", format="image2") as out:
+        stream = out.add_stream("png")
+        stream.width, stream.height, stream.pix_fmt = frame.shape[1], frame.shape[0], "rgb24"
+        for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+            out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+def test_bad_inputs_give_one_clear_error_line(trained, tiny_workdir, clip_file, tmp_path,
+                                              capsys):
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(clip_file.read_bytes()[: 2000])
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video at all\n" * 20)
+    long_prompt = " ".join(["red circle square triangle"] * 20)
+    w = ["--workdir", trained]
+    out = ["--out", tmp_path / "x.mp4"]
+    cases = {
+        "missing file": (["caption", *w, tmp_path / "nope.mp4"], "no such file"),
+        "truncated mp4": (["caption", *w, corrupt], "corrupt.mp4"),
+        "not a media file": (["dub", *w, text, *out], "notes.mp4"),
+        "empty prompt": (["generate", *w, "--prompt", "  ", *out], "prompt is empty"),
+        "over-long prompt": (["generate", *w, "--prompt", long_prompt, *out], "shorten it"),
+        "zero seconds": (["generate", *w, "--prompt", "a ball", "--seconds", "0", *out],
+                         "--seconds must be between"),
+        "too many seconds": (["extend", *w, clip_file, "--seconds", "1000", *out],
+                             "--seconds must be between"),
+        "no trained model": (["generate", "--workdir", tiny_workdir, "--prompt", "a ball",
+                              *out], "has no trained model"),
+        "no workdir": (["generate", "--workdir", tmp_path / "none", "--prompt", "a", *out],
+                       "does not exist"),
+        "not an mp4 name": (["generate", *w, "--prompt", "a ball", "--out",
+                             tmp_path / "x.avi"], "name it *.mp4"),
+        "bad steps": (["generate", *w, "--prompt", "a ball", "--steps", "0", *out],
+                      "steps must be >= 1"),
+        "image unreadable": (["animate", *w, "--image", text, "--prompt", "a", *out],
+                             "notes.mp4"),
+    }
+    for name, (argv, words) in cases.items():
+        code, _, err = _run(capsys, *argv)
+        lines = err.strip().splitlines()
+        assert code == 2, (name, err)
+        assert len(lines) == 1 and lines[0].startswith("o1: error:") and words in lines[0], (
+            name, err)
+    assert not (tmp_path / "x.mp4").exists()  # nothing half-written
+
+
+def test_pipeline_refuses_a_workdir_without_a_model(tiny_workdir):
+    with pytest.raises(RequestError, match="o1 train --workdir"):
+        Pipeline(tiny_workdir)
