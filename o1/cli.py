@@ -309,6 +309,16 @@ def _cmd_extend(args: argparse.Namespace) -> None:
     _wrote(pipe.extend(clip, args.seconds, args.prompt, flow, args.seed), out)
 
 
+def _cmd_eval(args: argparse.Namespace) -> None:
+    from o1.train import evaluate
+
+    flow = _flow(args)
+    report = evaluate.evaluate(args.workdir, args.split, args.num, args.out, flow, args.seed)
+    print(evaluate.format_report(report))
+    print(f"saved {args.out or args.workdir + '/eval/report.json'} and sample mp4s in "
+          f"{args.workdir}/eval/samples/ ({report['seconds']:.0f} s)")
+
+
 def _cmd_config_show(args: argparse.Namespace) -> None:
     config = _config(args)
     print(config.to_json())
@@ -485,6 +495,20 @@ def make_parser() -> argparse.ArgumentParser:
     ext.add_argument("--prompt", default=None, help="optional description to guide it")
     sampling(ext)
     ext.set_defaults(func=_cmd_extend)
+
+    ev = commands.add_parser(
+        "eval", help="judge every task on AV-Shapes clips (colour, shape, count, speed, sound, "
+                     "sync, captions)",
+        description="Regenerate AV-Shapes clips of a split from the workdir's config, run "
+                    "text_to_av, image_to_video, video_to_audio and video_to_caption on them, "
+                    "and judge the results from pixels and samples, next to the ground "
+                    "truth's own scores (the ceiling) and a shuffled audio pairing (the floor).")
+    ev.add_argument("--split", default="test", help="AV-Shapes split (default: test)")
+    ev.add_argument("--num", type=int, default=50, help="clips to judge (default: 50)")
+    ev.add_argument("--out", default=None,
+                    help="report JSON (default: <workdir>/eval/report.json)")
+    sampling(ev)
+    ev.set_defaults(func=_cmd_eval)
 
     cfg = commands.add_parser("config", help="inspect configs")
     cfg_cmds = cfg.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")

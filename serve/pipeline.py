@@ -142,6 +142,7 @@ class Pipeline:
         except FileNotFoundError as e:
             raise RequestError(str(e)) from None
         self.sampler = Sampler(self.config, model)
+        self.truncate_prompts = False  # cut over-long prompts instead of refusing them
         c = self.config
         self.fps, self.sample_rate = c.data.fps, c.data.sample_rate
         self.clip_frames = c.num_frames
@@ -167,6 +168,8 @@ class Pipeline:
             return None
         ids = np.array(self.tokenizers.text.encode(prompt.strip()), np.int32)
         limit = self.config.sequence.max_text_len
+        if len(ids) > limit and self.truncate_prompts:
+            return np.concatenate([ids[:limit - 1], ids[-1:]])  # as training cuts captions
         if len(ids) > limit:
             raise RequestError(f"the prompt is {len(ids)} tokens (with bos and eos); this model "
                                f"reads at most {limit} (sequence.max_text_len); shorten it")

@@ -57,3 +57,18 @@ def fresh_workdir(tmp_path, tiny_workdir):
     import shutil
 
     return pathlib.Path(shutil.copytree(tiny_workdir, tmp_path / "run"))
+
+
+@pytest.fixture(scope="session")
+def trained_workdir(tmp_path_factory, tiny_workdir):
+    """A copy of `tiny_workdir` with a transformer trained for 2 steps: enough to sample from.
+    Tests that use it must not write checkpoints into it."""
+    import shutil
+
+    from o1.train import trainer
+
+    workdir = pathlib.Path(shutil.copytree(tiny_workdir, tmp_path_factory.mktemp("trained") / "w"))
+    config = configs.get("tiny", ["train.steps=2", "train.eval_every=100",
+                                  "train.peak_flops=1e12"])
+    trainer.train(workdir, config, progress=False)
+    return workdir

@@ -2,13 +2,11 @@
 giving one clear error line."""
 
 import json
-import pathlib
-import shutil
 
 import numpy as np
 import pytest
 
-from o1 import cli, configs
+from o1 import cli
 from o1.sampler import FlowOptions
 from o1.serve import media
 from o1.serve.pipeline import Pipeline, RequestError, read_clip
@@ -17,20 +15,8 @@ FLOW = FlowOptions(steps=2)
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_workdir):
-    """A copy of the tiny workdir with a transformer trained for 2 steps."""
-    from o1.train import trainer
-
-    workdir = pathlib.Path(shutil.copytree(tiny_workdir, tmp_path_factory.mktemp("run") / "w"))
-    config = configs.get("tiny", ["train.steps=2", "train.eval_every=100",
-                                  "train.peak_flops=1e12"])
-    trainer.train(workdir, config, progress=False)
-    return workdir
-
-
-@pytest.fixture(scope="module")
-def pipe(trained):
-    return Pipeline(trained)
+def pipe(trained_workdir):
+    return Pipeline(trained_workdir)
 
 
 @pytest.fixture(scope="module")
@@ -98,14 +84,14 @@ def _run(capsys, *argv):
     return code, out, err
 
 
-def test_cli_tasks_write_their_outputs(trained, clip_file, tmp_path, capsys):
-    common = ["--workdir", trained, "--steps", "2"]
+def test_cli_tasks_write_their_outputs(trained_workdir, clip_file, tmp_path, capsys):
+    common = ["--workdir", trained_workdir, "--steps", "2"]
     code, out, err = _run(capsys, "generate", *common, "--prompt", "a red circle",
                           "--out", tmp_path / "g.mp4", "--profile")
     assert code == 0, err
     assert "real-time factor" in out and "denoising step 2" in out and "mp4 mux" in out
     assert media.probe(tmp_path / "g.mp4")["has_audio"]
-    code, out, err = _run(capsys, "caption", "--workdir", trained, clip_file, "--json")
+    code, out, err = _run(capsys, "caption", "--workdir", trained_workdir, clip_file, "--json")
     assert code == 0, err
     assert set(json.loads(out)) >= {"caption", "file"}
     for argv in (["dub", *common, clip_file, "--out", tmp_path / "d.mp4"],
@@ -132,14 +118,14 @@ def _write_png(path, frame):
             out.mux(packet)
 
 
-def test_bad_inputs_give_one_clear_error_line(trained, tiny_workdir, clip_file, tmp_path,
+def test_bad_inputs_give_one_clear_error_line(trained_workdir, tiny_workdir, clip_file, tmp_path,
                                               capsys):
     corrupt = tmp_path / "corrupt.mp4"
     corrupt.write_bytes(clip_file.read_bytes()[: 2000])
     text = tmp_path / "notes.mp4"
     text.write_text("not a video at all\n" * 20)
     long_prompt = " ".join(["red circle square triangle"] * 20)
-    w = ["--workdir", trained]
+    w = ["--workdir", trained_workdir]
     out = ["--out", tmp_path / "x.mp4"]
     cases = {
         "missing file": (["caption", *w, tmp_path / "nope.mp4"], "no such file"),
