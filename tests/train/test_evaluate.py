@@ -1,0 +1,36 @@
+"""`o1 eval` end to end on a trained tiny workdir: every row, the JSON report, the CLI."""
+
+import json
+
+import numpy as np
+
+from o1 import cli
+from o1.sampler import FlowOptions
+from o1.train import evaluate
+
+
+def test_eval_judges_every_task_next_to_the_ground_truth(trained_workdir, tmp_path, capsys):
+    out = tmp_path / "report.json"
+    report = evaluate.evaluate(trained_workdir, "test", 2, out, FlowOptions(steps=2),
+                               progress=False)
+    saved = json.loads(out.read_text())
+    assert saved["rows"].keys() == report["rows"].keys() == {
+        "ground truth", "text_to_av", "image_to_video", "video_to_audio"}
+    truth = report["rows"]["ground truth"]
+    assert truth["clips"] == 2 and truth["bounces"] > 0
+    for row in ("text_to_av", "image_to_video"):
+        for key in ("colour", "shape", "count", "speed", "sync_hit"):
+            assert key in report["rows"][row]
+    assert "colour" not in report["rows"]["video_to_audio"]  # the dub keeps the true video
+    captions = report["captions"]
+    assert abs(captions["ground truth"]["bleu4"] - 100.0) < 1e-9
+    assert np.isfinite(captions["video_to_caption"]["cider_d"])
+    assert len(list((trained_workdir / "eval" / "samples").glob("*.mp4"))) == 6
+    text = evaluate.format_report(report)
+    assert "ground truth" in text and "video_to_caption" in text
+
+    code = cli.main(["eval", "--workdir", str(trained_workdir), "--num", "1", "--steps", "1",
+                     "--split", "validation", "--out", str(tmp_path / "cli.json")])
+    assert code == 0 and "captions" in capsys.readouterr().out
+    code = cli.main(["eval", "--workdir", str(trained_workdir), "--split", "nope"])
+    assert code == 2 and "--split must be one of" in capsys.readouterr().err

@@ -1,0 +1,637 @@
+"""The AV-Shapes judge: scores clips from their pixels and samples alone, without neural nets.
+
+AV-Shapes objects have known palette colours over a dark, desaturated background, and every
+wall bounce starts a tone whose pitch names the object's colour. So a clip -- ground truth, a
+tokenizer reconstruction or a generated one -- is judged by measuring it:
+
+Video (`analyze_video`):
+  * Background: the per-frame median colour (objects cover a small part of the frame).
+  * Pixel colour: an anti-aliased or blurred pixel is a blend `bg + a (palette - bg)`, so its
+    offset from the background points along `palette - bg` whatever the coverage `a`. A pixel
+    takes the palette colour nearest in that direction, if within `MAX_ANGLE_DEG`, and `a` is
+    its projection on it. Pixels with `a >= MIN_ALPHA` form the colour's mask, whose edge is
+    then where the shape's true edge is.
+  * Objects: per frame the largest 8-connected component of each colour's mask, kept when its
+    area is at least `MIN_AREA_FRACTION` of a nominal object's; a colour is an object when it
+    is kept on at least `MIN_PRESENT_FRACTION` of the frames.
+  * Shape: medians over the frames with no other object near (occlusion hides parts) of two
+    moments of the mask. Squareness mu22 / (mu20 mu02) is 1 for an axis-aligned square (x and
+    y independent) and 2/3 for a disc; asymmetry, the centroid's drop below the bounding box
+    centre in box heights, is 1/6 for the upward-pointing triangle and 0 for the others.
+  * Track and speed: the coverage-weighted centroid per frame; the speed class is the nearer,
+    on a log scale, of `avshapes.SPEED_BOX_PER_S` to the median per-frame displacement in box
+    widths per second.
+  * Bounces: the simulation puts an object on a wall on the frame it arrives and mirrors its
+    velocity, so on a bounce frame the object's mask touches the wall (within `WALL_GAP_PX`),
+    the step into the frame does not move away from that wall and the step out moves away at
+    full speed. Per wall, each run of touching frames gives at most its first such frame, so
+    noise near a wall cannot multiply bounces, and centroid shifts from occlusion away from
+    walls never count. A bounce on a clip's last frame has no step out and is not seen.
+
+Audio (`analyze_audio`): onsets from `audio_metrics.detect_onsets`; for each, the pitch from
+`audio_metrics.pitch_at` names the palette colour with the nearest tone within
+`PITCH_TOLERANCE_SEMITONES`, provided the sound is tonal (spectral flatness at most
+`MAX_FLATNESS`), so noise does not name colours by chance.
+
+Clip scores (`score_clip`) are 0/1 per attribute plus the share of onsets naming a requested
+colour; `aggregate` averages them over clips and adds audio-video sync: each visual bounce
+against its nearest onset, and the same for a shuffled pairing of clips as the chance floor.
+Captions (`parse_caption`, `caption_scores`) are read back into attributes with the grammar of
+`avshapes.caption`, and scored with corpus BLEU-4 (sacrebleu) and CIDEr-D (`cider_d`).
+
+Axes: T frames, H x W pixels, K palette colours, N audio samples.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import sacrebleu
+from scipy import ndimage
+
+from o1.config import COLOURS, Config, DataConfig
+from o1.tokenizers import audio_metrics
+from o1.train import avshapes
+
+# Tuned on 200 quickstart (64x64) and 200 tiny (32x32) test clips, where every attribute then
+# scores 1, and on 40 quickstart test clips through the runs/quickstart video VAE (31.9 dB),
+# also with extra blur (sigma 0.7-1.5 px), pixel noise (std 8-16) or colour gains (+-15%).
+# Palette directions from the backgrounds are 30-32 degrees apart at the closest (cyan and
+# blue), so a pixel within 15 degrees of one cannot be nearer another. The VAE scored the same
+# from 8 to 15 degrees; the widest keeps the most blurred edge pixels.
+MAX_ANGLE_DEG = 15.0
+MIN_ALPHA = 0.5  # coverage at which a pixel is inside its object
+# Of a nominal disc's area (diameter data.object_size of the shorter side): below the smallest
+# shape (a triangle has 0.52-0.77 of it) minus occlusion, far above specks of noise.
+MIN_AREA_FRACTION = 0.25
+MIN_PRESENT_FRACTION = 0.5  # of frames on which a colour must show an object to count
+# Squareness measured 0.95-1.02 on clean squares and 0.90-0.96 through the VAE (blur rounds
+# corners), 0.58-0.76 on discs (pixelation at 32x32 spreads it). Asymmetry measured 0.11-0.16
+# on clean triangles and 0.096-0.13 through the VAE, |0.03| at most on the others.
+SQUARE_MIN_SQUARENESS = 0.83
+TRIANGLE_MIN_ASYMMETRY = 0.06
+# Occlusion. An object is clear on a frame when no other colour's mask is this close; shape
+# is read on clear frames, and bounces on clear frames or where the object keeps this share of
+# its median area (it is the one on top). Bounce frames then had no false positives on all the
+# clips above, and found 95-97% of the bounces before the last frame (85% if read on clear
+# frames only, with a 2 px margin).
+CLEAR_MARGIN_PX = 1
+OCCLUDED_AREA = 0.8
+# A mask this close to a wall touches it. Blur pulls mask edges in: on the VAE clips 0, 1 and
+# 2 px found 70%, 94% and 98% of the bounces, with no false ones.
+WALL_GAP_PX = 2
+PITCH_TOLERANCE_SEMITONES = 1.0  # palette tones are 3 or more semitones apart
+# Spectral flatness of the pitch window: at most 0.02 on clean tones and 0.13 through the
+# audio VAE, 0.47-0.6 on white noise.
+MAX_FLATNESS = 0.3
+# detect_onsets reports the spectral-flux peak, one hop after a tone's first sample here (sync
+# of ground truth reads 15.6 ms at hop 250), so the pitch window starts one hop before the
+# onset. With 50 ms rather than pitch_at's default 40, 99.5% rather than 95% of the VAE's
+# onsets name their colour (the decaying tone is still above the VAE's artefacts).
+PITCH_WINDOW_S = 0.05
+
+_NAMES = tuple(COLOURS)
+_PALETTE_KC = np.array([COLOURS[c] for c in _NAMES], np.float32)
+_SPEED_SPLIT = math.sqrt(avshapes.SPEED_BOX_PER_S["slow"] * avshapes.SPEED_BOX_PER_S["fast"])
+_EIGHT = np.ones((3, 3), bool)
+ATTRIBUTES = ("colour", "shape", "count", "speed")
+
+
+# ---------------------------------------------------------------------------------------------
+# Video
+# ---------------------------------------------------------------------------------------------
+
+
+def classify_pixels(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Palette colour and coverage of every pixel.
+
+    Args:
+      frames: [T, H, W, 3] RGB in 0..255 (uint8 or float).
+
+    Returns:
+      labels int8 [T, H, W] (index into the palette, -1 for background or no palette colour)
+      and alpha float32 [T, H, W] (the coverage of that colour, 0 where the label is -1).
+    """
+    x = np.nan_to_num(np.asarray(frames, np.float32))
+    bg_tc = np.median(x.reshape(len(x), -1, 3), axis=1)
+    d = x - bg_tc[:, None, None, :]  # [T, H, W, 3]
+    u_tkc = _PALETTE_KC[None] - bg_tc[:, None, :]
+    u_norm_tk = np.maximum(np.linalg.norm(u_tkc, axis=-1), 1e-6)
+    dot = np.matmul(d.reshape(len(x), -1, 3), u_tkc.transpose(0, 2, 1)).reshape(
+        *d.shape[:3], -1)  # [T, H, W, K]
+    d_norm = np.linalg.norm(d, axis=-1)[..., None]
+    cos = dot / np.maximum(d_norm * u_norm_tk[:, None, None, :], 1e-6)
+    best = np.argmax(cos, axis=-1)
+    best_cos = np.take_along_axis(cos, best[..., None], -1)[..., 0]
+    alpha = np.take_along_axis(dot, best[..., None], -1)[..., 0] / np.take_along_axis(
+        u_norm_tk[:, None, None, :] ** 2, best[..., None], -1)[..., 0]
+    ok = (best_cos >= math.cos(math.radians(MAX_ANGLE_DEG))) & (d_norm[..., 0] > 1.0)
+    labels = np.where(ok, best, -1).astype(np.int8)
+    return labels, np.where(ok, alpha, 0.0).astype(np.float32)
+
+
+def _largest_component(mask_hw: np.ndarray) -> np.ndarray:
+    components, count = ndimage.label(mask_hw, structure=_EIGHT)
+    if count <= 1:
+        return components > 0
+    sizes = np.bincount(components.ravel())[1:]
+    return components == 1 + int(np.argmax(sizes))
+
+
+def _shape_of(squareness: float, asymmetry: float) -> str:
+    if asymmetry >= TRIANGLE_MIN_ASYMMETRY:
+        return "triangle"
+    return "square" if squareness >= SQUARE_MIN_SQUARENESS else "circle"
+
+
+def _speed_of(box_per_s: float) -> str:
+    return "fast" if box_per_s >= _SPEED_SPLIT else "slow"
+
+
+def _bounce_frames(centre_t: np.ndarray, gap_low_t: np.ndarray, gap_high_t: np.ndarray
+                   ) -> list[int]:
+    """Bounce frames of one centroid coordinate [T] against its two walls (module docstring).
+
+    Args:
+      centre_t: the coordinate per frame, nan where the object is not seen.
+      gap_low_t, gap_high_t: pixels between the mask and the low / high wall per frame.
+    """
+    frames = []
+    steps = np.diff(centre_t)
+    finite = np.abs(steps[np.isfinite(steps)])
+    if len(finite) == 0:
+        return frames
+    half = 0.5 * float(np.median(finite))
+    for sign, gap in ((-1.0, gap_low_t), (1.0, gap_high_t)):
+        toward = sign * steps  # > 0: moving towards this wall
+        touching = np.nan_to_num(gap, nan=np.inf) <= WALL_GAP_PX
+        runs, count = ndimage.label(touching)
+        for r in range(1, count + 1):
+            for f in np.flatnonzero(runs == r):
+                # "At full speed" is more than half the median step: the step into a bounce
+                # frame may be ~0 (the object was already close), the step out is not.
+                if 0 < f < len(steps) and toward[f] < -half and toward[f - 1] >= -half:
+                    frames.append(int(f))
+                    break
+    return frames
+
+
+def _track(mine_thw: np.ndarray, others_thw: np.ndarray, labels_thw: np.ndarray,
+           alpha_thw: np.ndarray, k: int, min_area: float) -> dict:
+    """Per-frame measurements of palette colour k's object (nan where it is not seen).
+
+    Returns dict of 'centre' [T, 2] (x, y), 'gaps' [T, 4] (pixels between the mask and the
+    left, top, right, bottom wall), 'reliable' bool [T] (seen and not under another object)
+    and 'shape_features' [F, 2] (squareness, asymmetry) of the frames where the object is
+    clear of others, or of every frame seen if it never is.
+    """
+    t_len, h, w = mine_thw.shape
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    centre = np.full((t_len, 2), np.nan)
+    gaps = np.full((t_len, 4), np.nan)
+    area = np.zeros(t_len)
+    clear = np.zeros(t_len, bool)
+    features = []
+    for t in range(t_len):
+        comp = _largest_component(mine_thw[t])
+        if comp.sum() < min_area:
+            continue
+        area[t] = comp.sum()
+        rows, cols = np.flatnonzero(comp.any(1)), np.flatnonzero(comp.any(0))
+        y0, y1, x0, x1 = rows[0], rows[-1], cols[0], cols[-1]
+        # Coverage-weighted over the component and its rim, so anti-aliased edges count.
+        rim = ndimage.binary_dilation(comp, _EIGHT) & (labels_thw[t] == k)
+        weight = np.where(rim, np.clip(alpha_thw[t], 0.0, 1.0), 0.0)
+        centre[t] = (weight * xs).sum() / weight.sum(), (weight * ys).sum() / weight.sum()
+        gaps[t] = x0, y0, w - 1 - x1, h - 1 - y1
+        dx, dy = xs[comp] - xs[comp].mean(), ys[comp] - ys[comp].mean()
+        # mu22 / (mu20 mu02): 1 when x and y are independent over the shape (a square), 2/3
+        # for a disc; and the centroid's drop below the box centre, in box heights.
+        squareness = np.mean(dx**2 * dy**2) / max(1e-9, np.mean(dx**2) * np.mean(dy**2))
+        asymmetry = (ys[comp].mean() - (y0 + y1) / 2) / (y1 - y0 + 1)
+        features.append((float(squareness), float(asymmetry)))
+        near = ndimage.binary_dilation(comp, _EIGHT, iterations=CLEAR_MARGIN_PX)
+        clear[t] = not (near & others_thw[t]).any()
+    seen = area > 0
+    features = np.asarray(features, np.float64).reshape(-1, 2)
+    clear_features = features[clear[seen]]
+    # Near another object, one that keeps its usual area is the one on top: its centroid holds.
+    typical = np.median(area[clear] if clear.any() else area[seen]) if seen.any() else 0.0
+    reliable = clear | (seen & (area >= OCCLUDED_AREA * typical))
+    return {"centre": centre, "gaps": gaps, "reliable": reliable,
+            "shape_features": clear_features if len(clear_features) else features}
+
+
+def analyze_video(frames: np.ndarray, fps: float,
+                  object_size: float = DataConfig.object_size) -> dict:
+    """Finds the objects of a clip by palette colour and measures them.
+
+    Args:
+      frames: [T, H, W, 3] RGB in 0..255 (uint8 or float).
+      fps: frames per second.
+      object_size: nominal object diameter as a fraction of the shorter side (config
+        data.object_size); sets the smallest area that counts as an object.
+
+    Returns:
+      dict with 'count' (objects found), 'objects' (per colour found: 'colour', 'shape',
+      'speed', the measures behind them 'squareness', 'asymmetry', 'speed_box_per_s', and
+      'frames_present', 'bounce_frames', 'track': per frame [x, y] centroid in pixels or
+      None), and 'bounce_times' (seconds, ascending, one per frame on which any object
+      bounces). Plain Python values throughout, so the result is JSON-serializable.
+    """
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be [T, H, W, 3], got shape {frames.shape}")
+    t_len, h, w, _ = frames.shape
+    if frames.size == 0:
+        return {"count": 0, "objects": [], "bounce_times": []}
+    labels, alpha = classify_pixels(frames)
+    hard = (labels >= 0) & (alpha >= MIN_ALPHA)
+    min_area = MIN_AREA_FRACTION * math.pi * (object_size * min(h, w) / 2) ** 2
+    objects = []
+    for k, colour in enumerate(_NAMES):
+        mine = hard & (labels == k)
+        if mine.sum() < min_area * MIN_PRESENT_FRACTION * t_len:
+            continue  # cannot pass the test below; skips the per-frame work
+        m = _track(mine, hard & ~mine, labels, alpha, k, min_area)
+        centre, gaps = m["centre"], m["gaps"]
+        present = int(np.isfinite(centre[:, 0]).sum())
+        if present < MIN_PRESENT_FRACTION * t_len:
+            continue
+        squareness, asymmetry = np.median(m["shape_features"], axis=0).tolist()
+        steps = np.linalg.norm(np.diff(centre, axis=0), axis=-1)
+        steps = steps[np.isfinite(steps)]
+        box_per_s = float(np.median(steps) * fps / min(h, w)) if len(steps) else 0.0
+        # An occluded object's centroid moves with the occluder: no bounces read there.
+        seen = np.where(m["reliable"][:, None], centre, np.nan)
+        bounces = sorted(set(_bounce_frames(seen[:, 0], gaps[:, 0], gaps[:, 2]))
+                         | set(_bounce_frames(seen[:, 1], gaps[:, 1], gaps[:, 3])))
+        objects.append({
+            "colour": colour, "shape": _shape_of(squareness, asymmetry),
+            "speed": _speed_of(box_per_s), "squareness": squareness, "asymmetry": asymmetry,
+            "speed_box_per_s": box_per_s, "frames_present": present, "bounce_frames": bounces,
+            "track": [[float(x), float(y)] if np.isfinite(x) else None for x, y in centre],
+        })
+    frames_hit = sorted({f for o in objects for f in o["bounce_frames"]})
+    return {"count": len(objects), "objects": objects,
+            "bounce_times": [f / fps for f in frames_hit]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Audio
+# ---------------------------------------------------------------------------------------------
+
+
+def spectral_flatness(wave: np.ndarray, sample_rate: int, time_s: float,
+                      window_s: float = PITCH_WINDOW_S) -> float:
+    """Geometric over arithmetic mean of the power spectrum in [time_s, time_s + window_s).
+
+    Near 0 for a tone, ~0.56 for white noise; nan for a silent or empty window. Only 80 Hz to
+    4 kHz counts, the range `pitch_at` searches.
+    """
+    start = max(0, round(time_s * sample_rate))
+    segment = np.asarray(wave[start:start + round(window_s * sample_rate)], np.float64)
+    if len(segment) < 16 or not np.any(segment):
+        return float("nan")
+    power = np.abs(np.fft.rfft((segment - segment.mean()) * np.hanning(len(segment)))) ** 2
+    hz = np.fft.rfftfreq(len(segment), 1.0 / sample_rate)
+    band = power[(hz >= 80.0) & (hz <= 4000.0)] + 1e-20
+    if len(band) == 0:
+        return float("nan")
+    return float(np.exp(np.mean(np.log(band))) / np.mean(band))
+
+
+def colour_of_pitch(hz: float) -> str | None:
+    """The palette colour whose tone is nearest `hz`, or None beyond the tolerance or for nan."""
+    if not np.isfinite(hz) or hz <= 0:
+        return None
+    distance = {c: abs(12.0 * math.log2(hz / p)) for c, p in avshapes.PITCH_HZ.items()}
+    colour = min(distance, key=distance.get)
+    return colour if distance[colour] <= PITCH_TOLERANCE_SEMITONES else None
+
+
+def analyze_audio(wave: np.ndarray, sample_rate: int, hop: int) -> dict:
+    """Onsets of a waveform and the colour each one's pitch names.
+
+    Args:
+      wave: [N] mono audio in -1..1.
+      sample_rate: samples per second.
+      hop: samples between onset-envelope frames (config audio.hop).
+
+    Returns:
+      dict with 'onset_times' (seconds, ascending), and per onset 'pitches_hz' (nan where
+      undefined), 'flatness' and 'colours' (palette colour or None: atonal, or off-palette).
+    """
+    wave = np.nan_to_num(np.asarray(wave, np.float32).ravel())
+    if len(wave) < audio_metrics.ONSET_N_FFT or not np.any(wave):
+        onsets = np.zeros(0)
+    else:
+        onsets = audio_metrics.detect_onsets(wave, sample_rate, hop)
+    pitches, flatness, colours = [], [], []
+    for t in onsets:
+        start = max(0.0, float(t) - hop / sample_rate)  # see PITCH_WINDOW_S
+        hz = audio_metrics.pitch_at(wave, sample_rate, start, window_s=PITCH_WINDOW_S)
+        flat = spectral_flatness(wave, sample_rate, start)
+        pitches.append(float(hz))
+        flatness.append(flat)
+        colours.append(colour_of_pitch(hz) if flat <= MAX_FLATNESS else None)
+    return {"onset_times": [float(t) for t in onsets], "pitches_hz": pitches,
+            "flatness": flatness, "colours": colours}
+
+
+# ---------------------------------------------------------------------------------------------
+# Clips
+# ---------------------------------------------------------------------------------------------
+
+
+def _attribute_scores(found: Sequence[Mapping], count: int, objects: Sequence[Mapping]
+                      ) -> dict[str, float]:
+    """0/1 per attribute of found objects (colour, shape, speed) against requested ones.
+
+    'colour' needs the same set of colours, none found twice; 'shape' and 'speed' need every
+    requested colour found with its shape / speed; 'count' compares `count`.
+    """
+    by_colour = {o["colour"]: o for o in found}
+    wanted = [o["colour"] for o in objects]
+    return {
+        "colour": float(set(by_colour) == set(wanted) and len(found) == len(set(by_colour))),
+        "shape": float(all(c in by_colour and by_colour[c].get("shape") == o["shape"]
+                           for c, o in zip(wanted, objects, strict=True))),
+        "count": float(count == len(objects)),
+        "speed": float(all(c in by_colour and by_colour[c].get("speed") == o["speed"]
+                           for c, o in zip(wanted, objects, strict=True))),
+    }
+
+
+def score_clip(frames: np.ndarray, wave: np.ndarray, config: Config,
+               objects: Sequence[Mapping]) -> dict:
+    """Scores one clip against the objects it should show.
+
+    Args:
+      frames: [T, H, W, 3] RGB in 0..255.
+      wave: [N] mono audio.
+      config: gives data.fps, data.sample_rate, data.object_size and audio.hop.
+      objects: requested objects, dicts with 'colour', 'shape', 'speed' (e.g.
+        metadata["objects"], or what a prompt asked for).
+
+    Returns:
+      dict of 0/1 floats 'colour' (the colours seen are the requested ones), 'shape' and
+      'speed' (every requested colour seen, with its shape / speed class), 'count'; the float
+      'audio_colour' (share of onsets whose pitch names a requested colour, nan without
+      onsets); and the facts 'bounce_times', 'onset_times' (seconds) and 'detected' (the
+      objects seen, colour/shape/speed), all JSON-serializable.
+    """
+    d = config.data
+    video = analyze_video(frames, d.fps, d.object_size)
+    audio = analyze_audio(wave, d.sample_rate, config.audio.hop)
+    scores = _attribute_scores(video["objects"], video["count"], objects)
+    wanted = {o["colour"] for o in objects}
+    named = audio["colours"]
+    scores["audio_colour"] = (sum(c in wanted for c in named) / len(named) if named
+                              else float("nan"))
+    scores["bounce_times"] = video["bounce_times"]
+    scores["onset_times"] = audio["onset_times"]
+    scores["detected"] = [{k: o[k] for k in ("colour", "shape", "speed")}
+                          for o in video["objects"]]
+    return scores
+
+
+def sync_offsets(bounce_times: Sequence[float], onset_times: Sequence[float]) -> np.ndarray:
+    """Signed seconds from each visual bounce to its nearest onset (onset - bounce).
+
+    Returns float64 [len(bounce_times)], inf where there are no onsets.
+    """
+    bounces = np.asarray(bounce_times, np.float64).ravel()
+    onsets = np.sort(np.asarray(onset_times, np.float64).ravel())
+    if len(onsets) == 0:
+        return np.full(len(bounces), np.inf)
+    diff = onsets[None, :] - bounces[:, None]
+    return diff[np.arange(len(bounces)), np.argmin(np.abs(diff), axis=1)]
+
+
+def _sync(pairs: Sequence[tuple[Sequence[float], Sequence[float]]], fps: float
+          ) -> tuple[float, float, int]:
+    offsets = np.concatenate([sync_offsets(b, o) for b, o in pairs] or [np.zeros(0)])
+    if len(offsets) == 0:
+        return float("nan"), float("nan"), 0
+    # A bounce exactly one frame from its onset still matches despite float error.
+    hit = np.abs(offsets) <= 1.0 / fps + 1e-9
+    return float(np.median(np.abs(offsets)) * 1000.0), float(hit.mean()), len(offsets)
+
+
+def aggregate(scores: Sequence[Mapping], fps: float) -> dict:
+    """Means of `score_clip` results over clips, plus audio-video sync.
+
+    Returns:
+      dict with the nan-ignoring mean of 'colour', 'shape', 'count', 'speed', 'audio_colour'
+      (nan when no clip has a value); 'sync_median_ms' (median |offset| of every bounce to its
+      nearest onset, inf when most bounces have no onset in their clip) and 'sync_hit' (share
+      of bounces with an onset within one video frame); the same two for a shuffled pairing,
+      bounces of clip i against onsets of clip (i + 1) % n, as the chance floor
+      ('sync_median_ms_shuffled', 'sync_hit_shuffled'; nan for fewer than 2 clips); 'clips'
+      and 'bounces' (counts).
+    """
+    out: dict[str, float] = {}
+    for key in (*ATTRIBUTES, "audio_colour"):
+        values = np.array([s[key] for s in scores], np.float64)
+        values = values[np.isfinite(values)]
+        out[key] = float(values.mean()) if len(values) else float("nan")
+    n = len(scores)
+    pairs = [(s["bounce_times"], s["onset_times"]) for s in scores]
+    out["sync_median_ms"], out["sync_hit"], bounces = _sync(pairs, fps)
+    shuffled = [(scores[i]["bounce_times"], scores[(i + 1) % n]["onset_times"])
+                for i in range(n)]
+    if n >= 2:
+        out["sync_median_ms_shuffled"], out["sync_hit_shuffled"], _ = _sync(shuffled, fps)
+    else:
+        out["sync_median_ms_shuffled"] = out["sync_hit_shuffled"] = float("nan")
+    out["clips"], out["bounces"] = n, bounces
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Captions
+# ---------------------------------------------------------------------------------------------
+
+_SHAPE_OF_WORD = {w: s for s, options in avshapes.SHAPE_WORDS.items() for w in options}
+_SPEED_OF_ADJECTIVE = {w: s for s, options in avshapes.SPEED_ADJECTIVES.items()
+                       for w in options}
+_SPEED_OF_ADVERB = {tuple(p.split()): s for s, phrases in avshapes.SPEED_ADVERBS.items()
+                    for p in phrases}
+_NUMBER = {w: n for n, w in avshapes.NUMBER_WORDS.items()}
+_GROUP_NOUNS = ("shapes", "objects")
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words of a caption; hyphenated words stay whole, punctuation is dropped."""
+    return re.findall(r"[a-z0-9]+(?:-[a-z0-9]+)*", text.lower())
+
+
+def parse_caption(text: str) -> dict:
+    """Reads objects and their count back from a caption in the grammar of `avshapes.caption`.
+
+    An object is a colour word directly followed by a shape word. Its speed comes from an
+    adjective just before ("quick red ball"), or "moving <adverb phrase>" just after ("red ball
+    moving at high speed"), or else from a shared "<count> <adjective> shapes/objects". The
+    count is the first number word, or else the number of objects.
+
+    Returns:
+      dict with 'objects' (dicts with 'colour', 'shape', 'speed' -- None when unsaid) and
+      'count' (int).
+    """
+    w = words(text)
+    objects = []
+    for i in range(len(w) - 1):
+        if w[i] not in COLOURS or w[i + 1] not in _SHAPE_OF_WORD:
+            continue
+        speed = _SPEED_OF_ADJECTIVE.get(w[i - 1]) if i > 0 else None
+        if speed is None and i + 2 < len(w) and w[i + 2] == "moving":
+            for phrase, s in _SPEED_OF_ADVERB.items():
+                if tuple(w[i + 3:i + 3 + len(phrase)]) == phrase:
+                    speed = s
+        objects.append({"colour": w[i], "shape": _SHAPE_OF_WORD[w[i + 1]], "speed": speed})
+    shared = next((_SPEED_OF_ADJECTIVE[w[i]] for i in range(len(w) - 1)
+                   if w[i] in _SPEED_OF_ADJECTIVE and w[i + 1] in _GROUP_NOUNS), None)
+    for o in objects:
+        if o["speed"] is None:
+            o["speed"] = shared
+    count = next((_NUMBER[x] for x in w if x in _NUMBER), len(objects))
+    return {"objects": objects, "count": count}
+
+
+def _ngrams(tokens: Sequence[str], max_n: int) -> Counter:
+    return Counter(tuple(tokens[i:i + n]) for n in range(1, max_n + 1)
+                   for i in range(len(tokens) - n + 1))
+
+
+def cider_d(candidates: Sequence[str], references: Sequence[Sequence[str]], max_n: int = 4,
+            sigma: float = 6.0) -> float:
+    """CIDEr-D of candidate captions, one per clip, each against that clip's references.
+
+    As defined by Vedantam et al. 2015 with the coco-caption CIDEr-D changes: for n = 1..4, a
+    sentence is a vector of n-gram counts times idf = log(clips / document frequency), the
+    document frequency of an n-gram being the number of clips whose references contain it.
+    The candidate's weights are clipped to the reference's (min(g_cand, g_ref) * g_ref over
+    |g_cand| |g_ref|), the similarity is multiplied by exp(-(l_cand - l_ref)^2 / (2 sigma^2))
+    with l the length in words, averaged over references and over n, and scaled by 10; the
+    corpus score is the mean over clips. Words come from `words()` (lower case, punctuation
+    dropped, as coco-caption's tokenizer does). A candidate identical to its single reference
+    scores 10 if it has at least 4 words (else the missing n-gram orders score 0) and its
+    n-grams are not in every clip's references (idf 0). It matched pycocoevalcap's Cider (its
+    CIDEr-D) to 1e-15 on 300 AV-Shapes captions, with one and with two references per clip.
+    """
+    if len(candidates) != len(references):
+        raise ValueError(f"{len(candidates)} candidates but {len(references)} reference sets")
+    if not candidates:
+        return float("nan")
+    refs = [[_ngrams(words(r), max_n) for r in group] for group in references]
+    ref_lengths = [[len(words(r)) for r in group] for group in references]
+    df: Counter = Counter()
+    for group in refs:
+        df.update(set().union(*[set(c) for c in group]))
+    log_clips = math.log(len(references))
+
+    def vector(counts: Counter) -> tuple[list[dict], np.ndarray]:
+        vec: list[dict] = [{} for _ in range(max_n)]
+        for gram, tf in counts.items():
+            vec[len(gram) - 1][gram] = tf * (log_clips - math.log(max(1.0, df[gram])))
+        norms = np.array([math.sqrt(sum(v * v for v in g.values())) for g in vec])
+        return vec, norms
+
+    total = 0.0
+    for cand, group, lengths in zip(candidates, refs, ref_lengths, strict=True):
+        cand_words = words(cand)
+        c_vec, c_norm = vector(_ngrams(cand_words, max_n))
+        score = 0.0
+        for r_counts, r_len in zip(group, lengths, strict=True):
+            r_vec, r_norm = vector(r_counts)
+            penalty = math.exp(-((len(cand_words) - r_len) ** 2) / (2 * sigma**2))
+            for n in range(max_n):
+                if c_norm[n] == 0 or r_norm[n] == 0:
+                    continue
+                overlap = sum(min(v, r_vec[n].get(g, 0.0)) * r_vec[n].get(g, 0.0)
+                              for g, v in c_vec[n].items())
+                score += overlap / (c_norm[n] * r_norm[n]) * penalty
+        total += 10.0 * score / max_n / max(1, len(group))
+    return float(total / len(candidates))
+
+
+def caption_scores(candidates: Sequence[str], references: Sequence[str | Sequence[str]],
+                   objects_list: Sequence[Sequence[Mapping]]) -> dict:
+    """Attribute accuracy and n-gram scores of captions, one candidate per clip.
+
+    Args:
+      candidates: the captions to judge.
+      references: per clip a reference caption, or a list of them.
+      objects_list: per clip the true objects (dicts with 'colour', 'shape', 'speed').
+
+    Returns:
+      dict with the share of clips whose parsed candidate gets right 'colour' (the set of
+      colours named), 'shape' and 'speed' (every true colour named with its shape / speed),
+      'count'; 'bleu4' (sacrebleu corpus BLEU-4 with its default tokenizer, 0..100),
+      'cider_d' (0..10, see `cider_d`) and 'clips'.
+    """
+    if not len(candidates) == len(references) == len(objects_list):
+        raise ValueError(f"need one reference and one object list per candidate, got "
+                         f"{len(candidates)}, {len(references)}, {len(objects_list)}")
+    groups = [[r] if isinstance(r, str) else list(r) for r in references]
+    out: dict[str, float] = {}
+    rows = []
+    for cand, objects in zip(candidates, objects_list, strict=True):
+        parsed = parse_caption(cand)
+        rows.append(_attribute_scores(parsed["objects"], parsed["count"], objects))
+    for key in ATTRIBUTES:
+        out[key] = float(np.mean([r[key] for r in rows])) if rows else float("nan")
+    if candidates:
+        streams = max(len(g) for g in groups)
+        # sacrebleu takes reference streams of equal length; a clip with fewer references
+        # repeats its first one, which does not change BLEU's clipped counts.
+        ref_streams = [[g[j] if j < len(g) else g[0] for g in groups] for j in range(streams)]
+        out["bleu4"] = float(sacrebleu.corpus_bleu(list(candidates), ref_streams).score)
+    else:
+        out["bleu4"] = float("nan")
+    out["cider_d"] = cider_d(candidates, groups)
+    out["clips"] = len(candidates)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------
+
+COLUMNS = (*ATTRIBUTES, "audio_colour", "sync_hit", "sync_median_ms", "sync_hit_shuffled",
+           "sync_median_ms_shuffled", "bleu4", "cider_d", "clips", "bounces")
+
+
+def _cell(key: str, value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        if not math.isfinite(value):
+            return str(float(value))
+        digits = 1 if "_ms" in key or key == "bleu4" else 3
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def format_table(report: Mapping[str, Mapping]) -> str:
+    """A text table: one row per entry of `report` (e.g. 'ground truth', 'text_to_av'), one
+    column per metric any row has (known metrics first, in a fixed order), '-' where a row
+    lacks one."""
+    keys = [k for k in COLUMNS if any(k in row for row in report.values())]
+    keys += sorted({k for row in report.values() for k in row} - set(keys))
+    header = ["", *keys]
+    body = [[name, *[_cell(k, row.get(k)) for k in keys]] for name, row in report.items()]
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i])
+                       for i, c in enumerate(r)) for r in [header, *body]]
+    lines.insert(1, "  ".join("-" * wd for wd in widths))
+    return "\n".join(lines)
