@@ -432,7 +432,7 @@ def make_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
         if not flow:
             return
-        p.add_argument("--steps", type=int, default=16, help="denoising steps (default: 16)")
+        p.add_argument("--steps", type=int, default=12, help="denoising steps (default: 12)")
         p.add_argument("--solver", choices=("euler", "heun"), default="euler",
                        help="ODE solver (default: euler; heun calls the model twice a step)")
         p.add_argument("--shift", type=float, default=1.0,

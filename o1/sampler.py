@@ -49,7 +49,7 @@ _BANNED_IDS = (PAD_ID, BOS_ID, MEDIA_START_ID, MEDIA_END_ID)
 class FlowOptions:
     """How media is sampled."""
 
-    steps: int = 16  # denoising steps from t = 1 to 0
+    steps: int = 12  # denoising steps from t = 1 to 0 (12: faster than playback on 2 CPU cores)
     solver: str = "euler"  # euler (one model call per step) or heun (two, except the last)
     shift: float = 1.0  # t -> s t / (1 + (s - 1) t) on the step grid; s > 1 spends more steps
     # near t = 1 (coarse structure), s < 1 near t = 0 (detail)
