@@ -29,7 +29,7 @@ from tqdm import tqdm
 from o1.sampler import FlowOptions
 from o1.serve import media
 from o1.serve.pipeline import Pipeline, RequestError
-from o1.train import avshapes, judge
+from o1.train import avshapes, captions, judge
 
 SAMPLES_KEPT = 4  # generated clips per task written under <workdir>/eval/samples/
 VIDEO_TASKS = ("text_to_av", "image_to_video")
@@ -57,7 +57,7 @@ def evaluate(workdir: str | os.PathLike, split: str = "test", num: int = 50,
 
     scores: dict[str, list[dict]] = {name: [] for name in (
         "ground truth", *VIDEO_TASKS, "video_to_audio")}
-    captions, references, truths = [], [], []
+    written, references, truths = [], [], []
     start = time.perf_counter()
     for i in tqdm(range(num), desc=f"eval {split}", unit="clip", disable=not progress):
         clip = avshapes.generate(config, split, i)
@@ -76,15 +76,15 @@ def evaluate(workdir: str | os.PathLike, split: str = "test", num: int = 50,
             scores[task].append(judge.score_clip(result.frames, result.audio, config, objects))
             if i < SAMPLES_KEPT:
                 result.write(samples / f"{task}_{clip.metadata['id']}.mp4")
-        captions.append(pipe.caption(media.Media(clip.video, config.data.fps, clip.audio,
+        written.append(pipe.caption(media.Media(clip.video, config.data.fps, clip.audio,
                                                  config.data.sample_rate), seed=seed + i))
     fps = config.data.fps
     rows = {name: judge.aggregate(values, fps) for name, values in scores.items()}
     for attribute in judge.ATTRIBUTES:  # the dub keeps the true video: no video row there
         rows["video_to_audio"].pop(attribute, None)
     caption_rows = {
-        "ground truth": judge.caption_scores(references, references, truths),
-        "video_to_caption": judge.caption_scores(captions, references, truths),
+        "ground truth": captions.caption_scores(references, references, truths),
+        "video_to_caption": captions.caption_scores(written, references, truths),
     }
     report = {
         "workdir": str(workdir), "checkpoint": pipe.step, "split": split, "clips": num,
@@ -92,7 +92,7 @@ def evaluate(workdir: str | os.PathLike, split: str = "test", num: int = 50,
         "seconds": round(time.perf_counter() - start, 1),
         "rows": rows, "captions": caption_rows,
         "examples": [{"reference": r, "caption": c} for r, c in
-                     zip(references[:8], captions[:8], strict=False)],
+                     zip(references[:8], written[:8], strict=False)],
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from o1 import configs
-from o1.train import avshapes, judge
+from o1.train import avshapes, captions, judge
 
 NUM_GROUND_TRUTH = 200  # quickstart test clips; most of the file's run time
 
@@ -173,36 +173,36 @@ def test_parse_caption_recovers_every_template(ground_truth):
         for i in range(120)]
     wrong = []
     for clip in clips:
-        parsed = judge.parse_caption(clip.caption)
+        parsed = captions.parse_caption(clip.caption)
         if parsed != {"objects": _truth(clip), "count": len(clip.metadata["objects"])}:
             wrong.append((clip.caption, parsed))
     assert not wrong
 
 
 def test_parse_caption_examples():
-    parsed = judge.parse_caption("two quick shapes, a red ball and a blue block, bounce around "
+    parsed = captions.parse_caption("two quick shapes, a red ball and a blue block, bounce around "
                                  "in the box")
     assert parsed == {"count": 2, "objects": [
         {"colour": "red", "shape": "circle", "speed": "fast"},
         {"colour": "blue", "shape": "square", "speed": "fast"}]}
-    parsed = judge.parse_caption("A green triangle moving at a slow pace, beeping at every wall "
+    parsed = captions.parse_caption("A green triangle moving at a slow pace, beeping at every wall "
                                  "it hits")
     assert parsed == {"count": 1, "objects": [
         {"colour": "green", "shape": "triangle", "speed": "slow"}]}
-    assert judge.parse_caption("") == {"objects": [], "count": 0}
-    assert judge.parse_caption("red red red") == {"objects": [], "count": 0}
+    assert captions.parse_caption("") == {"objects": [], "count": 0}
+    assert captions.parse_caption("red red red") == {"objects": [], "count": 0}
 
 
 def test_caption_scores_of_references_and_of_wrong_captions(ground_truth):
     refs = [c.caption for c, _ in ground_truth]
     truths = [_truth(c) for c, _ in ground_truth]
-    perfect = judge.caption_scores(refs, refs, truths)
+    perfect = captions.caption_scores(refs, refs, truths)
     for key in judge.ATTRIBUTES:
         assert perfect[key] == 1.0
     assert perfect["bleu4"] == pytest.approx(100.0)
     assert perfect["cider_d"] == pytest.approx(10.0)
     shifted = refs[1:] + refs[:1]  # each clip gets its neighbour's caption
-    wrong = judge.caption_scores(shifted, refs, truths)
+    wrong = captions.caption_scores(shifted, refs, truths)
     assert wrong["colour"] < 0.3
     assert wrong["bleu4"] < 30.0
     assert wrong["cider_d"] < 2.0
@@ -214,14 +214,14 @@ def test_cider_d_by_hand():
     of the first the n-gram cosines are 3 / (sqrt(3) 2), 2 / (sqrt(2) sqrt(3)), 1 / sqrt(2)
     and 0, and the length penalty is exp(-1 / 72)."""
     refs = [["a b c d"], ["e f g h"]]
-    assert judge.cider_d(["a b c d", "e f g h"], refs) == pytest.approx(10.0)
+    assert captions.cider_d(["a b c d", "e f g h"], refs) == pytest.approx(10.0)
     cosines = [3 / (math.sqrt(3) * 2), 2 / (math.sqrt(2) * math.sqrt(3)), 1 / math.sqrt(2), 0]
     expected = (10 * math.exp(-1 / 72) * sum(cosines) / 4 + 10.0) / 2
-    assert judge.cider_d(["a b c", "E, f g h."], refs) == pytest.approx(expected)
+    assert captions.cider_d(["a b c", "E, f g h."], refs) == pytest.approx(expected)
     # Only 1- and 2-grams: the 3- and 4-gram terms are 0 even for an exact match.
-    assert judge.cider_d(["a b", "c d"], [["a b"], ["c d"]]) == pytest.approx(5.0)
+    assert captions.cider_d(["a b", "c d"], [["a b"], ["c d"]]) == pytest.approx(5.0)
     # Repeating a word does not buy more than the reference has (clipping).
-    assert judge.cider_d(["a a b c d", "e f g h"], refs) < 10.0
+    assert captions.cider_d(["a a b c d", "e f g h"], refs) < 10.0
 
 
 def test_format_table_lines_up_rows_and_columns():
