@@ -37,7 +37,7 @@ from flax import nnx
 
 from o1.config import Config
 from o1.model import MODEL_INPUTS, Model
-from o1.sequence import AUDIO, PAD_BLOCK, TEXT, VIDEO, SequenceBuilder
+from o1.sequence import AUDIO, TEXT, VIDEO, SequenceBuilder
 from o1.tokenizers.text import BOS_ID, EOS_ID, MEDIA_END_ID, MEDIA_START_ID, PAD_ID
 
 SOLVERS = ("euler", "heun")
@@ -131,7 +131,8 @@ class Sampler:
         self.builder = SequenceBuilder(config)
         self.graphdef, self.params = nnx.split(model)
         self.buckets = buckets(config)
-        self._flow_steps: dict = {}
+        self._flow_step = jax.jit(self._flow_step_fn,
+                                  static_argnames=("solver", "guided", "cached"))
         self._prefill = jax.jit(self._prefill_fn)
         self._decode = jax.jit(self._decode_fn, static_argnames=("options", "cached"))
 
@@ -148,22 +149,14 @@ class Sampler:
             raise ValueError(f"a caption of {longest - 1} ids is longer than "
                              f"sequence.max_text_len={self.config.sequence.max_text_len}")
         p = next(b for b in self.buckets if b >= longest)
-        rows = [self.builder.text_segment(i, 0) for i in ids]
-        out = {
-            "tokens": np.zeros((len(ids), p), np.int32),
-            "modality": np.full((len(ids), p), TEXT, np.int32),
-            "segment_ids": np.zeros((len(ids), p), np.int32),
-            "block": np.full((len(ids), p), PAD_BLOCK, np.int32),
-            "positions": np.zeros((len(ids), p, 3), np.int32),
-            "media": np.zeros((len(ids), p, self.config.media_dim), np.float32),
-            "noise": np.zeros((len(ids), p), np.float32),
-        }
-        for r, row in enumerate(rows):
-            n = len(row["tokens"])
-            out["tokens"][r, :n] = row["tokens"]
-            out["positions"][r, :n] = row["positions"]
-            out["segment_ids"][r, :n] = 1
-            out["block"][r, :n] = 0
+        prefixes = []
+        for i in ids:
+            segment = self.builder.text_segment(i, 0)
+            segment["block"] = np.zeros(len(i), np.int32)
+            segment["task"] = np.zeros(len(i), np.int32)
+            prefixes.append([segment])
+        rows = self.builder.batch(prefixes, p)  # padding: segment id 0, block PAD_BLOCK
+        out = {k: rows[k] for k in MODEL_INPUTS}
         return out, np.array([len(i) for i in ids], np.int32)
 
     def _media_rows(self, requests: Sequence[MediaRequest], offsets: np.ndarray) -> dict:
@@ -225,11 +218,11 @@ class Sampler:
         if on_step:
             jax.block_until_ready(context)
             on_step("prefix", 0)
-        step = self._flow_step(options.solver, guided, cached)
         grid = options.grid()
         x = jnp.asarray(x)
         for i in range(options.steps):
-            x = step(self.params, context, media, consts, x, grid[i], grid[i + 1])
+            x = self._flow_step(self.params, context, media, consts, x, grid[i], grid[i + 1],
+                                solver=options.solver, guided=guided, cached=cached)
             if on_step:
                 jax.block_until_ready(x)
                 on_step("step", i)
@@ -241,13 +234,6 @@ class Sampler:
         b, p = prefix["tokens"].shape
         cache = model.init_cache(b, p + self.config.num_media_tokens)
         return model(prefix, cache=cache, index=0).cache
-
-    def _flow_step(self, solver: str, guided: bool, cached: bool) -> Callable:
-        key = (solver, guided, cached)
-        if key not in self._flow_steps:
-            self._flow_steps[key] = jax.jit(functools.partial(
-                self._flow_step_fn, solver=solver, guided=guided, cached=cached))
-        return self._flow_steps[key]
 
     def _velocity(self, params, context, media, consts, x, t, guided, cached):
         """Guided velocity [R, M, F] of the current media x [R, M, F] at noise level t."""
