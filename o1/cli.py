@@ -14,6 +14,7 @@
     o1 animate --workdir W --image first.png --prompt TEXT --out clip.mp4
     o1 extend --workdir W clip.mp4 --seconds S --out longer.mp4 [--prompt TEXT]
     o1 eval --workdir W [--split test] [--num N] [--out report.json]
+    o1 serve --workdir W [--host 127.0.0.1] [--port 7860] [--queue-size N] [--cleanup-age S]
     o1 config show [--config NAME] [key=value ...]
 
 Heavy libraries are imported inside the commands, so `--help` answers at once.
@@ -319,6 +320,35 @@ def _cmd_eval(args: argparse.Namespace) -> None:
           f"{args.workdir}/eval/samples/ ({report['seconds']:.0f} s)")
 
 
+def _cmd_serve(args: argparse.Namespace) -> None:
+    from o1.serve import studio
+    from o1.serve.pipeline import RequestError
+
+    options = studio.StudioOptions(
+        host=args.host, port=args.port, out_dir=args.out_dir, max_upload=args.max_upload,
+        concurrency=args.concurrency, queue_size=args.queue_size, cleanup_age=args.cleanup_age,
+        max_seconds=args.max_seconds, max_steps=args.max_steps, warmup=not args.no_warmup)
+    studio.prepare_out_dir(args.workdir, args.out_dir)  # before gradio is imported
+    start = time.perf_counter()
+    served = studio.Studio(args.workdir, options, args.checkpoint)
+    print(f"loaded {args.workdir} (checkpoint {served.pipe.step}) in "
+          f"{time.perf_counter() - start:.1f} s", flush=True)
+    if options.warmup:
+        print("warming up: compiling every task once ...", flush=True)
+        print(f"warm-up done in {served.warm_up():.1f} s", flush=True)
+    try:
+        app, url = served.launch(block=False)
+    except OSError as e:
+        raise RequestError(f"cannot listen on {args.host}:{args.port} ({e}); pass a free "
+                           "--port") from None
+    print(f"o1 studio: serving {args.workdir} (checkpoint {served.pipe.step}) at {url} "
+          f"(files in {served.out_dir}); Ctrl-C stops", flush=True)
+    try:
+        app.block_thread()
+    finally:
+        app.close()
+
+
 def _cmd_config_show(args: argparse.Namespace) -> None:
     config = _config(args)
     print(config.to_json())
@@ -509,6 +539,36 @@ def make_parser() -> argparse.ArgumentParser:
                     help="report JSON (default: <workdir>/eval/report.json)")
     sampling(ev)
     ev.set_defaults(func=_cmd_eval)
+
+    srv = commands.add_parser(
+        "serve", help="the studio: every task in the browser and over HTTP (Gradio)",
+        description="Load a workdir's model, compile every task once, and serve the studio "
+                    "web app; every tab is also an HTTP endpoint for gradio_client.")
+    srv.add_argument("--workdir", required=True, help="run directory with a trained model")
+    srv.add_argument("--checkpoint", type=int, default=None,
+                     help="transformer checkpoint step (default: the latest)")
+    srv.add_argument("--host", default="127.0.0.1",
+                     help="interface to bind (default: 127.0.0.1, this machine only; "
+                          "0.0.0.0 serves the network)")
+    srv.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    srv.add_argument("--out-dir", default=None,
+                     help="uploads and outputs, the only folder served "
+                          "(default: <workdir>/samples/studio)")
+    srv.add_argument("--max-upload", default="50mb", help="largest upload (default: 50mb)")
+    srv.add_argument("--concurrency", type=int, default=1,
+                     help="requests running at once on the device (default: 1)")
+    srv.add_argument("--queue-size", type=int, default=16,
+                     help="requests allowed to wait; more are refused as busy (default: 16)")
+    srv.add_argument("--cleanup-age", type=int, default=3600,
+                     help="seconds after which uploads and outputs are deleted "
+                          "(default: 3600)")
+    srv.add_argument("--max-seconds", type=float, default=20.0,
+                     help="longest clip a request may ask for (default: 20)")
+    srv.add_argument("--max-steps", type=int, default=100,
+                     help="most denoising steps a request may ask for (default: 100)")
+    srv.add_argument("--no-warmup", action="store_true",
+                     help="listen at once; the first requests then pay compilation")
+    srv.set_defaults(func=_cmd_serve)
 
     cfg = commands.add_parser("config", help="inspect configs")
     cfg_cmds = cfg.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")

@@ -124,13 +124,20 @@ class Sampler:
     Args:
       config: the model's config.
       model: the trained model (its parameters are read at construction).
+      prefix_buckets: prefix lengths to compile for (default: `buckets(config)`); a server
+        passes only the longest, so one warm-up compiles what every prompt needs.
     """
 
-    def __init__(self, config: Config, model: Model):
+    def __init__(self, config: Config, model: Model,
+                 prefix_buckets: Sequence[int] | None = None):
         self.config = config
         self.builder = SequenceBuilder(config)
         self.graphdef, self.params = nnx.split(model)
-        self.buckets = buckets(config)
+        self.buckets = tuple(sorted(prefix_buckets or buckets(config)))
+        if self.buckets[-1] < config.sequence.max_text_len + 1:
+            raise ValueError(f"prefix_buckets {self.buckets} must reach "
+                             f"{config.sequence.max_text_len + 1} (a caption of max_text_len "
+                             "and <media>)")
         self._flow_step = jax.jit(self._flow_step_fn,
                                   static_argnames=("solver", "guided", "cached"))
         self._prefill = jax.jit(self._prefill_fn)

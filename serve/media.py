@@ -93,7 +93,8 @@ def probe(path: str | os.PathLike) -> dict:
     """Describes a file's streams from its header, without decoding.
 
     Returns:
-        A dict with has_video, has_audio, duration (seconds), fps, width, height and
+        A dict with format (FFmpeg's demuxer names, e.g. "mov,mp4,m4a,3gp,3g2,mj2" or
+        "png_pipe"), has_video, has_audio, duration (seconds), fps, width, height and
         sample_rate; fields about a missing stream, or unknown to the container, are None.
 
     Raises:
@@ -104,6 +105,7 @@ def probe(path: str | os.PathLike) -> dict:
         _check_complete(path, container)
         video, audio = _streams(container)
         return {
+            "format": container.format.name,
             "has_video": video is not None,
             "has_audio": audio is not None,
             "duration": container.duration / av.time_base if container.duration else None,

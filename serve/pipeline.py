@@ -25,6 +25,7 @@ import math
 import os
 import pathlib
 import time
+from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -34,12 +35,14 @@ from flax import nnx
 from o1 import config as config_lib
 from o1.config import Config
 from o1.model import Model
-from o1.sampler import FlowOptions, MediaRequest, Sampler, TextOptions
+from o1.sampler import FlowOptions, MediaRequest, Sampler, TextOptions, buckets
 from o1.serve import media
 from o1.tokenizers import bundle
 
 MAX_SECONDS = 60.0  # the longest output a single call makes
 CONTEXT_FRACTION = 0.5  # share of a window's latent steps kept as context when extending
+
+Progress = Callable[[int, int], None]  # (denoising steps done, steps in the whole request)
 
 
 class RequestError(ValueError):
@@ -130,9 +133,12 @@ class Pipeline:
     Args:
       workdir: a run directory with trained tokenizers and transformer checkpoints.
       step: the checkpoint to load (default: the latest).
+      longest_prefix_only: pad every prompt to the longest prefix, so one compiled program
+        serves all prompt lengths (a server's warm-up), instead of one per length bucket.
     """
 
-    def __init__(self, workdir: str | os.PathLike, step: int | None = None):
+    def __init__(self, workdir: str | os.PathLike, step: int | None = None,
+                 longest_prefix_only: bool = False):
         self.workdir = pathlib.Path(workdir)
         if not self.workdir.is_dir():
             raise RequestError(f"workdir {workdir} does not exist")
@@ -141,7 +147,8 @@ class Pipeline:
             self.tokenizers = bundle.Tokenizers(workdir)
         except FileNotFoundError as e:
             raise RequestError(str(e)) from None
-        self.sampler = Sampler(self.config, model)
+        self.sampler = Sampler(self.config, model, buckets(self.config)[-1:] if longest_prefix_only
+                               else None)
         self.truncate_prompts = False  # cut over-long prompts instead of refusing them
         c = self.config
         self.fps, self.sample_rate = c.data.fps, c.data.sample_rate
@@ -187,15 +194,21 @@ class Pipeline:
     # ------------------------------------------------------------------------------------------
 
     def generate(self, prompt: str, seconds: float | None = None,
-                 flow: FlowOptions | None = None, seed: int = 0) -> Clip:
-        """Text -> video with sound, `seconds` long (default: one model clip)."""
+                 flow: FlowOptions | None = None, seed: int = 0,
+                 progress: Progress | None = None) -> Clip:
+        """Text -> video with sound, `seconds` long (default: one model clip).
+
+        `progress(done, total)` is called after every denoising step of every window."""
         flow = flow or FlowOptions()
         ids = self.prompt_ids(prompt)
         frames = self.check_seconds(seconds if seconds is not None else self.clip_seconds)
         timings: dict[str, float] = {}
-        video, audio = self._window(ids, None, None, "text_to_av", flow, seed, timings)
+        ticks = _Ticks(flow.steps * (1 + self._continuations(self.clip_frames, frames)),
+                       progress)
+        video, audio = self._window(ids, None, None, "text_to_av", flow, seed, timings,
+                                    ticks=ticks)
         return self._extend_to(Clip(video, audio, self.fps, self.sample_rate, timings), frames,
-                               ids, flow, seed)
+                               ids, flow, seed, ticks)
 
     def caption(self, clip: media.Media, text: TextOptions | None = None, seed: int = 0
                 ) -> str:
@@ -209,23 +222,27 @@ class Pipeline:
         return self.tokenizers.text.decode(ids).strip()
 
     def dub(self, clip: media.Media, prompt: str | None = None,
-            flow: FlowOptions | None = None, seed: int = 0) -> Clip:
+            flow: FlowOptions | None = None, seed: int = 0,
+            progress: Progress | None = None) -> Clip:
         """Silent video -> the same video with generated sound, in windows of one clip."""
         flow = flow or FlowOptions()
         ids = self.prompt_ids(prompt, required=False)
         self.check_seconds(len(clip.frames) / self.fps, "the video's length")
         timings: dict[str, float] = {}
         waves = []
-        for w, start in enumerate(range(0, len(clip.frames), self.clip_frames)):
+        starts = range(0, len(clip.frames), self.clip_frames)
+        ticks = _Ticks(flow.steps * len(starts), progress)
+        for w, start in enumerate(starts):
             window, _ = self._fit(clip.frames[start:start + self.clip_frames], None)
             _, audio = self._window(ids, window, None, "video_to_audio", flow, seed + w,
-                                    timings, decode_video=False)
+                                    timings, decode_video=False, ticks=ticks)
             waves.append(audio)
         audio = np.concatenate(waves)[:len(clip.frames) * self.spf]
         return Clip(clip.frames, audio, self.fps, self.sample_rate, timings)
 
     def animate(self, image: np.ndarray, prompt: str, seconds: float | None = None,
-                flow: FlowOptions | None = None, seed: int = 0) -> Clip:
+                flow: FlowOptions | None = None, seed: int = 0,
+                progress: Progress | None = None) -> Clip:
         """First frame (uint8 [H, W, 3]) + prompt -> video with sound starting on it."""
         flow = flow or FlowOptions()
         ids = self.prompt_ids(prompt)
@@ -235,13 +252,16 @@ class Pipeline:
             raise RequestError(f"the image is {image.shape}; this model needs "
                                f"({d.height}, {d.width}, 3) (use read_image)")
         timings: dict[str, float] = {}
+        ticks = _Ticks(flow.steps * (1 + self._continuations(self.clip_frames, frames)),
+                       progress)
         video, audio = self._window(ids, image[None], None, "image_to_video", flow, seed,
-                                    timings)
+                                    timings, ticks=ticks)
         return self._extend_to(Clip(video, audio, self.fps, self.sample_rate, timings), frames,
-                               ids, flow, seed)
+                               ids, flow, seed, ticks)
 
     def extend(self, clip: media.Media, seconds: float, prompt: str | None = None,
-               flow: FlowOptions | None = None, seed: int = 0) -> Clip:
+               flow: FlowOptions | None = None, seed: int = 0,
+               progress: Progress | None = None) -> Clip:
         """A clip continued by `seconds` of new video and sound."""
         flow = flow or FlowOptions()
         ids = self.prompt_ids(prompt, required=False)
@@ -250,7 +270,9 @@ class Pipeline:
         audio = clip.audio if clip.audio is not None else np.zeros(
             len(clip.frames) * self.spf, np.float32)
         start = Clip(clip.frames, audio, self.fps, self.sample_rate, {})
-        return self._extend_to(start, len(clip.frames) + added, ids, flow, seed)
+        want = len(clip.frames) + added
+        ticks = _Ticks(flow.steps * self._continuations(len(clip.frames), want), progress)
+        return self._extend_to(start, want, ids, flow, seed, ticks)
 
     # ------------------------------------------------------------------------------------------
     # Windows
@@ -267,8 +289,8 @@ class Pipeline:
         return frames, np.pad(audio, (0, n - len(audio)))
 
     def _window(self, ids, frames, audio, task: str, flow: FlowOptions, seed: int,
-                timings: dict[str, float], context_steps: int = 1, decode_video: bool = True
-                ) -> tuple[np.ndarray | None, np.ndarray]:
+                timings: dict[str, float], context_steps: int = 1, decode_video: bool = True,
+                ticks: _Ticks | None = None) -> tuple[np.ndarray | None, np.ndarray]:
         """One model clip of `task`; context from `frames` / `audio` (None = nothing given)."""
         c, tok = self.config, self.tokenizers
         video_z = np.zeros((c.num_video_latents, *c.latent_grid, c.video_vae.channels),
@@ -289,6 +311,8 @@ class Pipeline:
             now = time.perf_counter()
             _add(timings, "prefix" if stage == "prefix" else f"step_{i}", now - clock["at"])
             clock["at"] = now
+            if ticks is not None and stage == "step":
+                ticks.tick()
 
         feats = self.sampler.sample_media([request], flow, jax.random.key(seed),
                                           on_step=on_step)[0]
@@ -302,22 +326,46 @@ class Pipeline:
         _add(timings, "waveform", time.perf_counter() - mid)
         return video, wave
 
-    def _extend_to(self, clip: Clip, frames: int, ids, flow: FlowOptions, seed: int) -> Clip:
+    def _context(self, have: int) -> tuple[int, int]:
+        """(latent steps, frames) of context a continuation window takes from `have` frames."""
+        steps = min(self.context_steps, 1 + (have - 1) // self.config.video_vae.t_down)
+        return steps, 1 + self.config.video_vae.t_down * (steps - 1)
+
+    def _continuations(self, have: int, want: int) -> int:
+        """Continuation windows that take a clip of `have` frames to `want` frames."""
+        windows = 0
+        while have < want:
+            have += self.clip_frames - self._context(have)[1]
+            windows += 1
+        return windows
+
+    def _extend_to(self, clip: Clip, frames: int, ids, flow: FlowOptions, seed: int,
+                   ticks: _Ticks | None = None) -> Clip:
         """`clip` cut, or continued window by window, to `frames` frames."""
-        t_down = self.config.video_vae.t_down
         window = 1
         while len(clip.frames) < frames:
-            steps = min(self.context_steps, 1 + (len(clip.frames) - 1) // t_down)
-            keep = 1 + t_down * (steps - 1)  # context frames
+            steps, keep = self._context(len(clip.frames))
             video, audio = self._window(
                 ids, clip.frames[-keep:], clip.audio[-keep * self.spf:], "continuation", flow,
-                seed + 1000 * window, clip.timings, context_steps=steps)
+                seed + 1000 * window, clip.timings, context_steps=steps, ticks=ticks)
             clip.frames = np.concatenate([clip.frames, video[keep:]])
             clip.audio = np.concatenate([clip.audio, audio[keep * self.spf:]])
             window += 1
         clip.frames = clip.frames[:frames]
         clip.audio = clip.audio[:frames * self.spf]
         return clip
+
+
+class _Ticks:
+    """Counts denoising steps across the windows of one request and reports them."""
+
+    def __init__(self, total: int, progress: Progress | None):
+        self.done, self.total, self.progress = 0, total, progress
+
+    def tick(self) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total)
 
 
 def _add(timings: dict[str, float], key: str, seconds: float) -> None:

@@ -1,0 +1,430 @@
+"""The o1 studio: every task of a trained workdir in the browser and over HTTP.
+
+    o1 serve --workdir runs/quickstart [--host 127.0.0.1 --port 7860]
+
+One tab per task (Text -> Video+Sound, Video -> Caption, Video -> Sound, Image -> Video,
+Extend), each also a named endpoint for `gradio_client`:
+
+    from gradio_client import Client
+    client = Client("http://127.0.0.1:7860/")
+    video, picture, sync = client.predict("a red circle bouncing fast", api_name="/generate")
+
+The model is loaded and every program compiled (a warm-up call per task) before the server
+listens. Requests wait in one queue: at most `concurrency` run at once on the device, at most
+`queue_size` wait, and a request beyond that is refused at once ("Queue is full! Please try
+again."). Uploads, outputs and examples live in one folder (`out_dir`), the only one served;
+files there older than `cleanup_age` seconds are deleted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import math
+import os
+import pathlib
+import time
+import uuid
+from collections.abc import Callable
+
+import numpy as np
+
+from o1.sampler import FlowOptions
+from o1.serve import media, picture
+from o1.serve.pipeline import Clip, Pipeline, RequestError, read_clip, read_image
+
+log = logging.getLogger(__name__)
+
+EXAMPLES = 4  # AV-Shapes test clips offered as examples
+MAX_PROMPT_CHARS = 1000  # longer prompts are refused before they are tokenized
+
+
+@dataclasses.dataclass(frozen=True)
+class StudioOptions:
+    """How the studio serves."""
+
+    host: str = "127.0.0.1"  # interface to bind; 0.0.0.0 exposes it to the network
+    port: int = 7860
+    out_dir: str | None = None  # uploads and outputs (default: <workdir>/samples/studio)
+    max_upload: str = "50mb"  # largest upload
+    concurrency: int = 1  # requests running at once on the device
+    queue_size: int = 16  # requests waiting; more are refused with "Queue is full"
+    cleanup_age: int = 3600  # seconds after which uploads and outputs are deleted
+    max_seconds: float = 20.0  # longest clip a request may ask for
+    max_steps: int = 100  # most denoising steps a request may ask for
+    max_guidance: float = 20.0  # largest guidance scale
+    warmup: bool = True  # compile every task before listening
+
+    def __post_init__(self):
+        for name in ("concurrency", "queue_size", "cleanup_age", "max_steps"):
+            if getattr(self, name) < 1:
+                raise RequestError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 < self.port < 65536:
+            raise RequestError(f"port must be in 1..65535, got {self.port}")
+        if not self.max_seconds > 0:
+            raise RequestError(f"max_seconds must be > 0, got {self.max_seconds}")
+
+
+class Studio:
+    """A Pipeline behind checked, progress-reporting task functions, and the app over them.
+
+    Args:
+      workdir: the run directory to serve.
+      options: serving options.
+      step: checkpoint to serve (default: the latest).
+    """
+
+    def __init__(self, workdir: str | os.PathLike, options: StudioOptions = StudioOptions(),
+                 step: int | None = None):
+        self.options = options
+        self.workdir = pathlib.Path(workdir)
+        start = time.perf_counter()
+        # One prefix length for every prompt: the warm-up then compiles all that requests need.
+        self.pipe = Pipeline(workdir, step, longest_prefix_only=True)
+        self.config = self.pipe.config
+        self.load_seconds = time.perf_counter() - start
+        self.out_dir = pathlib.Path(options.out_dir or self.workdir / "samples" / "studio")
+        self.out_dir = self.out_dir.resolve()
+        self.outputs = self.out_dir / "outputs"
+        self.outputs.mkdir(parents=True, exist_ok=True)
+        self._sweep()
+        self.examples = self._write_examples()
+        self.warmup_seconds = 0.0
+
+    # ------------------------------------------------------------------------------------------
+    # Checks
+    # ------------------------------------------------------------------------------------------
+
+    def _prompt(self, prompt: str | None, required: bool) -> str | None:
+        if prompt is not None and len(prompt) > MAX_PROMPT_CHARS:
+            raise RequestError(f"the prompt is {len(prompt)} characters; keep it under "
+                               f"{MAX_PROMPT_CHARS} (this model reads "
+                               f"{self.config.sequence.max_text_len} tokens)")
+        self.pipe.prompt_ids(prompt, required=required)
+        return prompt.strip() if prompt and prompt.strip() else None
+
+    def _seconds(self, seconds, what: str = "seconds") -> float:
+        o, fps = self.options, self.pipe.fps
+        if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or \
+                not 1 / fps <= seconds <= o.max_seconds:
+            raise RequestError(f"{what} must be between {1 / fps:.3g} (one frame) and "
+                               f"{o.max_seconds:g}, got {seconds}")
+        return float(seconds)
+
+    def _flow(self, steps, cfg_video, cfg_audio) -> FlowOptions:
+        o = self.options
+        if not isinstance(steps, (int, float)) or steps != int(steps) or \
+                not 1 <= steps <= o.max_steps:
+            raise RequestError(f"steps must be a whole number from 1 to {o.max_steps}, "
+                               f"got {steps}")
+        for name, value in (("video guidance", cfg_video), ("audio guidance", cfg_audio)):
+            if not isinstance(value, (int, float)) or not 0 <= value <= o.max_guidance:
+                raise RequestError(f"{name} must be between 0 and {o.max_guidance:g}, "
+                                   f"got {value}")
+        return FlowOptions(steps=int(steps), cfg_video=float(cfg_video),
+                           cfg_audio=float(cfg_audio))
+
+    @staticmethod
+    def _seed(seed) -> int:
+        if not isinstance(seed, (int, float)) or seed != int(seed) or not 0 <= seed < 2**31:
+            raise RequestError(f"seed must be a whole number from 0 to {2**31 - 1}, got {seed}")
+        return int(seed)
+
+    def _video(self, path: str | None, what: str) -> media.Media:
+        """An uploaded video, at the model's rates; images and non-videos are refused."""
+        if not path:
+            raise RequestError(f"no {what} was given; upload a video file (mp4, webm, mov)")
+        name = pathlib.Path(path).name
+        try:
+            info = media.probe(path)
+            if info["format"].endswith("_pipe") or info["format"] == "image2":
+                raise RequestError(f"{name} is an image, not a video; upload a video here, or "
+                                   "animate the image in the Image -> Video tab")
+            if not info["has_video"]:
+                raise RequestError(f"{name} has no video stream; upload a video file")
+            return read_clip(path, self.config)
+        except media.MediaError as e:
+            raise RequestError(f"{name}: {e.reason}" + (f" ({e.hint})" if e.hint else "")) \
+                from None
+
+    def _image(self, path: str | None) -> np.ndarray:
+        if not path:
+            raise RequestError("no image was given; upload a picture (png, jpg) for the first "
+                               "frame")
+        try:
+            return read_image(path, self.config)
+        except media.MediaError as e:
+            raise RequestError(f"{pathlib.Path(path).name}: {e.reason}") from None
+
+    # ------------------------------------------------------------------------------------------
+    # Tasks: plain Python values in, paths and text out. The app wraps them.
+    # ------------------------------------------------------------------------------------------
+
+    def generate(self, prompt: str, seconds: float, steps: int = 12, cfg_video: float = 3.0,
+                 cfg_audio: float = 3.0, seed: int = 0, progress: Callable | None = None
+                 ) -> tuple[str, str, str]:
+        prompt = self._prompt(prompt, required=True)
+        seconds, flow, seed = self._seconds(seconds), self._flow(steps, cfg_video, cfg_audio), \
+            self._seed(seed)
+        return self._publish(self.pipe.generate(prompt, seconds, flow, seed, progress))
+
+    def caption(self, video: str) -> str:
+        return self.pipe.caption(self._video(video, "video to caption"))
+
+    def dub(self, video: str, prompt: str | None = None, steps: int = 12,
+            cfg_video: float = 3.0, cfg_audio: float = 3.0, seed: int = 0,
+            progress: Callable | None = None) -> tuple[str, str, str]:
+        prompt = self._prompt(prompt, required=False)
+        flow, seed = self._flow(steps, cfg_video, cfg_audio), self._seed(seed)
+        clip = self._video(video, "video to dub")
+        self._seconds(clip.duration, "the video's length in seconds")
+        return self._publish(self.pipe.dub(clip, prompt, flow, seed, progress))
+
+    def animate(self, image: str, prompt: str, seconds: float, steps: int = 12,
+                cfg_video: float = 3.0, cfg_audio: float = 3.0, seed: int = 0,
+                progress: Callable | None = None) -> tuple[str, str, str]:
+        prompt = self._prompt(prompt, required=True)
+        seconds, flow, seed = self._seconds(seconds), self._flow(steps, cfg_video, cfg_audio), \
+            self._seed(seed)
+        first = self._image(image)
+        return self._publish(self.pipe.animate(first, prompt, seconds, flow, seed, progress))
+
+    def extend(self, video: str, seconds: float, prompt: str | None = None, steps: int = 12,
+               cfg_video: float = 3.0, cfg_audio: float = 3.0, seed: int = 0,
+               progress: Callable | None = None) -> tuple[str, str, str]:
+        prompt = self._prompt(prompt, required=False)
+        seconds, flow, seed = self._seconds(seconds, "seconds to add"), \
+            self._flow(steps, cfg_video, cfg_audio), self._seed(seed)
+        clip = self._video(video, "video to extend")
+        self._seconds(clip.duration + seconds, "the extended clip's length in seconds")
+        return self._publish(self.pipe.extend(clip, seconds, prompt, flow, seed, progress))
+
+    def _publish(self, clip: Clip) -> tuple[str, str, str]:
+        """Writes the mp4 and the sync picture into the served folder."""
+        from PIL import Image
+
+        name = uuid.uuid4().hex
+        video = clip.write(self.outputs / f"{name}.mp4")
+        image, sync = picture.sync_picture(clip.frames, clip.audio, self.config)
+        png = self.outputs / f"{name}.png"
+        Image.fromarray(image).save(png)
+        return str(video), str(png), picture.describe(sync)
+
+    # ------------------------------------------------------------------------------------------
+    # Start-up
+    # ------------------------------------------------------------------------------------------
+
+    def _write_examples(self) -> list[dict]:
+        """AV-Shapes test clips of the served config whose captions fit the model: mp4 with
+        sound, silent mp4, first frame."""
+        from PIL import Image
+
+        from o1.train import avshapes
+
+        folder = self.out_dir / "examples"
+        folder.mkdir(exist_ok=True)
+        d, limit = self.config.data, self.config.sequence.max_text_len
+        examples = []
+        for i in range(100 * EXAMPLES):
+            if len(examples) == EXAMPLES:
+                break
+            clip = avshapes.generate(self.config, "test", i)
+            if len(self.pipe.tokenizers.text.encode(clip.caption)) > limit:
+                continue  # a prompt this model would refuse
+            paths = {k: folder / f"{i}{k}" for k in (".mp4", "_silent.mp4", ".png")}
+            if not all(p.exists() for p in paths.values()):
+                media.write_mp4(paths[".mp4"], clip.video, d.fps, clip.audio, d.sample_rate)
+                media.write_mp4(paths["_silent.mp4"], clip.video, d.fps)
+                Image.fromarray(clip.video[0]).save(paths[".png"])
+            examples.append({"caption": clip.caption, "video": str(paths[".mp4"]),
+                             "silent": str(paths["_silent.mp4"]), "image": str(paths[".png"])})
+        return examples
+
+    def warm_up(self) -> float:
+        """Runs every task once (2 steps) so requests find their programs compiled."""
+        start = time.perf_counter()
+        first = self.examples[0]
+        longer = self.pipe.clip_seconds * 1.5  # one continuation window as well
+        for run in (
+                lambda: self.generate(first["caption"], longer, steps=2),
+                lambda: self.caption(first["video"]),
+                lambda: self.dub(first["silent"], steps=2),
+                lambda: self.animate(first["image"], first["caption"], self.pipe.clip_seconds,
+                                     steps=2),
+                lambda: self.extend(first["video"], 0.5, steps=2)):
+            outputs = run()
+            for path in outputs[:2] if isinstance(outputs, tuple) else ():
+                pathlib.Path(path).unlink()
+        self.warmup_seconds = time.perf_counter() - start
+        return self.warmup_seconds
+
+    def _sweep(self) -> None:
+        """Deletes outputs older than `cleanup_age` left by an earlier run."""
+        limit = time.time() - self.options.cleanup_age
+        for path in self.outputs.iterdir():
+            if path.is_file() and path.stat().st_mtime < limit:
+                path.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------------------------------
+    # The app
+    # ------------------------------------------------------------------------------------------
+
+    def describe(self) -> str:
+        c = self.config
+        return (f"Serving `{self.workdir}` · checkpoint {self.pipe.step} · "
+                f"{c.model.num_layers} layers, width {c.model.d_model} · clips of {c.num_frames} "
+                f"frames at {c.data.fps} fps ({self.pipe.clip_seconds:.2f} s), "
+                f"{c.data.width}x{c.data.height}, sound at {c.data.sample_rate} Hz")
+
+    def build(self):
+        """The gr.Blocks app (queue configured)."""
+        import gradio as gr
+
+        o, c = self.options, self.config
+        every = max(1, min(o.cleanup_age // 2, 300))
+        with gr.Blocks(title="o1 studio", analytics_enabled=False,
+                       delete_cache=(every, o.cleanup_age)) as app:
+            gr.Markdown(f"# o1 studio\n{self.describe()}  \nOutputs are deleted after "
+                        f"{o.cleanup_age} s.", elem_id="served")
+            clip_s = round(self.pipe.clip_seconds, 2)
+            ex = self.examples
+
+            def sampling():
+                with gr.Accordion("Sampling", open=False):
+                    steps = gr.Slider(1, o.max_steps, value=12, step=1, label="Denoising steps")
+                    cfg_v = gr.Slider(0, o.max_guidance, value=3.0, step=0.5,
+                                      label="Guidance on video (1 = none)")
+                    cfg_a = gr.Slider(0, o.max_guidance, value=3.0, step=0.5,
+                                      label="Guidance on sound (1 = none)")
+                    seed = gr.Number(0, precision=0, minimum=0, maximum=2**31 - 1,
+                                     label="Seed")
+                return [steps, cfg_v, cfg_a, seed]
+
+            def seconds_slider(label: str, value: float, low: float):
+                return gr.Slider(low, o.max_seconds, value=value, step=1 / c.data.fps,
+                                 label=label)
+
+            def results(tab: str):
+                with gr.Column():
+                    video = gr.Video(label="Video with sound", elem_id=f"{tab}-video",
+                                     height=360)
+                    image = gr.Image(label="Sound (mel + waveform) with bounces and onsets",
+                                     type="filepath", elem_id=f"{tab}-sync")
+                    sync = gr.Markdown(elem_id=f"{tab}-sync-text")
+                return [video, image, sync]
+
+            def task(fn, inputs, outputs, button, api_name):
+                button.click(_gradio_task(fn), inputs, outputs, api_name=api_name,
+                             concurrency_id="device", concurrency_limit=o.concurrency)
+
+            with gr.Tab("Text -> Video+Sound", id="generate"):
+                with gr.Row():
+                    with gr.Column():
+                        prompt = gr.Textbox(label="Prompt", max_lines=3, elem_id="prompt",
+                                            placeholder="a red circle bouncing fast")
+                        seconds = seconds_slider("Seconds", clip_s, 1 / c.data.fps)
+                        flow = sampling()
+                        go = gr.Button("Generate", variant="primary", elem_id="generate-btn")
+                        gr.Examples([[e["caption"]] for e in ex], [prompt], label="Prompts "
+                                    "from the AV-Shapes test split")
+                    out = results("generate")
+                task(self.generate, [prompt, seconds, *flow], out, go, "generate")
+
+            with gr.Tab("Video -> Caption", id="caption"):
+                with gr.Row():
+                    with gr.Column():
+                        video = gr.Video(label="Video", sources=["upload"])
+                        go = gr.Button("Caption", variant="primary", elem_id="caption-btn")
+                        gr.Examples([[e["video"]] for e in ex], [video])
+                    text = gr.Textbox(label="Caption", elem_id="caption-text")
+                task(self.caption, [video], [text], go, "caption")
+
+            with gr.Tab("Video -> Sound", id="dub"):
+                with gr.Row():
+                    with gr.Column():
+                        video = gr.Video(label="Video (its sound is replaced)",
+                                         sources=["upload"])
+                        prompt = gr.Textbox(label="Prompt (optional)", max_lines=3)
+                        flow = sampling()
+                        go = gr.Button("Dub", variant="primary", elem_id="dub-btn")
+                        gr.Examples([[e["silent"]] for e in ex], [video])
+                    out = results("dub")
+                task(self.dub, [video, prompt, *flow], out, go, "dub")
+
+            with gr.Tab("Image -> Video", id="animate"):
+                with gr.Row():
+                    with gr.Column():
+                        image = gr.Image(label="First frame", type="filepath",
+                                         sources=["upload"])
+                        prompt = gr.Textbox(label="Prompt", max_lines=3)
+                        seconds = seconds_slider("Seconds", clip_s, 1 / c.data.fps)
+                        flow = sampling()
+                        go = gr.Button("Animate", variant="primary", elem_id="animate-btn")
+                        gr.Examples([[e["image"], e["caption"]] for e in ex], [image, prompt])
+                    out = results("animate")
+                task(self.animate, [image, prompt, seconds, *flow], out, go, "animate")
+
+            with gr.Tab("Extend", id="extend"):
+                with gr.Row():
+                    with gr.Column():
+                        video = gr.Video(label="Clip to continue", sources=["upload"])
+                        seconds = seconds_slider("Seconds to add", 1.0, 1 / c.data.fps)
+                        prompt = gr.Textbox(label="Prompt (optional)", max_lines=3)
+                        flow = sampling()
+                        go = gr.Button("Extend", variant="primary", elem_id="extend-btn")
+                        gr.Examples([[e["video"]] for e in ex], [video])
+                    out = results("extend")
+                task(self.extend, [video, seconds, prompt, *flow], out, go, "extend")
+
+        app.queue(max_size=o.queue_size, default_concurrency_limit=o.concurrency)
+        return app
+
+    def launch(self, block: bool = True):
+        """Builds the app and serves it; returns (app, local_url)."""
+        app = self.build()
+        _, url, _ = app.launch(
+            server_name=self.options.host, server_port=self.options.port,
+            max_file_size=self.options.max_upload, allowed_paths=[str(self.out_dir)],
+            show_error=True, quiet=True, ssr_mode=False, prevent_thread_lock=not block,
+            footer_links=["api"])
+        return app, url
+
+
+def _gradio_task(fn: Callable) -> Callable:
+    """`fn` as a Gradio handler: a per-step progress bar, and RequestError as gr.Error."""
+    import inspect
+
+    import gradio as gr
+
+    params = [p for name, p in inspect.signature(fn).parameters.items() if name != "progress"]
+    takes_progress = len(params) < len(inspect.signature(fn).parameters)
+
+    @functools.wraps(fn)
+    def handler(*args):
+        kwargs = {}
+        if takes_progress:  # Gradio passes its tracker last (see __signature__ below)
+            *args, tracker = args
+            kwargs["progress"] = lambda done, total: tracker((done, total), desc="denoising",
+                                                             unit="steps")
+        try:
+            return fn(*args, **kwargs)
+        except RequestError as e:
+            raise gr.Error(str(e), print_exception=False) from None
+
+    if takes_progress:  # Gradio finds the tracker by its default value
+        params.append(inspect.Parameter("progress", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                        default=gr.Progress()))
+    handler.__signature__ = inspect.Signature(params)
+    return handler
+
+
+def prepare_out_dir(workdir: str | os.PathLike, out_dir: str | None) -> pathlib.Path:
+    """Creates the served folder and points Gradio's upload and cache folder at it.
+
+    Must run before gradio is imported: Gradio reads GRADIO_TEMP_DIR at import time."""
+    folder = pathlib.Path(out_dir or pathlib.Path(workdir) / "samples" / "studio").resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    return folder
