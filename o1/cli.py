@@ -321,6 +321,8 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> None:
+    import signal
+
     from o1.serve import studio
     from o1.serve.pipeline import RequestError
 
@@ -328,7 +330,6 @@ def _cmd_serve(args: argparse.Namespace) -> None:
         host=args.host, port=args.port, out_dir=args.out_dir, max_upload=args.max_upload,
         concurrency=args.concurrency, queue_size=args.queue_size, cleanup_age=args.cleanup_age,
         max_seconds=args.max_seconds, max_steps=args.max_steps, warmup=not args.no_warmup)
-    studio.prepare_out_dir(args.workdir, args.out_dir)  # before gradio is imported
     start = time.perf_counter()
     served = studio.Studio(args.workdir, options, args.checkpoint)
     print(f"loaded {args.workdir} (checkpoint {served.pipe.step}) in "
@@ -343,10 +344,12 @@ def _cmd_serve(args: argparse.Namespace) -> None:
                            "--port") from None
     print(f"o1 studio: serving {args.workdir} (checkpoint {served.pipe.step}) at {url} "
           f"(files in {served.out_dir}); Ctrl-C stops", flush=True)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C
     try:
-        app.block_thread()
+        app.block_thread()  # returns on Ctrl-C
     finally:
         app.close()
+    print("o1 studio: stopped", flush=True)
 
 
 def _cmd_config_show(args: argparse.Namespace) -> None:

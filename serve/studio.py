@@ -84,10 +84,9 @@ class Studio:
         self.pipe = Pipeline(workdir, step, longest_prefix_only=True)
         self.config = self.pipe.config
         self.load_seconds = time.perf_counter() - start
-        self.out_dir = pathlib.Path(options.out_dir or self.workdir / "samples" / "studio")
-        self.out_dir = self.out_dir.resolve()
+        self.out_dir = prepare_out_dir(workdir, options.out_dir)
         self.outputs = self.out_dir / "outputs"
-        self.outputs.mkdir(parents=True, exist_ok=True)
+        self.outputs.mkdir(exist_ok=True)
         self._sweep()
         self.examples = self._write_examples()
         self.warmup_seconds = 0.0
@@ -232,8 +231,9 @@ class Studio:
             clip = avshapes.generate(self.config, "test", i)
             if len(self.pipe.tokenizers.text.encode(clip.caption)) > limit:
                 continue  # a prompt this model would refuse
-            paths = {k: folder / f"{i}{k}" for k in (".mp4", "_silent.mp4", ".png")}
-            if not all(p.exists() for p in paths.values()):
+            n = len(examples)
+            paths = {k: folder / f"{n}{k}" for k in (".mp4", "_silent.mp4", ".png")}
+            if not all(p.exists() for p in paths.values()):  # written once per folder
                 media.write_mp4(paths[".mp4"], clip.video, d.fps, clip.audio, d.sample_rate)
                 media.write_mp4(paths["_silent.mp4"], clip.video, d.fps)
                 Image.fromarray(clip.video[0]).save(paths[".png"])
@@ -420,9 +420,8 @@ def _gradio_task(fn: Callable) -> Callable:
 
 
 def prepare_out_dir(workdir: str | os.PathLike, out_dir: str | None) -> pathlib.Path:
-    """Creates the served folder and points Gradio's upload and cache folder at it.
-
-    Must run before gradio is imported: Gradio reads GRADIO_TEMP_DIR at import time."""
+    """Creates the served folder and points Gradio's upload and cache folder at it (Gradio
+    reads GRADIO_TEMP_DIR when an app is built; its video helpers, at import)."""
     folder = pathlib.Path(out_dir or pathlib.Path(workdir) / "samples" / "studio").resolve()
     folder.mkdir(parents=True, exist_ok=True)
     os.environ["GRADIO_TEMP_DIR"] = str(folder)

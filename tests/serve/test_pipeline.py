@@ -53,6 +53,22 @@ def test_longer_clips_are_continued_window_by_window(pipe):
     assert short.frames.shape[0] == 8
 
 
+def test_progress_counts_every_denoising_step_of_every_window(pipe, clip_file):
+    calls = []
+    pipe.generate("a blue square", seconds=3.5, flow=FLOW,
+                  progress=lambda done, total: calls.append((done, total)))
+    windows = 1 + pipe._continuations(pipe.clip_frames, round(3.5 * pipe.fps))
+    assert windows > 1
+    assert calls == [(i, 2 * windows) for i in range(1, 2 * windows + 1)]
+    calls.clear()
+    clip = read_clip(clip_file, pipe.config)
+    pipe.extend(clip, 1.5, flow=FLOW, progress=lambda done, total: calls.append((done, total)))
+    assert calls and calls[-1][0] == calls[-1][1] == len(calls)
+    calls.clear()
+    pipe.dub(clip, flow=FLOW, progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (2, 2)
+
+
 def test_extend_keeps_the_input_and_adds_the_seconds(pipe, clip_file):
     clip = read_clip(clip_file, pipe.config)
     longer = pipe.extend(clip, 1.5, flow=FLOW)

@@ -1,0 +1,284 @@
+"""The studio as users meet it: `o1 serve` on a free port with a tiny trained workdir, called
+through gradio_client, driven in headless Chromium, fed bad input and path traversal, and
+loaded by 16 clients at once."""
+
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from o1.serve import media
+
+QUEUE_SIZE = 4  # smaller than the 16 clients of the load test
+CLEANUP_AGE = 6  # seconds
+STARTUP_TIMEOUT = 300  # seconds for model load and warm-up on a busy 2-core machine
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = pathlib.Path(os.environ.get("O1_TEST_ARTIFACTS",
+                                        pathlib.Path(__file__).parents[2] / "artifacts"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, workdir: pathlib.Path, out_dir: pathlib.Path):
+        self.port, self.out_dir, self.lines = _free_port(), out_dir, []
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "o1.cli", "serve", "--workdir", str(workdir),
+             "--port", str(self.port), "--out-dir", str(out_dir), "--queue-size",
+             str(QUEUE_SIZE), "--cleanup-age", str(CLEANUP_AGE), "--max-upload", "1mb",
+             "--max-seconds", "8"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.ready = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+        if not self.ready.wait(STARTUP_TIMEOUT) or self.proc.poll() is not None:
+            self.stop()
+            pytest.fail("o1 serve did not start:\n" + "".join(self.lines))
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            if line.startswith("o1 studio: serving"):
+                self.ready.set()
+
+    def client(self, downloads: pathlib.Path) -> Client:
+        return Client(self.url, verbose=False, download_files=str(downloads))
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(trained_workdir, tmp_path_factory):
+    served = Server(trained_workdir, tmp_path_factory.mktemp("studio"))
+    yield served
+    assert served.stop() == 0, "".join(served.lines)
+
+
+@pytest.fixture(scope="module")
+def client(server, tmp_path_factory):
+    return server.client(tmp_path_factory.mktemp("downloads"))
+
+
+@pytest.fixture(scope="module")
+def example(server):
+    return server.out_dir / "examples"
+
+
+def _check_clip(path, seconds: float, fps: int = 16) -> None:
+    info = media.probe(path)
+    assert info["has_video"] and info["has_audio"], info
+    clip = media.read_media(path)
+    assert len(clip.frames) == round(seconds * fps)
+    assert abs(len(clip.audio) / clip.sample_rate - seconds) <= 1 / fps
+
+
+def test_startup_names_the_checkpoint_and_binds_loopback_only(server):
+    log = "".join(server.lines)
+    assert "warm-up done" in log and "(checkpoint 2)" in log and server.url in log
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("10.255.255.255", 1))  # no packet is sent; picks the outward interface
+        outward = s.getsockname()[0]
+    if not outward.startswith("127."):
+        with pytest.raises(OSError):
+            socket.create_connection((outward, server.port), timeout=2).close()
+
+
+def test_every_endpoint_through_gradio_client(client, example, server):
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert set(endpoints) == {"/generate", "/caption", "/dub", "/animate", "/extend"}
+
+    video, image, sync = client.predict("a red circle bounces", 2.0, api_name="/generate")
+    _check_clip(video, 2.0)
+    assert pathlib.Path(image).stat().st_size > 0 and "visual bounces" in sync
+
+    caption = client.predict(handle_file(example / "0.mp4"), api_name="/caption")
+    assert isinstance(caption, str) and caption.strip()
+
+    video, _, _ = client.predict(handle_file(example / "0_silent.mp4"), api_name="/dub")
+    _check_clip(video, media.read_media(example / "0_silent.mp4", require_audio=False).duration)
+
+    video, _, _ = client.predict(handle_file(example / "0.png"), "a blue square", 1.5,
+                                 api_name="/animate")
+    _check_clip(video, 1.5)
+
+    video, _, _ = client.predict(handle_file(example / "0.mp4"), 1.0, api_name="/extend")
+    _check_clip(video, media.read_media(example / "0.mp4").duration + 1.0)
+
+
+def test_progress_advances_per_denoising_step(client):
+    job = client.submit("a green disc", 3.0, 6, api_name="/generate")
+    seen = set()
+    while not job.done():
+        for unit in job.status().progress_data or ():
+            seen.add((unit.index, unit.length))
+        time.sleep(0.005)
+    job.result()
+    lengths = {length for _, length in seen}
+    assert len(lengths) == 1 and lengths.pop() % 6 == 0  # 6 steps in each window
+    assert len(seen) >= 2  # the bar moved while sampling
+
+
+def test_browser_generates_a_playable_clip_with_sound(server):
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("O1_REQUIRE_BROWSER"):
+            pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium)")
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--enable-blink-features=AudioVideoTracks"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(server.url)
+            assert "checkpoint 2" in page.locator("#served").inner_text()
+            page.locator("#prompt textarea").fill("a red circle bouncing fast")
+            page.locator("#generate-btn").click()
+            page.wait_for_function(
+                "() => { const v = document.querySelector('#generate-video video');"
+                " return v && v.readyState >= 1 && v.duration > 0; }", timeout=120_000)
+            duration, audio, video = page.evaluate(
+                "() => { const v = document.querySelector('#generate-video video');"
+                " return [v.duration, v.audioTracks.length, v.videoTracks.length]; }")
+            page.wait_for_function(  # the first frame and the sync picture are painted
+                "() => { const v = document.querySelector('#generate-video video');"
+                " const img = document.querySelector('#generate-sync img');"
+                " return v.readyState >= 2 && img && img.complete && img.naturalWidth > 0"
+                " && !document.querySelector('.generating'); }", timeout=30_000)
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=ARTIFACTS / "studio_generate.png", full_page=True)
+        finally:
+            browser.close()
+    assert abs(duration - 33 / 16) < 0.05 and audio == 1 and video == 1
+
+
+def test_bad_inputs_are_refused_and_the_server_keeps_serving(client, server, example,
+                                                             tmp_path):
+    truncated = tmp_path / "truncated.mp4"
+    data = (example / "0.mp4").read_bytes()
+    truncated.write_bytes(data[:len(data) // 2])
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video\n" * 100)
+    huge = tmp_path / "huge.mp4"
+    huge.write_bytes(os.urandom(2 * 1024 * 1024))
+    not_image = tmp_path / "frame.png"
+    not_image.write_text("not a picture")
+    cases = [
+        (("", 2.0), "/generate", "prompt is empty"),
+        (("word " * 400, 2.0), "/generate", "2000 characters"),
+        (("a red circle bouncing fast " * 8, 2.0), "/generate", "tokens"),
+        (("a red circle", 999.0), "/generate", "999"),
+        (("a red circle", 2.0, 10**6), "/generate", "1000000"),
+        (("a red circle", 2.0, 12, 3.0, 3.0, -5), "/generate", "-5"),
+        ((handle_file(truncated),), "/caption", "truncated"),
+        ((handle_file(text),), "/caption", "not a media file"),
+        ((handle_file(example / "0.png"),), "/caption", "is an image, not a video"),
+        ((handle_file(example / "0.png"),), "/dub", "is an image, not a video"),
+        ((handle_file(example / "0.mp4"), 30.0), "/extend", "30"),
+        ((handle_file(not_image), "a red circle"), "/animate", "frame.png"),
+    ]
+    for args, api, message in cases:
+        with pytest.raises(AppError, match=message):
+            client.predict(*args, api_name=api)
+    with pytest.raises(Exception, match="413|too large|exceeds"):
+        client.predict(handle_file(huge), api_name="/caption")
+    assert server.proc.poll() is None
+    assert client.predict(handle_file(example / "0.mp4"), api_name="/caption").strip()
+
+
+def test_path_traversal_is_refused(server, example):
+    for path in ["file=../../etc/passwd", "file=..%2F..%2Fetc%2Fpasswd",
+                 "file=%2e%2e%2f%2e%2e%2fetc%2fpasswd", "file=%252e%252e%252fetc%252fpasswd",
+                 "file=/etc/passwd", "gradio_api/file=../../etc/passwd",
+                 "gradio_api/file=..%2F..%2Fetc%2Fpasswd",
+                 "gradio_api/file=%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+                 "gradio_api/file=/etc/passwd",
+                 f"gradio_api/file={server.out_dir}/../../../../etc/passwd",
+                 f"gradio_api/file={server.out_dir}/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+                 f"gradio_api/file={pathlib.Path(__file__).resolve()}",
+                 "static/../../../../etc/passwd", "assets/..%2f..%2f..%2fetc%2fpasswd"]:
+        request = urllib.request.Request(server.url + path)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as r:
+                body, status = r.read(), r.status
+        except urllib.error.HTTPError as e:
+            body, status = e.read(), e.code
+        assert status in (400, 403, 404), (path, status)
+        assert b"root:" not in body and b"import" not in body, path
+    with urllib.request.urlopen(f"{server.url}gradio_api/file={example / '0.png'}",
+                                timeout=10) as r:
+        assert r.status == 200 and r.read(4) == b"\x89PNG"  # the served folder is served
+
+
+def test_sixteen_clients_complete_or_get_busy_and_none_hangs(server, tmp_path):
+    clients = [server.client(tmp_path / str(i)) for i in range(16)]
+    barrier, outcomes = threading.Barrier(16), [None] * 16
+
+    def run(i: int) -> None:
+        barrier.wait()
+        start = time.perf_counter()
+        try:
+            video, _, _ = clients[i].submit("a red circle bounces", 4.0, 20,
+                                            api_name="/generate").result(timeout=240)
+            outcomes[i] = ("done", time.perf_counter() - start, video)
+        except Exception as e:  # noqa: BLE001 (each kind is classified below)
+            outcomes[i] = ("busy" if "Queue is full" in str(e) else repr(e),
+                           time.perf_counter() - start, None)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert all(not t.is_alive() for t in threads), "a client hung"
+    kinds = [o[0] for o in outcomes]
+    print(f"16 clients, queue {QUEUE_SIZE}: {kinds.count('done')} done, {kinds.count('busy')} "
+          f"busy; seconds per client: {sorted(round(o[1], 2) for o in outcomes)}")
+    assert set(kinds) <= {"done", "busy"}, kinds
+    assert kinds.count("done") >= 1 and kinds.count("busy") >= 16 - 1 - QUEUE_SIZE - 2, kinds
+    assert max(o[1] for o in outcomes if o[0] == "busy") < 30  # refused at once, not queued
+    for kind, _, video in outcomes:
+        if kind == "done":
+            _check_clip(video, 4.0)
+    assert server.proc.poll() is None
+    assert clients[0].predict("a blue square", 1.0, 2, api_name="/generate")[0]
+
+
+def test_outputs_are_deleted_after_the_cleanup_age(client, server):
+    before = set((server.out_dir / "outputs").glob("*.mp4"))
+    client.predict("a red circle bounces", 1.0, 2, api_name="/generate")
+    made = set((server.out_dir / "outputs").glob("*.mp4")) - before
+    assert len(made) == 1
+    deadline = time.time() + 4 * CLEANUP_AGE
+    while time.time() < deadline and any(p.exists() for p in made):
+        time.sleep(0.5)
+    assert not any(p.exists() for p in made)
+    assert (server.out_dir / "examples" / "0.mp4").exists()  # examples are kept
+
+
+def test_serve_refuses_a_workdir_without_a_model(tmp_path, capsys):
+    from o1 import cli
+
+    assert cli.main(["serve", "--workdir", str(tmp_path), "--no-warmup"]) == 2
+    assert "no trained model" in capsys.readouterr().err
+    assert not (tmp_path / "samples").exists()  # nothing left behind
