@@ -322,6 +322,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 
 def _cmd_serve(args: argparse.Namespace) -> None:
     import signal
+    import socket
 
     from o1.serve import studio
     from o1.serve.pipeline import RequestError
@@ -330,6 +331,12 @@ def _cmd_serve(args: argparse.Namespace) -> None:
         host=args.host, port=args.port, out_dir=args.out_dir, max_upload=args.max_upload,
         concurrency=args.concurrency, queue_size=args.queue_size, cleanup_age=args.cleanup_age,
         max_seconds=args.max_seconds, max_steps=args.max_steps, warmup=not args.no_warmup)
+    with socket.socket() as probe:  # before minutes of loading and compiling
+        try:
+            probe.bind((args.host, args.port))
+        except OSError as e:
+            raise RequestError(f"cannot listen on {args.host}:{args.port} ({e.strerror}); "
+                               "pass a free --port or another --host") from None
     start = time.perf_counter()
     served = studio.Studio(args.workdir, options, args.checkpoint)
     print(f"loaded {args.workdir} (checkpoint {served.pipe.step}) in "

@@ -276,9 +276,11 @@ def test_outputs_are_deleted_after_the_cleanup_age(client, server):
     assert (server.out_dir / "examples" / "0.mp4").exists()  # examples are kept
 
 
-def test_serve_refuses_a_workdir_without_a_model(tmp_path, capsys):
+def test_serve_refuses_a_workdir_without_a_model_or_a_busy_port(tmp_path, capsys, server):
     from o1 import cli
 
-    assert cli.main(["serve", "--workdir", str(tmp_path), "--no-warmup"]) == 2
+    assert cli.main(["serve", "--workdir", str(tmp_path), "--port", str(_free_port())]) == 2
     assert "no trained model" in capsys.readouterr().err
     assert not (tmp_path / "samples").exists()  # nothing left behind
+    assert cli.main(["serve", "--workdir", str(tmp_path), "--port", str(server.port)]) == 2
+    assert f"cannot listen on 127.0.0.1:{server.port}" in capsys.readouterr().err
