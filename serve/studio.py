@@ -113,8 +113,7 @@ class Studio:
 
     def _flow(self, steps, cfg_video, cfg_audio) -> FlowOptions:
         o = self.options
-        if not isinstance(steps, (int, float)) or steps != int(steps) or \
-                not 1 <= steps <= o.max_steps:
+        if not _whole(steps) or not 1 <= steps <= o.max_steps:
             raise RequestError(f"steps must be a whole number from 1 to {o.max_steps}, "
                                f"got {steps}")
         for name, value in (("video guidance", cfg_video), ("audio guidance", cfg_audio)):
@@ -126,7 +125,7 @@ class Studio:
 
     @staticmethod
     def _seed(seed) -> int:
-        if not isinstance(seed, (int, float)) or seed != int(seed) or not 0 <= seed < 2**31:
+        if not _whole(seed) or not 0 <= seed < 2**31:
             raise RequestError(f"seed must be a whole number from 0 to {2**31 - 1}, got {seed}")
         return int(seed)
 
@@ -142,6 +141,9 @@ class Studio:
                                    "animate the image in the Image -> Video tab")
             if not info["has_video"]:
                 raise RequestError(f"{name} has no video stream; upload a video file")
+            if (info["duration"] or 0) > self.options.max_seconds + 1:  # before decoding it
+                raise RequestError(f"{name} is {info['duration']:.1f} s long; this studio takes "
+                                   f"videos up to {self.options.max_seconds:g} s; cut it")
             return read_clip(path, self.config)
         except media.MediaError as e:
             raise RequestError(f"{name}: {e.reason}" + (f" ({e.hint})" if e.hint else "")) \
@@ -389,6 +391,11 @@ class Studio:
             show_error=True, quiet=True, ssr_mode=False, prevent_thread_lock=not block,
             footer_links=["api"])
         return app, url
+
+
+def _whole(value) -> bool:
+    """Whether `value` is a finite whole number (an int, or a float such as 12.0)."""
+    return isinstance(value, (int, float)) and math.isfinite(value) and value == int(value)
 
 
 def _gradio_task(fn: Callable) -> Callable:

@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 
+import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
@@ -181,6 +182,8 @@ def test_bad_inputs_are_refused_and_the_server_keeps_serving(client, server, exa
     text.write_text("not a video\n" * 100)
     huge = tmp_path / "huge.mp4"
     huge.write_bytes(os.urandom(2 * 1024 * 1024))
+    long_video = tmp_path / "long.mp4"  # longer than the server's --max-seconds 8
+    media.write_mp4(long_video, np.zeros((12 * 16, 32, 32, 3), np.uint8), 16)
     not_image = tmp_path / "frame.png"
     not_image.write_text("not a picture")
     cases = [
@@ -195,6 +198,7 @@ def test_bad_inputs_are_refused_and_the_server_keeps_serving(client, server, exa
         ((handle_file(example / "0.png"),), "/caption", "is an image, not a video"),
         ((handle_file(example / "0.png"),), "/dub", "is an image, not a video"),
         ((handle_file(example / "0.mp4"), 30.0), "/extend", "30"),
+        ((handle_file(long_video),), "/dub", "12.0 s long"),
         ((handle_file(not_image), "a red circle"), "/animate", "frame.png"),
     ]
     for args, api, message in cases:
