@@ -465,10 +465,13 @@ def make_parser() -> argparse.ArgumentParser:
                     help="dotted config overrides, e.g. train.steps=2000 model.dtype=float32")
     tn.set_defaults(func=_cmd_train)
 
-    def sampling(p: argparse.ArgumentParser, flow: bool = True) -> None:
+    def trained_model(p: argparse.ArgumentParser) -> None:
         p.add_argument("--workdir", required=True, help="run directory with a trained model")
         p.add_argument("--checkpoint", type=int, default=None,
                        help="transformer checkpoint step (default: the latest)")
+
+    def sampling(p: argparse.ArgumentParser, flow: bool = True) -> None:
+        trained_model(p)
         p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
         if not flow:
             return
@@ -554,9 +557,7 @@ def make_parser() -> argparse.ArgumentParser:
         "serve", help="the studio: every task in the browser and over HTTP (Gradio)",
         description="Load a workdir's model, compile every task once, and serve the studio "
                     "web app; every tab is also an HTTP endpoint for gradio_client.")
-    srv.add_argument("--workdir", required=True, help="run directory with a trained model")
-    srv.add_argument("--checkpoint", type=int, default=None,
-                     help="transformer checkpoint step (default: the latest)")
+    trained_model(srv)
     srv.add_argument("--host", default="127.0.0.1",
                      help="interface to bind (default: 127.0.0.1, this machine only; "
                           "0.0.0.0 serves the network)")
