@@ -15,6 +15,7 @@
     o1 extend --workdir W clip.mp4 --seconds S --out longer.mp4 [--prompt TEXT]
     o1 eval --workdir W [--split test] [--num N] [--out report.json]
     o1 serve --workdir W [--host 127.0.0.1] [--port 7860] [--queue-size N] [--cleanup-age S]
+    o1 quickstart [--workdir runs/quickstart] [--config quickstart] [--no-serve] [key=value ...]
     o1 config show [--config NAME] [key=value ...]
 
 Heavy libraries are imported inside the commands, so `--help` answers at once.
@@ -321,25 +322,38 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> None:
-    import signal
-    import socket
-
     from o1.serve import studio
-    from o1.serve.pipeline import RequestError
 
     options = studio.StudioOptions(
         host=args.host, port=args.port, out_dir=args.out_dir, max_upload=args.max_upload,
         concurrency=args.concurrency, queue_size=args.queue_size, cleanup_age=args.cleanup_age,
         max_seconds=args.max_seconds, max_steps=args.max_steps, warmup=not args.no_warmup)
-    with socket.socket() as probe:  # before minutes of loading and compiling
+    _check_port(options.host, options.port)  # before minutes of loading and compiling
+    _serve(args.workdir, options, args.checkpoint)
+
+
+def _check_port(host: str, port: int) -> None:
+    import socket
+
+    from o1.serve.pipeline import RequestError
+
+    with socket.socket() as probe:
         try:
-            probe.bind((args.host, args.port))
+            probe.bind((host, port))
         except OSError as e:
-            raise RequestError(f"cannot listen on {args.host}:{args.port} ({e.strerror}); "
-                               "pass a free --port or another --host") from None
+            raise RequestError(f"cannot listen on {host}:{port} ({e.strerror}); pass a free "
+                               "--port or another --host") from None
+
+
+def _serve(workdir: str, options, checkpoint: int | None = None) -> None:
+    import signal
+
+    from o1.serve import studio
+    from o1.serve.pipeline import RequestError
+
     start = time.perf_counter()
-    served = studio.Studio(args.workdir, options, args.checkpoint)
-    print(f"loaded {args.workdir} (checkpoint {served.pipe.step}) in "
+    served = studio.Studio(workdir, options, checkpoint)
+    print(f"loaded {workdir} (checkpoint {served.pipe.step}) in "
           f"{time.perf_counter() - start:.1f} s", flush=True)
     if options.warmup:
         print("warming up: compiling every task once ...", flush=True)
@@ -347,9 +361,9 @@ def _cmd_serve(args: argparse.Namespace) -> None:
     try:
         app, url = served.launch(block=False)
     except OSError as e:
-        raise RequestError(f"cannot listen on {args.host}:{args.port} ({e}); pass a free "
-                           "--port") from None
-    print(f"o1 studio: serving {args.workdir} (checkpoint {served.pipe.step}) at {url} "
+        raise RequestError(f"cannot listen on {options.host}:{options.port} ({e}); pass a "
+                           "free --port") from None
+    print(f"o1 studio: serving {workdir} (checkpoint {served.pipe.step}) at {url} "
           f"(files in {served.out_dir}); Ctrl-C stops", flush=True)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C
     try:
@@ -357,6 +371,20 @@ def _cmd_serve(args: argparse.Namespace) -> None:
     finally:
         app.close()
     print("o1 studio: stopped", flush=True)
+
+
+def _cmd_quickstart(args: argparse.Namespace) -> None:
+    from o1.serve import studio
+    from o1.train import quickstart
+
+    config = _config(args)
+    options = studio.StudioOptions(host=args.host, port=args.port)
+    if not args.no_serve:
+        _check_port(options.host, options.port)  # before half an hour of work
+    seconds = quickstart.run(args.workdir, config, args.eval_num)
+    print(quickstart.summary(seconds), flush=True)
+    if not args.no_serve:
+        _serve(args.workdir, options)
 
 
 def _cmd_config_show(args: argparse.Namespace) -> None:
@@ -552,6 +580,22 @@ def make_parser() -> argparse.ArgumentParser:
                     help="report JSON (default: <workdir>/eval/report.json)")
     sampling(ev)
     ev.set_defaults(func=_cmd_eval)
+
+    qs = commands.add_parser(
+        "quickstart", help="dataset -> tokenizers -> latents -> train -> eval -> studio",
+        description="Everything from a clean checkout: build AV-Shapes, train the tokenizers, "
+                    "cache latents, train the transformer, judge it with `o1 eval` and serve "
+                    "the studio. Finished stages are skipped on a rerun with the same config "
+                    "(W/quickstart.json); an interrupted one resumes.")
+    qs.add_argument("--workdir", default="runs/quickstart",
+                    help="run directory (default: runs/quickstart)")
+    qs.add_argument("--eval-num", type=int, default=50,
+                    help="test clips `o1 eval` judges (default: 50)")
+    qs.add_argument("--no-serve", action="store_true", help="stop after the eval")
+    qs.add_argument("--host", default="127.0.0.1", help="studio interface (default: 127.0.0.1)")
+    qs.add_argument("--port", type=int, default=7860, help="studio port (default: 7860)")
+    _add_config_args(qs)
+    qs.set_defaults(func=_cmd_quickstart)
 
     srv = commands.add_parser(
         "serve", help="the studio: every task in the browser and over HTTP (Gradio)",

@@ -74,8 +74,8 @@ class Clip:
 def latest_step(workdir: str | os.PathLike) -> int:
     """The latest committed transformer checkpoint of `workdir`, or RequestError."""
     directory = pathlib.Path(workdir) / "checkpoints"
-    steps = sorted(int(p.name) for p in directory.glob("[0-9]*")
-                   if (p / "commit_success.txt").exists() or (p / "_CHECKPOINT_METADATA").exists())
+    steps = sorted(int(p.name) for p in directory.glob("[0-9]*") if p.name.isdigit() and (
+        (p / "commit_success.txt").exists() or (p / "_CHECKPOINT_METADATA").exists()))
     if not steps or not (directory / "config.json").exists():
         raise RequestError(f"{workdir} has no trained model (no committed checkpoint in "
                            f"{directory}); train one with `o1 train --workdir {workdir}`")
