@@ -1,6 +1,6 @@
 """Train-step speed of the unified transformer: step time, tokens/s and MFU.
 
-    uv run python benchmarks/train_step.py --config quickstart [--steps 10] [key=value ...]
+    python -m benchmarks.train_step [--configs tiny quickstart small] [--steps 5] [key=value ...]
 
 Builds one batch of the config's shape from random latents (every task of the mixture, so
 the attention pattern is the real one), times `--steps` jitted train steps after a warm-up
@@ -17,6 +17,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from benchmarks import report
 from o1 import configs, flops, sequence
 from o1 import sharding as sh
 from o1.config import TASKS
@@ -41,14 +42,9 @@ def random_batch(config, seed: int = 0) -> dict:
     return trainer.model_batch(builder.batch(rows, config.seq_len))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="quickstart")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps")
-    parser.add_argument("overrides", nargs="*", metavar="key=value")
-    args = parser.parse_args()
-    config = configs.get(args.config, args.overrides)
+def measure(name: str, overrides: list[str], steps: int) -> dict:
+    """Times `steps` train steps of config `name` after one compiling step."""
+    config = configs.get(name, overrides)
     mesh = sh.make_mesh(config.mesh)
     graphdef, state, step = trainer.init_state(config, mesh)
     batch = random_batch(config)
@@ -61,21 +57,44 @@ def main() -> None:
         jax.block_until_ready(metrics)
         compile_s = time.perf_counter() - start
         start = time.perf_counter()
-        for _ in range(args.steps):
+        for _ in range(steps):
             state, metrics = step(state, global_batch)
         jax.block_until_ready(metrics)
-        seconds = (time.perf_counter() - start) / args.steps
+        seconds = (time.perf_counter() - start) / steps
     # The CPU peak is measured right after the timed steps, so both see the same machine load.
     peak, source = flops.peak_flops(config)
     params = num_params(nnx.merge(graphdef, state["params"]))
-    print("| config | params | devices | rows x len | dtype | step s | tokens/s | TFLOP/step "
-          "| peak GFLOP/s | MFU |")
-    print(f"| {args.config} {' '.join(args.overrides)} | {params / 1e6:.1f}M | "
-          f"{jax.device_count()} {jax.devices()[0].platform} | {config.train.batch_size} x "
-          f"{config.seq_len} | {config.model.dtype} | {seconds:.3f} | {tokens / seconds:,.0f} | "
-          f"{step_flops / 1e12:.3f} | {peak / 1e9:,.0f} ({source}) | "
-          f"{step_flops / seconds / peak:.1%} |")
-    print(f"(first step with compilation: {compile_s:.1f} s; loss {float(metrics['loss']):.3f})")
+    return {"config": " ".join([name, *overrides]), "params": params,
+            "rows": config.train.batch_size, "seq_len": config.seq_len,
+            "dtype": config.model.dtype, "seconds": seconds, "tokens_per_s": tokens / seconds,
+            "flops": step_flops, "peak": peak, "source": source,
+            "mfu": step_flops / seconds / peak, "compile_s": compile_s,
+            "loss": float(metrics["loss"])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", nargs="+", default=["tiny", "quickstart", "small"],
+                        help="named configs to time, one after another")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per config")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="applied to every config, e.g. train.batch_size=2")
+    args = parser.parse_args()
+    table = report.Table(["config", "params", "devices", "rows x len", "dtype", "step s",
+                          "tokens/s", "TFLOP/step", "peak GFLOP/s", "MFU", "compile s"])
+    for name in args.configs:
+        r = measure(name, args.overrides, args.steps)
+        table.add([r["config"], f"{r['params'] / 1e6:.1f}M",
+                   f"{jax.device_count()} {jax.devices()[0].platform}",
+                   f"{r['rows']} x {r['seq_len']}", r["dtype"], f"{r['seconds']:.3f}",
+                   f"{r['tokens_per_s']:,.0f}", f"{r['flops'] / 1e12:.3f}",
+                   f"{r['peak'] / 1e9:,.0f} ({r['source']})", f"{r['mfu']:.1%}",
+                   f"{r['compile_s']:.1f}"])
+    report.publish("Training step", table, note=(
+        f"Mean of {args.steps} steps after a compiling one, on a batch of random latents with "
+        "every task of the mixture. MFU = analytic model FLOPs (o1/flops.py) per second over "
+        "the peak: the datasheet's on a GPU, a jitted matmul measured right after on CPU."))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from o1.config import Config, ConfigError, apply_overrides
 
-NAMES = ("tiny", "quickstart")
+NAMES = ("tiny", "quickstart", "small")
 
 
 def get(name: str, overrides: Sequence[str] = ()) -> Config:
