@@ -67,8 +67,15 @@ def machine() -> str:
             f"Python {platform.python_version()}")
 
 
+def add_arguments(parser) -> None:
+    """`--out`: the markdown file a benchmark appends to."""
+    parser.add_argument("--out", type=pathlib.Path, default=BENCHMARKS,
+                        help=f"markdown file to append the table to (default: {BENCHMARKS.name} "
+                             "at the repository root)")
+
+
 def publish(title: str, table: Table, note: str = "", path: pathlib.Path = BENCHMARKS) -> str:
-    """Prints the table and appends it as a section to BENCHMARKS.md; returns the section."""
+    """Prints the table and appends it as a section to `path`; returns the section."""
     command = "python -m " + " ".join(
         [f"benchmarks.{pathlib.Path(sys.argv[0]).stem}"] + [shlex.quote(a) for a in sys.argv[1:]])
     section = (f"\n## {title}\n\n{datetime.date.today().isoformat()} · {machine()}\n\n"

@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, nargs="+", default=[2.0, 8.0],
                         help="clip lengths to time")
     parser.add_argument("--steps", type=int, default=12, help="denoising steps")
+    report.add_arguments(parser)
     args = parser.parse_args()
     pipe = Pipeline(args.workdir)
     flow = FlowOptions(steps=args.steps)
@@ -55,7 +56,8 @@ def main() -> None:
     report.publish("Sampling", table, note=(
         f"`{args.workdir}` checkpoint {pipe.step} ({c.name}: {c.data.width}x{c.data.height}, "
         f"{c.num_frames} frames per window at {c.data.fps} fps); prompt {PROMPT!r}, "
-        f"{args.steps} Euler steps, guidance 3/3 (two rows per step); after one compiling call."))
+        f"{args.steps} Euler steps, guidance 3/3 (two rows per step); after one compiling call."),
+        path=args.out)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ def main() -> None:
                         help="run directory with trained tokenizers")
     parser.add_argument("--clips", type=int, default=32, help="clips to time")
     parser.add_argument("--batch", type=int, default=8, help="clips per call")
+    report.add_arguments(parser)
     args = parser.parse_args()
     tok = Tokenizers(args.workdir)
     c = tok.config
@@ -61,7 +62,8 @@ def main() -> None:
         f"`{args.workdir}` ({c.name}: {c.data.width}x{c.data.height}, {c.num_frames} frames, "
         f"{seconds:.2f} s clips; video latents {c.num_video_latents}x{c.latent_grid[0]}x"
         f"{c.latent_grid[1]}x{c.video_vae.channels}); {args.clips} AV-Shapes test clips in "
-        f"batches of {args.batch}. Real-time factor = seconds of clip per second of work."))
+        f"batches of {args.batch}. Real-time factor = seconds of clip per second of work."),
+        path=args.out)
 
 
 if __name__ == "__main__":

@@ -80,6 +80,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed steps per config")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="applied to every config, e.g. train.batch_size=2")
+    report.add_arguments(parser)
     args = parser.parse_args()
     table = report.Table(["config", "params", "devices", "rows x len", "dtype", "step s",
                           "tokens/s", "TFLOP/step", "peak GFLOP/s", "MFU", "compile s"])
@@ -94,7 +95,8 @@ def main() -> None:
     report.publish("Training step", table, note=(
         f"Mean of {args.steps} steps after a compiling one, on a batch of random latents with "
         "every task of the mixture. MFU = analytic model FLOPs (o1/flops.py) per second over "
-        "the peak: the datasheet's on a GPU, a jitted matmul measured right after on CPU."))
+        "the peak: the datasheet's on a GPU, a jitted matmul measured right after on CPU."),
+        path=args.out)
 
 
 if __name__ == "__main__":

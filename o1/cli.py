@@ -16,6 +16,7 @@
     o1 eval --workdir W [--split test] [--num N] [--out report.json]
     o1 serve --workdir W [--host 127.0.0.1] [--port 7860] [--queue-size N] [--cleanup-age S]
     o1 quickstart [--workdir runs/quickstart] [--config quickstart] [--no-serve] [key=value ...]
+    o1 bench NAME [args ...]    (NAME: train_step, sampling, tokenizer_speed, scaling, ...)
     o1 config show [--config NAME] [key=value ...]
 
 Heavy libraries are imported inside the commands, so `--help` answers at once.
@@ -387,6 +388,26 @@ def _cmd_quickstart(args: argparse.Namespace) -> None:
         _serve(args.workdir, options)
 
 
+BENCHMARKS = ("train_step", "sampling", "tokenizer_speed", "scaling", "studio_latency",
+              "data_pipeline")
+
+
+def _cmd_bench(args: argparse.Namespace) -> None:
+    import pathlib
+    import runpy
+
+    from o1.serve.pipeline import RequestError
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    if not (root / "benchmarks" / f"{args.name}.py").exists():
+        raise RequestError("the benchmarks live in the source checkout (benchmarks/); run "
+                           "`o1 bench` from an editable install of it")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    sys.argv = [f"benchmarks/{args.name}.py", *args.args]
+    runpy.run_module(f"benchmarks.{args.name}", run_name="__main__")
+
+
 def _cmd_config_show(args: argparse.Namespace) -> None:
     config = _config(args)
     print(config.to_json())
@@ -624,6 +645,15 @@ def make_parser() -> argparse.ArgumentParser:
     srv.add_argument("--no-warmup", action="store_true",
                      help="listen at once; the first requests then pay compilation")
     srv.set_defaults(func=_cmd_serve)
+
+    bench = commands.add_parser(
+        "bench", help="run a benchmark (from the source checkout); tables go to BENCHMARKS.md",
+        description="Runs benchmarks/NAME.py with the arguments after NAME (see "
+                    "`o1 bench NAME --help`): it prints a table and appends it to "
+                    "BENCHMARKS.md with the date, the machine and the command.")
+    bench.add_argument("name", choices=BENCHMARKS, help="which benchmark")
+    bench.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
+    bench.set_defaults(func=_cmd_bench)
 
     cfg = commands.add_parser("config", help="inspect configs")
     cfg_cmds = cfg.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
