@@ -139,6 +139,9 @@ def run(workdir: str | os.PathLike, config: Config, eval_num: int = 50,
             seconds[stage] = record.stages[stage]["seconds"]
             say(f"[{i}/{len(STAGES)}] {stage}: done ({seconds[stage]:.0f} s, "
                 f"{record.stages[stage]['finished']}), skipped")
+            report = workdir / "eval" / "report.json"
+            if stage == "eval" and report.exists():  # the table the finished stage printed
+                say(evaluate.format_report(json.loads(report.read_text())))
             continue
         say(f"[{i}/{len(STAGES)}] {stage} ...")
         start = time.perf_counter()

@@ -63,6 +63,7 @@ def test_quickstart_end_to_end_resumes_after_a_kill_and_skips_when_done(tmp_path
     assert cli.main(["quickstart", "--workdir", str(workdir), *ARGS]) == 0
     third = capsys.readouterr().out
     assert third.count("skipped") == 5 and time.perf_counter() - start < 30
+    assert "AV-Shapes judge: 1 test clips" in third  # the finished eval's table again
     assert (workdir / "eval" / "report.json").stat().st_mtime == report
 
     assert cli.main(["quickstart", "--workdir", str(workdir), *ARGS, "train.steps=30"]) == 2
