@@ -85,7 +85,16 @@ def main() -> None:
     table = report.Table(["config", "params", "devices", "rows x len", "dtype", "step s",
                           "tokens/s", "TFLOP/step", "peak GFLOP/s", "MFU", "compile s"])
     for name in args.configs:
-        r = measure(name, args.overrides, args.steps)
+        try:
+            r = measure(name, args.overrides, args.steps)
+        except jax.errors.JaxRuntimeError as e:
+            if "RESOURCE_EXHAUSTED" not in str(e):
+                raise
+            # A row that says so, instead of no row: e.g. `small` at batch 32 on a 24 GB CPU.
+            table.add([" ".join([name, *args.overrides]), "", "", "", "", "out of memory: "
+                       + str(e).split("RESOURCE_EXHAUSTED:")[-1].strip()[:80], "", "", "",
+                       "", ""])
+            continue
         table.add([r["config"], f"{r['params'] / 1e6:.1f}M",
                    f"{jax.device_count()} {jax.devices()[0].platform}",
                    f"{r['rows']} x {r['seq_len']}", r["dtype"], f"{r['seconds']:.3f}",
