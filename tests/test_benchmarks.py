@@ -1,8 +1,14 @@
-"""Every benchmark runs through `o1 bench` on tiny inputs and appends its table."""
+"""Every benchmark runs through `o1 bench` on tiny inputs and appends its table.
+
+Slow (half a minute of compiling) and about the benchmarks, not the product: run it with
+`uv run --locked pytest -m slow`."""
+
+import pytest
 
 from o1 import cli
 
 
+@pytest.mark.slow
 def test_benchmarks_print_and_append_their_tables(trained_workdir, tmp_path, capsys):
     out = tmp_path / "BENCHMARKS.md"
     runs = [
