@@ -1,15 +1,17 @@
 """Data pipeline speed: AV-Shapes generation, dataset build, grain loading, mp4 export.
 
-    uv run python benchmarks/data_pipeline.py [--config quickstart] [--clips 200]
+    python -m benchmarks.data_pipeline [--config quickstart] [--clips 200]
 
-Prints one table. Figures are clips (or batches) per second on this machine, all measured in
-one run so their ratios are comparable even on a shared, noisy machine.
+Prints one table and appends it to BENCHMARKS.md. Figures are clips (or batches) per second
+on this machine, all measured in one run so their ratios are comparable even on a shared,
+noisy machine.
 """
 
 import argparse
 import tempfile
 import time
 
+from benchmarks import report
 from o1 import configs
 from o1.serve import media
 from o1.train import avshapes, datasets, loader
@@ -25,6 +27,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="quickstart")
     parser.add_argument("--clips", type=int, default=200, help="train clips to build and load")
+    report.add_arguments(parser)
     args = parser.parse_args()
     config = configs.get(args.config, [f"data.num_train={args.clips}", "data.num_val=0",
                                        "data.num_test=0", "data.num_holdout=0"])
@@ -51,9 +54,13 @@ def main():
                             source[i]["audio"], config.data.sample_rate) for i in range(n)])))
         rows.append(("mp4 read", "clips/s", _rate(n, lambda: [
             media.read_media(f"{tmp}/{i}.mp4") for i in range(n)])))
-    print(f"\n{'config ' + config.name:<40} {'unit':>8} {'value':>10}")
+    table = report.Table(["stage", "value", "unit"])
     for name, unit, value in rows:
-        print(f"{name:<40} {unit:>8} {value:>10.1f}")
+        table.add([name, f"{value:,.1f}", unit])
+    report.publish("Data pipeline", table, note=(
+        f"`{args.config}` AV-Shapes ({config.data.width}x{config.data.height}, "
+        f"{config.num_frames} frames + {config.num_samples} samples per clip), "
+        f"{args.clips} train clips."), path=args.out)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Studio latency through the HTTP API: `o1 serve` started here, then gradio_client requests.
 
-    uv run python -m benchmarks.studio_latency --workdir runs/quickstart [--requests 20]
+    python -m benchmarks.studio_latency --workdir runs/quickstart [--requests 20]
         [--seconds 2] [--clients 16] [--queue-size 4]
 
 Phase 1 sends `--requests` text -> video+sound requests one after another and prints the
@@ -22,6 +22,8 @@ import time
 
 import numpy as np
 from gradio_client import Client
+
+from benchmarks import report
 
 PROMPT = "a red circle bouncing fast"
 
@@ -47,13 +49,12 @@ def _start(args, out_dir: str) -> tuple[subprocess.Popen, str, float]:
     raise SystemExit(f"o1 serve exited with {proc.wait()}")
 
 
-def _row(name: str, values: list[float]) -> str:
+def _row(values: list[float]) -> list[str]:
+    """p50, p95 and max of `values` in seconds, as table cells."""
     if not values:
-        return f"  {name:<28} -"
+        return ["-", "-", "-"]
     v = np.array(values)
-    return (f"  {name:<28} n={len(v):>3}  p50 {np.percentile(v, 50):6.2f} s  "
-            f"p95 {np.percentile(v, 95):6.2f} s  max {v.max():6.2f} s")
-
+    return [f"{np.percentile(v, 50):.2f}", f"{np.percentile(v, 95):.2f}", f"{v.max():.2f}"]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -62,6 +63,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="clip length requested")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients")
     parser.add_argument("--queue-size", type=int, default=4, help="the server's queue size")
+    report.add_arguments(parser)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -102,16 +104,22 @@ def main() -> None:
             proc.terminate()
             proc.wait(60)
 
-    print(f"\nstudio latency, {args.workdir}, text -> video+sound of {args.seconds:g} s, "
-          f"12 steps, guidance 3/3 (server start-up incl. warm-up {startup:.1f} s)")
-    print(_row("sequential", sequential))
     kinds = [k for k, _ in outcomes]
-    print(_row(f"{args.clients} at once: done", [s for k, s in outcomes if k == "done"]))
-    print(_row(f"{args.clients} at once: busy", [s for k, s in outcomes if k == "busy"]))
     others = [k for k in kinds if k not in ("done", "busy")]
-    print(f"  burst: {kinds.count('done')} done, {kinds.count('busy')} busy, {len(others)} other"
-          f" {others or ''} in {burst:.1f} s; server still up: {alive}")
-
+    table = report.Table(["requests", "n", "p50 s", "p95 s", "max s"])
+    for label, values in (
+            ("one after another", sequential),
+            (f"{args.clients} at once: completed", [s for k, s in outcomes if k == "done"]),
+            (f"{args.clients} at once: refused as busy",
+             [s for k, s in outcomes if k == "busy"])):
+        table.add([label, len(values), *_row(values)])
+    report.publish("Studio latency", table, note=(
+        f"`{args.workdir}` through `o1 serve` and gradio_client: text -> video+sound of "
+        f"{args.seconds:g} s, 12 steps, guidance 3/3, request sent to mp4 and picture "
+        f"downloaded; queue size {args.queue_size}, concurrency 1. Server start-up (load + "
+        f"warm-up) {startup:.1f} s. Burst: {kinds.count('done')} completed, "
+        f"{kinds.count('busy')} busy, {len(others)} other {others or ''} in {burst:.1f} s; "
+        f"server up afterwards: {alive}."), path=args.out)
 
 if __name__ == "__main__":
     main()
