@@ -46,7 +46,7 @@ def main() -> None:
             wall = time.perf_counter() - start
             t = clip.timings
             steps = [v for k, v in t.items() if k.startswith("step_")]
-            windows = 1 + pipe._continuations(pipe.clip_frames, len(clip.frames))
+            windows = 1 + pipe.continuation_windows(pipe.clip_frames, len(clip.frames))
             table.add([f"{clip.seconds:.2f}", windows, f"{t['prefix'] * 1e3:.0f}",
                        f"{sum(steps) * 1e3:.0f} ({sum(steps) / len(steps) / windows * 1e3:.0f})",
                        f"{t.get('encode', 0) * 1e3:.0f}", f"{t['vae_decode'] * 1e3:.0f}",

@@ -34,11 +34,10 @@ _MAP = np.array([[0, 0, 4], [80, 18, 123], [182, 54, 121], [251, 136, 97], [252,
 
 def sync_summary(bounces: list[float], onsets: list[float], fps: float) -> dict:
     """How many bounces have an onset within one video frame, and the median offset."""
-    offsets = judge.sync_offsets(bounces, onsets)
-    hits = int(np.sum(np.abs(offsets) <= 1.0 / fps + 1e-9))
-    median = float(np.median(np.abs(offsets)) * 1e3) if len(onsets) and len(bounces) else None
-    return {"bounces": len(bounces), "onsets": len(onsets), "bounces_in_sync": hits,
-            "median_offset_ms": median}
+    median, share, count = judge.sync_stats([(bounces, onsets)], fps)
+    return {"bounces": count, "onsets": len(onsets),
+            "bounces_in_sync": round(share * count) if count else 0,
+            "median_offset_ms": median if count and len(onsets) else None}
 
 
 def describe(sync: dict) -> str:

@@ -150,6 +150,7 @@ class Pipeline:
         self.sampler = Sampler(self.config, model, buckets(self.config)[-1:] if longest_prefix_only
                                else None)
         self.truncate_prompts = False  # cut over-long prompts instead of refusing them
+        self.max_seconds = MAX_SECONDS  # the longest input or output a call accepts
         c = self.config
         self.fps, self.sample_rate = c.data.fps, c.data.sample_rate
         self.clip_frames = c.num_frames
@@ -184,9 +185,10 @@ class Pipeline:
 
     def check_seconds(self, seconds: float, what: str = "--seconds") -> int:
         """Frames of `seconds` of output, or RequestError."""
-        if not math.isfinite(seconds) or not 1 / self.fps <= seconds <= MAX_SECONDS:
+        if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or \
+                not 1 / self.fps <= seconds <= self.max_seconds:
             raise RequestError(f"{what} must be between {1 / self.fps:.4g} (one frame) and "
-                               f"{MAX_SECONDS:g} seconds, got {seconds:g}")
+                               f"{self.max_seconds:g} seconds, got {seconds}")
         return max(1, round(seconds * self.fps))
 
     # ------------------------------------------------------------------------------------------
@@ -203,7 +205,7 @@ class Pipeline:
         ids = self.prompt_ids(prompt)
         frames = self.check_seconds(seconds if seconds is not None else self.clip_seconds)
         timings: dict[str, float] = {}
-        ticks = _Ticks(flow.steps * (1 + self._continuations(self.clip_frames, frames)),
+        ticks = _Ticks(flow.steps * (1 + self.continuation_windows(self.clip_frames, frames)),
                        progress)
         video, audio = self._window(ids, None, None, "text_to_av", flow, seed, timings,
                                     ticks=ticks)
@@ -252,7 +254,7 @@ class Pipeline:
             raise RequestError(f"the image is {image.shape}; this model needs "
                                f"({d.height}, {d.width}, 3) (use read_image)")
         timings: dict[str, float] = {}
-        ticks = _Ticks(flow.steps * (1 + self._continuations(self.clip_frames, frames)),
+        ticks = _Ticks(flow.steps * (1 + self.continuation_windows(self.clip_frames, frames)),
                        progress)
         video, audio = self._window(ids, image[None], None, "image_to_video", flow, seed,
                                     timings, ticks=ticks)
@@ -271,7 +273,7 @@ class Pipeline:
             len(clip.frames) * self.spf, np.float32)
         start = Clip(clip.frames, audio, self.fps, self.sample_rate, {})
         want = len(clip.frames) + added
-        ticks = _Ticks(flow.steps * self._continuations(len(clip.frames), want), progress)
+        ticks = _Ticks(flow.steps * self.continuation_windows(len(clip.frames), want), progress)
         return self._extend_to(start, want, ids, flow, seed, ticks)
 
     # ------------------------------------------------------------------------------------------
@@ -331,7 +333,7 @@ class Pipeline:
         steps = min(self.context_steps, 1 + (have - 1) // self.config.video_vae.t_down)
         return steps, 1 + self.config.video_vae.t_down * (steps - 1)
 
-    def _continuations(self, have: int, want: int) -> int:
+    def continuation_windows(self, have: int, want: int) -> int:
         """Continuation windows that take a clip of `have` frames to `want` frames."""
         windows = 0
         while have < want:

@@ -79,17 +79,15 @@ class Studio:
                  step: int | None = None):
         self.options = options
         self.workdir = pathlib.Path(workdir)
-        start = time.perf_counter()
         # One prefix length for every prompt: the warm-up then compiles all that requests need.
         self.pipe = Pipeline(workdir, step, longest_prefix_only=True)
+        self.pipe.max_seconds = options.max_seconds
         self.config = self.pipe.config
-        self.load_seconds = time.perf_counter() - start
         self.out_dir = prepare_out_dir(workdir, options.out_dir)
         self.outputs = self.out_dir / "outputs"
         self.outputs.mkdir(exist_ok=True)
         self._sweep()
         self.examples = self._write_examples()
-        self.warmup_seconds = 0.0
 
     # ------------------------------------------------------------------------------------------
     # Checks
@@ -102,14 +100,6 @@ class Studio:
                                f"{self.config.sequence.max_text_len} tokens)")
         self.pipe.prompt_ids(prompt, required=required)
         return prompt.strip() if prompt and prompt.strip() else None
-
-    def _seconds(self, seconds, what: str = "seconds") -> float:
-        o, fps = self.options, self.pipe.fps
-        if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or \
-                not 1 / fps <= seconds <= o.max_seconds:
-            raise RequestError(f"{what} must be between {1 / fps:.3g} (one frame) and "
-                               f"{o.max_seconds:g}, got {seconds}")
-        return float(seconds)
 
     def _flow(self, steps, cfg_video, cfg_audio) -> FlowOptions:
         o = self.options
@@ -166,8 +156,7 @@ class Studio:
                  cfg_audio: float = 3.0, seed: int = 0, progress: Callable | None = None
                  ) -> tuple[str, str, str]:
         prompt = self._prompt(prompt, required=True)
-        seconds, flow, seed = self._seconds(seconds), self._flow(steps, cfg_video, cfg_audio), \
-            self._seed(seed)
+        flow, seed = self._flow(steps, cfg_video, cfg_audio), self._seed(seed)
         return self._publish(self.pipe.generate(prompt, seconds, flow, seed, progress))
 
     def caption(self, video: str) -> str:
@@ -179,15 +168,14 @@ class Studio:
         prompt = self._prompt(prompt, required=False)
         flow, seed = self._flow(steps, cfg_video, cfg_audio), self._seed(seed)
         clip = self._video(video, "video to dub")
-        self._seconds(clip.duration, "the video's length in seconds")
         return self._publish(self.pipe.dub(clip, prompt, flow, seed, progress))
 
     def animate(self, image: str, prompt: str, seconds: float, steps: int = 12,
                 cfg_video: float = 3.0, cfg_audio: float = 3.0, seed: int = 0,
                 progress: Callable | None = None) -> tuple[str, str, str]:
         prompt = self._prompt(prompt, required=True)
-        seconds, flow, seed = self._seconds(seconds), self._flow(steps, cfg_video, cfg_audio), \
-            self._seed(seed)
+        flow, seed = self._flow(steps, cfg_video, cfg_audio), self._seed(seed)
+        self.pipe.check_seconds(seconds, "seconds")
         first = self._image(image)
         return self._publish(self.pipe.animate(first, prompt, seconds, flow, seed, progress))
 
@@ -195,10 +183,9 @@ class Studio:
                cfg_video: float = 3.0, cfg_audio: float = 3.0, seed: int = 0,
                progress: Callable | None = None) -> tuple[str, str, str]:
         prompt = self._prompt(prompt, required=False)
-        seconds, flow, seed = self._seconds(seconds, "seconds to add"), \
-            self._flow(steps, cfg_video, cfg_audio), self._seed(seed)
+        flow, seed = self._flow(steps, cfg_video, cfg_audio), self._seed(seed)
+        self.pipe.check_seconds(seconds, "seconds to add")
         clip = self._video(video, "video to extend")
-        self._seconds(clip.duration + seconds, "the extended clip's length in seconds")
         return self._publish(self.pipe.extend(clip, seconds, prompt, flow, seed, progress))
 
     def _publish(self, clip: Clip) -> tuple[str, str, str]:
@@ -258,8 +245,7 @@ class Studio:
             outputs = run()
             for path in outputs[:2] if isinstance(outputs, tuple) else ():
                 pathlib.Path(path).unlink()
-        self.warmup_seconds = time.perf_counter() - start
-        return self.warmup_seconds
+        return time.perf_counter() - start
 
     def _sweep(self) -> None:
         """Deletes outputs older than `cleanup_age` left by an earlier run."""

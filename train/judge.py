@@ -409,8 +409,10 @@ def sync_offsets(bounce_times: Sequence[float], onset_times: Sequence[float]) ->
     return diff[np.arange(len(bounces)), np.argmin(np.abs(diff), axis=1)]
 
 
-def _sync(pairs: Sequence[tuple[Sequence[float], Sequence[float]]], fps: float
-          ) -> tuple[float, float, int]:
+def sync_stats(pairs: Sequence[tuple[Sequence[float], Sequence[float]]], fps: float
+               ) -> tuple[float, float, int]:
+    """(median |offset| in ms, share of bounces with an onset within one frame, bounces) over
+    (bounce_times, onset_times) pairs; nan, nan, 0 without bounces."""
     offsets = np.concatenate([sync_offsets(b, o) for b, o in pairs] or [np.zeros(0)])
     if len(offsets) == 0:
         return float("nan"), float("nan"), 0
@@ -438,11 +440,11 @@ def aggregate(scores: Sequence[Mapping], fps: float) -> dict:
         out[key] = float(values.mean()) if len(values) else float("nan")
     n = len(scores)
     pairs = [(s["bounce_times"], s["onset_times"]) for s in scores]
-    out["sync_median_ms"], out["sync_hit"], bounces = _sync(pairs, fps)
+    out["sync_median_ms"], out["sync_hit"], bounces = sync_stats(pairs, fps)
     shuffled = [(scores[i]["bounce_times"], scores[(i + 1) % n]["onset_times"])
                 for i in range(n)]
     if n >= 2:
-        out["sync_median_ms_shuffled"], out["sync_hit_shuffled"], _ = _sync(shuffled, fps)
+        out["sync_median_ms_shuffled"], out["sync_hit_shuffled"], _ = sync_stats(shuffled, fps)
     else:
         out["sync_median_ms_shuffled"] = out["sync_hit_shuffled"] = float("nan")
     out["clips"], out["bounces"] = n, bounces

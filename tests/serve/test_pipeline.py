@@ -57,7 +57,7 @@ def test_progress_counts_every_denoising_step_of_every_window(pipe, clip_file):
     calls = []
     pipe.generate("a blue square", seconds=3.5, flow=FLOW,
                   progress=lambda done, total: calls.append((done, total)))
-    windows = 1 + pipe._continuations(pipe.clip_frames, round(3.5 * pipe.fps))
+    windows = 1 + pipe.continuation_windows(pipe.clip_frames, round(3.5 * pipe.fps))
     assert windows > 1
     assert calls == [(i, 2 * windows) for i in range(1, 2 * windows + 1)]
     calls.clear()
