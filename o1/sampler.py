@@ -228,12 +228,14 @@ class Sampler:
         grid = options.grid()
         x = jnp.asarray(x)
         for i in range(options.steps):
+            last = grid[i + 1] == 0  # Heun's second slope at t = 0 is not taken
             x = self._flow_step(self.params, context, media, consts, x, grid[i], grid[i + 1],
-                                solver=options.solver, guided=guided, cached=cached)
+                                solver="euler" if last else options.solver, guided=guided,
+                                cached=cached)
             if on_step:
                 jax.block_until_ready(x)
                 on_step("step", i)
-        return np.asarray(jnp.where(consts["noised"][..., None], x, consts["clean"]))
+        return np.asarray(x)
 
     def _prefill_fn(self, params, prefix: dict) -> dict:
         """The KV cache of the prefix rows, sized for prefix + media."""
@@ -259,7 +261,8 @@ class Sampler:
         if guided:
             cond, uncond = jnp.split(v, 2)
             v = uncond + consts["scales"][..., None] * (cond - uncond)
-        return jnp.where(consts["features"], v, 0.0)
+        # Only noised tokens move: the given context stays exactly as given at every step.
+        return jnp.where(consts["noised"][..., None] & consts["features"], v, 0.0)
 
     def _flow_step_fn(self, params, context, media, consts, x, t, t_next, *, solver, guided,
                       cached):
@@ -269,10 +272,9 @@ class Sampler:
         euler = x + (t_next - t) * v
         if solver == "euler":
             return euler
-        # Heun: average the slopes at both ends; the last step (to t = 0) stays Euler.
+        # Heun: average the slopes at both ends (the caller takes the last step as Euler).
         v_next = velocity(euler, t_next)
-        heun = x + (t_next - t) * 0.5 * (v + v_next)
-        return jnp.where(t_next > 0, heun, euler)
+        return x + (t_next - t) * 0.5 * (v + v_next)
 
     # ------------------------------------------------------------------------------------------
     # Text: autoregressive decoding

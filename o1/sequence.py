@@ -178,7 +178,7 @@ class SequenceBuilder:
             raise ValueError(f"example {example.get('id', '?')!r} has video latents "
                              f"{video.shape} and audio latents {audio.shape}; this config "
                              f"needs {want_v} and {want_a} (re-run `o1 data encode`?)")
-        caption = self._cut(np.asarray(example["text_ids"], np.int32))
+        caption = self.cut_caption(np.asarray(example["text_ids"], np.int32))
         start = np.array([MEDIA_START_ID], np.int32)
 
         # Draws always happen in this order, so one seed gives one sequence.
@@ -228,7 +228,7 @@ class SequenceBuilder:
             return self._step >= context_steps
         return np.ones(len(self._modality), bool)  # text_to_av, unconditional
 
-    def _cut(self, ids: np.ndarray) -> np.ndarray:
+    def cut_caption(self, ids: np.ndarray) -> np.ndarray:
         """Caption ids cut to max_text_len, keeping the first (bos) and last (eos) ids."""
         n = self.config.sequence.max_text_len
         return ids if len(ids) <= n else np.concatenate([ids[:n - 1], ids[-1:]])

@@ -177,7 +177,7 @@ class Pipeline:
         ids = np.array(self.tokenizers.text.encode(prompt.strip()), np.int32)
         limit = self.config.sequence.max_text_len
         if len(ids) > limit and self.truncate_prompts:
-            return np.concatenate([ids[:limit - 1], ids[-1:]])  # as training cuts captions
+            return self.sampler.builder.cut_caption(ids)  # as training cuts captions
         if len(ids) > limit:
             raise RequestError(f"the prompt is {len(ids)} tokens (with bos and eos); this model "
                                f"reads at most {limit} (sequence.max_text_len); shorten it")

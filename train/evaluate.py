@@ -41,15 +41,15 @@ def evaluate(workdir: str | os.PathLike, split: str = "test", num: int = 50,
     """Runs every task on `num` clips of `split` and judges them; returns the report and
     writes it as JSON to `out` (default `<workdir>/eval/report.json`)."""
     flow = flow or FlowOptions()
+    if split not in avshapes.SPLIT_IDS:  # the cheap checks first, before the model loads
+        raise RequestError(f"--split must be one of {list(avshapes.SPLIT_IDS)}, got {split!r}")
+    if num < 1:
+        raise RequestError(f"--num must be >= 1, got {num}")
     pipe = Pipeline(workdir)
     pipe.truncate_prompts = True  # reference captions are cut as in training
     config = pipe.config
-    if split not in avshapes.SPLIT_IDS:
-        raise RequestError(f"--split must be one of {list(avshapes.SPLIT_IDS)}, got {split!r}")
     if split == "holdout" and not config.data.holdout:
         raise RequestError("this workdir's config has no holdout pairs; use --split test")
-    if num < 1:
-        raise RequestError(f"--num must be >= 1, got {num}")
     workdir = pathlib.Path(workdir)
     out = pathlib.Path(out) if out else workdir / "eval" / "report.json"
     samples = workdir / "eval" / "samples"
