@@ -22,10 +22,11 @@ def test_named_configs_are_valid_and_frozen(name):
 
 def test_quickstart_geometry_matches_the_design():
     config = configs.get("quickstart")
-    assert (config.data.height, config.data.width, config.data.fps) == (64, 64, 16)
+    assert (config.data.height, config.data.width, config.data.fps) == (32, 32, 16)
     assert config.num_frames == 33  # 2 s at 16 fps, T = 1 + 4n
     assert config.latent_ratio == 4  # 16 kHz / (250 * 4) = 16/s = 4 x (16 fps / 4)
     assert len(config.data.holdout_pairs) == 2
+    assert config.token_grid == (2, 2)  # 8x8 latents in 4x4 patches
     assert (configs.get("tiny").data.height, configs.get("tiny").data.width) == (32, 32)
 
 

@@ -335,8 +335,11 @@ def train(workdir: str | os.PathLike, config: Config, stop: StopRequest | None =
         return values
 
     last: dict[str, float] = {}
+    # smoothing=0: the rate (and ETA) averaged since the start; steps are dispatched ahead and
+    # complete in bursts at each metrics fetch, which tqdm's moving average misreads.
     bar = tqdm(range(start, t.steps), initial=start, total=t.steps, desc="train", unit="step",
-               dynamic_ncols=True, disable=not progress or jax.process_index() != 0)
+               dynamic_ncols=True, smoothing=0.0,
+               disable=not progress or jax.process_index() != 0)
     window = None
     try:
         for step in bar:
