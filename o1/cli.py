@@ -316,7 +316,8 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     from o1.train import evaluate
 
     flow = _flow(args)
-    report = evaluate.evaluate(args.workdir, args.split, args.num, args.out, flow, args.seed)
+    report = evaluate.evaluate(args.workdir, args.split, args.num, args.out, flow, args.seed,
+                               step=args.checkpoint)
     print(evaluate.format_report(report))
     print(f"saved {args.out or args.workdir + '/eval/report.json'} and sample mp4s in "
           f"{args.workdir}/eval/samples/ ({report['seconds']:.0f} s)")

@@ -71,15 +71,15 @@ class Clip:
         return out
 
 
-def latest_step(workdir: str | os.PathLike) -> int:
-    """The latest committed transformer checkpoint of `workdir`, or RequestError."""
+def committed_steps(workdir: str | os.PathLike) -> list[int]:
+    """The committed transformer checkpoints of `workdir`, oldest first, or RequestError."""
     directory = pathlib.Path(workdir) / "checkpoints"
     steps = sorted(int(p.name) for p in directory.glob("[0-9]*") if p.name.isdigit() and (
         (p / "commit_success.txt").exists() or (p / "_CHECKPOINT_METADATA").exists()))
     if not steps or not (directory / "config.json").exists():
         raise RequestError(f"{workdir} has no trained model (no committed checkpoint in "
                            f"{directory}); train one with `o1 train --workdir {workdir}`")
-    return steps[-1]
+    return steps
 
 
 def load_model(workdir: str | os.PathLike, step: int | None = None) -> tuple[Config, Model, int]:
@@ -87,7 +87,11 @@ def load_model(workdir: str | os.PathLike, step: int | None = None) -> tuple[Con
     from o1.train import trainer  # the optimizer fixes the checkpoint's tree
 
     workdir = pathlib.Path(workdir)
-    step = latest_step(workdir) if step is None else step
+    steps = committed_steps(workdir)
+    if step is not None and step not in steps:
+        raise RequestError(f"{workdir} has no checkpoint {step}; its committed checkpoints are "
+                           f"{', '.join(map(str, steps))}")
+    step = steps[-1] if step is None else step
     config = config_lib.load(workdir / "checkpoints" / "config.json")
     with nnx.use_eager_sharding(False):
         model = Model(config, nnx.Rngs(0))

@@ -37,15 +37,16 @@ VIDEO_TASKS = ("text_to_av", "image_to_video")
 
 def evaluate(workdir: str | os.PathLike, split: str = "test", num: int = 50,
              out: str | os.PathLike | None = None, flow: FlowOptions | None = None,
-             seed: int = 0, progress: bool = True) -> dict:
-    """Runs every task on `num` clips of `split` and judges them; returns the report and
-    writes it as JSON to `out` (default `<workdir>/eval/report.json`)."""
+             seed: int = 0, progress: bool = True, step: int | None = None) -> dict:
+    """Runs every task on `num` clips of `split` with the transformer checkpoint `step`
+    (default: the latest) and judges them; returns the report and writes it as JSON to `out`
+    (default `<workdir>/eval/report.json`)."""
     flow = flow or FlowOptions()
     if split not in avshapes.SPLIT_IDS:  # the cheap checks first, before the model loads
         raise RequestError(f"--split must be one of {list(avshapes.SPLIT_IDS)}, got {split!r}")
     if num < 1:
         raise RequestError(f"--num must be >= 1, got {num}")
-    pipe = Pipeline(workdir)
+    pipe = Pipeline(workdir, step)
     pipe.truncate_prompts = True  # reference captions are cut as in training
     config = pipe.config
     if split == "holdout" and not config.data.holdout:

@@ -30,7 +30,12 @@ def test_eval_judges_every_task_next_to_the_ground_truth(trained_workdir, tmp_pa
     assert "ground truth" in text and "video_to_caption" in text
 
     code = cli.main(["eval", "--workdir", str(trained_workdir), "--num", "1", "--steps", "1",
-                     "--split", "validation", "--out", str(tmp_path / "cli.json")])
+                     "--split", "validation", "--checkpoint", "2",
+                     "--out", str(tmp_path / "cli.json")])
     assert code == 0 and "captions" in capsys.readouterr().out
+    assert json.loads((tmp_path / "cli.json").read_text())["checkpoint"] == 2
+    code = cli.main(["eval", "--workdir", str(trained_workdir), "--checkpoint", "7"])
+    assert code == 2 and "no checkpoint 7; its committed checkpoints are 2" in (
+        capsys.readouterr().err)
     code = cli.main(["eval", "--workdir", str(trained_workdir), "--split", "nope"])
     assert code == 2 and "--split must be one of" in capsys.readouterr().err
