@@ -125,6 +125,7 @@ def test_workdir_and_dataset_mismatches_are_refused(trained, tiny_dataset, tmp_p
         tok_train.prepare_workdir(workdir, configs.get("tiny", ["video_vae.steps=7"]),
                                   tiny_dataset)
     with pytest.raises(ConfigError, match="data.height: dataset 32, config 64"):
-        tok_train.prepare_workdir(tmp_path / "w", configs.get("quickstart"), tiny_dataset)
+        tok_train.prepare_workdir(tmp_path / "w", configs.get(
+            "quickstart", ["data.height=64", "data.width=64"]), tiny_dataset)
     assert main(["data", "encode", "--workdir", str(tmp_path / "none"),
                  "--data", str(tiny_dataset)]) == 2
