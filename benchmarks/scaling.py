@@ -14,12 +14,11 @@ the figure that must fit on a device; the analytic FLOPs come from o1/flops.py.
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 
 from benchmarks import report
-from benchmarks.train_step import random_batch
+from benchmarks.train_step import random_batch, time_steps
 from o1 import configs, flops, sequence
 from o1 import sharding as sh
 from o1.train import trainer
@@ -37,13 +36,7 @@ def point(name: str, overrides: list[str], steps: int) -> dict:
     with jax.set_mesh(mesh):
         global_batch = sh.global_batch(batch, mesh)
         memory = step.lower(state, global_batch).compile().memory_analysis()
-        state, metrics = step(state, global_batch)
-        jax.block_until_ready(metrics)
-        start = time.perf_counter()
-        for _ in range(steps):
-            state, metrics = step(state, global_batch)
-        jax.block_until_ready(metrics)
-        seconds = (time.perf_counter() - start) / steps
+        _, _, seconds, _ = time_steps(step, state, global_batch, steps)
     used = memory.argument_size_in_bytes + memory.temp_size_in_bytes if memory else float("nan")
     return {"seq_len": config.seq_len, "tokens": tokens, "seconds": seconds,
             "matmul": matmul, "attention": attention, "bytes": used,

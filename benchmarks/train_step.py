@@ -42,6 +42,20 @@ def random_batch(config, seed: int = 0) -> dict:
     return trainer.model_batch(builder.batch(rows, config.seq_len))
 
 
+def time_steps(step, state, batch, steps: int) -> tuple[dict, float, float, dict]:
+    """(the state after them, seconds of the first, compiling step, mean seconds of `steps`
+    more, their last metrics). `state` is donated to the first step."""
+    start = time.perf_counter()
+    state, metrics = step(state, batch)
+    jax.block_until_ready(metrics)
+    compile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(steps):
+        state, metrics = step(state, batch)
+    jax.block_until_ready(metrics)
+    return state, compile_s, (time.perf_counter() - start) / steps, metrics
+
+
 def measure(name: str, overrides: list[str], steps: int) -> dict:
     """Times `steps` train steps of config `name` after one compiling step."""
     config = configs.get(name, overrides)
@@ -51,16 +65,8 @@ def measure(name: str, overrides: list[str], steps: int) -> dict:
     step_flops = flops.train_flops(config, batch)
     tokens = int((batch["segment_ids"] > 0).sum())
     with jax.set_mesh(mesh):
-        global_batch = sh.global_batch(batch, mesh)
-        start = time.perf_counter()
-        state, metrics = step(state, global_batch)
-        jax.block_until_ready(metrics)
-        compile_s = time.perf_counter() - start
-        start = time.perf_counter()
-        for _ in range(steps):
-            state, metrics = step(state, global_batch)
-        jax.block_until_ready(metrics)
-        seconds = (time.perf_counter() - start) / steps
+        state, compile_s, seconds, metrics = time_steps(
+            step, state, sh.global_batch(batch, mesh), steps)
     # The CPU peak is measured right after the timed steps, so both see the same machine load.
     peak, source = flops.peak_flops(config)
     params = num_params(nnx.merge(graphdef, state["params"]))

@@ -33,6 +33,7 @@ def test_wheel_has_exactly_one_top_level_package(tmp_path):
 @pytest.mark.parametrize("command", [
     [], ["data"], ["data", "build"], ["data", "build", "avshapes"], ["data", "build", "folder"],
     ["data", "export"], ["data", "info"], ["config"], ["config", "show"], ["serve"],
+    ["quickstart"], ["bench"],
 ])
 def test_every_command_has_help(command):
     exe = shutil.which("o1") or pytest.fail("the o1 console script is not installed")

@@ -9,6 +9,7 @@ import sys
 import time
 
 from o1 import cli
+from o1.serve.pipeline import RequestError, committed_steps
 from o1.train import quickstart
 
 ARGS = ["--config", "tiny", "--no-serve", "--eval-num", "1", "train.steps=24",
@@ -16,9 +17,10 @@ ARGS = ["--config", "tiny", "--no-serve", "--eval-num", "1", "train.steps=24",
 
 
 def _committed(workdir) -> list[int]:
-    folder = workdir / "checkpoints"
-    return sorted(int(p.name) for p in folder.glob("[0-9]*")
-                  if p.name.isdigit() and (p / "_CHECKPOINT_METADATA").exists())
+    try:
+        return committed_steps(workdir)
+    except RequestError:  # none yet
+        return []
 
 
 def test_quickstart_end_to_end_resumes_after_a_kill_and_skips_when_done(tmp_path, capsys):
