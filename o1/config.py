@@ -257,6 +257,13 @@ class ModelConfig:
     attention: str = "xla"
     remat: str = "none"  # rematerialization of each block: none, full, or dots (save matmuls)
     init_std: float = 0.02  # std of the normal initializer of every weight matrix
+    # What the media heads predict. "velocity": v = e - x_0 directly. "clean": the clean
+    # latent x_0, turned into the velocity (x_t - x_0) / max(t, clean_min_noise) so the loss
+    # and the sampler are unchanged. A velocity head has to carry the token's noise through
+    # the residual stream, which fails when a token is about as wide as the model (a 4x4x16
+    # video patch is 256 features); the clean latent lies on the data's low-dimensional set.
+    predict: str = "velocity"
+    clean_min_noise: float = 0.05  # floor of t in the "clean" conversion (caps its 1/t)
 
     def __post_init__(self):
         _check_positive("model", self, ("d_model", "num_layers", "num_heads", "num_kv_heads",
@@ -275,6 +282,11 @@ class ModelConfig:
             raise ConfigError(
                 f"model.rope_sections must be 3 non-negative counts of frequency pairs summing "
                 f"to head_dim / 2 = {self.head_dim // 2}, got {self.rope_sections}")
+        if self.predict not in ("velocity", "clean"):
+            raise ConfigError(f"model.predict must be velocity or clean, got {self.predict!r}")
+        if not 0 < self.clean_min_noise <= 1:
+            raise ConfigError(f"model.clean_min_noise must be in (0, 1], got "
+                              f"{self.clean_min_noise}")
         if self.dtype not in ("float32", "bfloat16"):
             raise ConfigError(f"model.dtype must be float32 or bfloat16, got {self.dtype!r}")
         if self.attention not in ("xla", "cudnn", "auto"):
@@ -377,7 +389,10 @@ class TrainConfig:
     steps: int = 10_000  # optimizer steps
     batch_size: int = 32  # rows per step, over all processes
     grad_accum: int = 1  # micro-batches per step (batch_size must divide by it)
-    learning_rate: float = 3e-4  # peak AdamW learning rate
+    learning_rate: float = 3e-4  # peak learning rate
+    # adamw, or muon: orthogonalized momentum on the decoder blocks' weight matrices (scaled
+    # to AdamW's update RMS, so the same learning rate applies) and AdamW on the rest
+    optimizer: str = "adamw"
     warmup_steps: int = 200  # linear warm-up, then cosine decay to min_lr_ratio * peak
     min_lr_ratio: float = 0.1  # final learning rate as a fraction of the peak
     weight_decay: float = 0.1  # AdamW decoupled weight decay (weight matrices only)
@@ -403,6 +418,8 @@ class TrainConfig:
                 f"{-(-self.batch_size // self.grad_accum) * self.grad_accum}")
         if not self.learning_rate > 0 or not 0 <= self.min_lr_ratio <= 1:
             raise ConfigError("train.learning_rate must be > 0 and train.min_lr_ratio in [0, 1]")
+        if self.optimizer not in ("adamw", "muon"):
+            raise ConfigError(f"train.optimizer must be adamw or muon, got {self.optimizer!r}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,8 +7,9 @@ embedding features.
 Every position is a text token, a video patch or an audio latent (`modality`). Its input is
 the sum of a text embedding (text) or a linear patch projection (media), a modality embedding
 and, for media, an embedding of its noise level. The outputs are LM logits for every position
-and a velocity for every media position, through one head per modality. Attention is
-block-causal from segment ids: see `attention_mask`.
+and a velocity for every media position, through one head per modality (the heads predict the
+clean latent and the velocity is derived from it, or predict the velocity itself:
+`ModelConfig.predict`). Attention is block-causal from segment ids: see `attention_mask`.
 """
 
 from __future__ import annotations
@@ -134,8 +135,12 @@ class Model(nnx.Module):
         x = x + jnp.take(self.modality_embed[...], modality, axis=0).astype(dt)
         return sh.shard(x, sh.BATCH, sh.LENGTH, sh.ACT_EMBED)
 
-    def heads(self, x_bld: jax.Array, modality_bl: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """LM logits [B, L, V] and media velocity [B, L, F] (float32) of final hidden states."""
+    def heads(self, x_bld: jax.Array, inputs: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        """LM logits [B, L, V] and media velocity [B, L, F] (float32) of final hidden states.
+
+        With `predict="clean"` the media heads give the clean latent x_0 and the velocity is
+        (x_t - x_0) / t, t floored at `clean_min_noise`: an Euler step from t to 0 lands on
+        the predicted x_0."""
         dt = self.dtype
         x = self.final_norm(x_bld)
         logits = jnp.einsum("bld,dv->blv", x, self.lm_head[...].astype(dt)).astype(jnp.float32)
@@ -145,9 +150,13 @@ class Model(nnx.Module):
         pad = [(0, 0), (0, 0)]
         video = jnp.pad(video, pad + [(0, self.media_dim - self.video_dim)])
         audio = jnp.pad(audio, pad + [(0, self.media_dim - self.audio_dim)])
-        mod = modality_bl[..., None]
-        velocity = jnp.where(mod == VIDEO, video, jnp.where(mod == AUDIO, audio, 0.0))
-        return logits, velocity
+        mod = inputs["modality"][..., None]
+        out = jnp.where(mod == VIDEO, video, jnp.where(mod == AUDIO, audio, 0.0))
+        if self.cfg.predict == "velocity":
+            return logits, out
+        t = jnp.maximum(inputs["noise"].astype(jnp.float32), self.cfg.clean_min_noise)
+        velocity = (inputs["media"].astype(jnp.float32) - out) / t[..., None]
+        return logits, jnp.where(mod == TEXT, 0.0, velocity)
 
     def __call__(self, inputs: dict[str, jax.Array], cache: dict | None = None,
                  index: jax.Array | int = 0) -> Output:
@@ -188,7 +197,7 @@ class Model(nnx.Module):
                 layers.append(layer_cache)
         if cache is not None:
             cache["layers"] = layers
-        logits, velocity = self.heads(x, inputs["modality"])
+        logits, velocity = self.heads(x, inputs)
         return Output(logits, velocity, cache)
 
     def _block_fn(self):

@@ -106,6 +106,25 @@ def test_new_model_runs_without_a_mesh(config, model):
 # ----------------------------------------------------------------------------------------------
 
 
+def test_clean_prediction_derives_the_velocity_that_steps_onto_it(config, packed,
+                                                                  packed_outputs):
+    """predict="clean": the heads' output is x_0 and the velocity (x_t - x_0) / max(t, floor),
+    so an Euler step from t to 0 lands on x_0; same weights as the velocity model."""
+    clean_config = with_model(config, predict="clean", clean_min_noise=0.05)
+    with nnx.use_eager_sharding(False):
+        clean_model = Model(clean_config, nnx.Rngs(0))
+    velocity = np.asarray(clean_model({k: packed[k] for k in MODEL_INPUTS}).velocity[0])
+    x0 = packed_outputs[1]  # the same heads read as a velocity by the velocity model
+    media, t = packed["media"][0], packed["noise"][0]
+    is_media = packed["modality"][0] != TEXT
+    assert (t[is_media] > 0).any() and (t[is_media] == 0).any()  # noised and clean context
+    expected = (media - x0) / np.maximum(t, 0.05)[:, None]
+    np.testing.assert_allclose(velocity[is_media], expected[is_media], rtol=1e-5, atol=1e-5)
+    noised = is_media & (t >= 0.05)
+    np.testing.assert_allclose((media - t[:, None] * velocity)[noised], x0[noised], atol=1e-5)
+    assert (velocity[~is_media] == 0).all()
+
+
 def test_text_never_sees_future_text(config, forward, packed, packed_outputs):
     logits, velocity = packed_outputs
     # The conditioning caption of example 1 and the caption after the media of example 2.
@@ -391,6 +410,9 @@ def test_remat_gives_the_same_loss_and_gradients(config, builder, model):
     (["model.rope_sections=[9,-1,0]"], r"model.rope_sections must be 3 non-negative"),
     (["model.head_dim=15"], "head_dim must be even"),
     (["model.remat=some"], "model.remat must be none, full or dots"),
+    (["model.predict=noise"], "model.predict must be velocity or clean, got 'noise'"),
+    (["model.clean_min_noise=0"], r"model.clean_min_noise must be in \(0, 1\]"),
+    (["train.optimizer=sgd"], "train.optimizer must be adamw or muon, got 'sgd'"),
     (["sequence.video_patch=3"],
      r"latent grid 8x8 must be divisible by sequence.video_patch \(3\); "
      r"try sequence.video_patch in \[1, 2, 4, 8\]"),

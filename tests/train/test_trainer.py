@@ -12,6 +12,7 @@ import time
 
 import jax
 import numpy as np
+import optax
 import pytest
 
 from o1 import configs, losses, sequence
@@ -68,6 +69,45 @@ def test_tiny_memorizes_a_handful_of_examples(tiny_workdir):
           f"{time.perf_counter() - start:.1f} s")
     assert before / after > 10
     assert float(metrics["skipped"]) == 0
+
+
+def test_muon_takes_the_block_matrices_and_trains(tiny_workdir):
+    config = configs.get("tiny", ["sequence.examples_per_row=1", "train.batch_size=4",
+                                  "train.optimizer=muon", "train.steps=60",
+                                  "train.learning_rate=5e-3", "train.warmup_steps=0"])
+    mesh = sh.make_mesh(config.mesh, jax.devices()[:1])
+    graphdef, state, step = trainer.init_state(config, mesh)
+    # Muon sees each block weight as a matrix from the model width (or, for the attention
+    # output, from heads x head_dim) to the rest; embeddings, heads and scales take AdamW.
+    dims = {jax.tree_util.keystr(path): d for path, d in jax.tree_util.tree_leaves_with_path(
+        trainer._muon_dimensions(state["params"]), is_leaf=lambda x: x is None or isinstance(
+            x, optax.contrib.MuonDimensionNumbers))}
+    params = {jax.tree_util.keystr(p): x for p, x in
+              jax.tree_util.tree_leaves_with_path(state["params"])}
+    assert dims.keys() == params.keys()
+    for name, d in dims.items():
+        in_blocks = name.startswith("['blocks']") and params[name].ndim >= 2
+        assert (d is not None) == in_blocks, name
+        if d is not None:
+            fan_in = np.prod([params[name].shape[i] for i in d.reduction_axis])
+            assert fan_in == (config.model.num_heads * config.model.head_dim
+                              if "['o']" in name else
+                              config.model.mlp_dim if "['down']" in name else
+                              config.model.d_model), name
+    evaluate = jax.jit(trainer.make_eval_step(config, graphdef))
+    with jax.set_mesh(mesh):
+        batch = sh.global_batch(_fixed_batch(config, tiny_workdir, ["text_to_av"] * 4), mesh)
+
+        def loss(params):
+            sums, counts = evaluate(params, batch)
+            return float(np.asarray(sums).sum() / max(np.asarray(counts).sum(), 1))
+
+        before = loss(state["params"])
+        for _ in range(config.train.steps):
+            state, metrics = step(state, batch)
+        after = loss(state["params"])
+    print(f"muon: loss {before:.3f} -> {after:.3f}")
+    assert after < 0.8 * before and int(metrics["skipped"]) == 0
 
 
 def test_non_finite_gradient_skips_the_update(tiny_workdir):
