@@ -73,7 +73,7 @@ def test_tiny_memorizes_a_handful_of_examples(tiny_workdir):
 
 def test_muon_takes_the_block_matrices_and_trains(tiny_workdir):
     config = configs.get("tiny", ["sequence.examples_per_row=1", "train.batch_size=4",
-                                  "train.optimizer=muon", "train.steps=60",
+                                  "train.optimizer=muon", "train.steps=30",
                                   "train.learning_rate=5e-3", "train.warmup_steps=0"])
     mesh = sh.make_mesh(config.mesh, jax.devices()[:1])
     graphdef, state, step = trainer.init_state(config, mesh)
