@@ -259,9 +259,9 @@ class ModelConfig:
     init_std: float = 0.02  # std of the normal initializer of every weight matrix
     # What the media heads predict. "velocity": v = e - x_0 directly. "clean": the clean
     # latent x_0, turned into the velocity (x_t - x_0) / max(t, clean_min_noise) so the loss
-    # and the sampler are unchanged. A velocity head has to carry the token's noise through
-    # the residual stream, which fails when a token is about as wide as the model (a 4x4x16
-    # video patch is 256 features); the clean latent lies on the data's low-dimensional set.
+    # and the sampler are unchanged (a velocity head carries the token's noise through the
+    # residual stream; x_0 heads are the usual remedy for tokens as wide as the model). On
+    # the 16-channel quickstart it did not help and cost sound and captions (issue 7).
     predict: str = "velocity"
     clean_min_noise: float = 0.05  # floor of t in the "clean" conversion (caps its 1/t)
 

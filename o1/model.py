@@ -147,16 +147,18 @@ class Model(nnx.Module):
         logits = sh.shard(logits, sh.BATCH, sh.LENGTH, sh.VOCAB)
         video = jnp.einsum("bld,df->blf", x, self.video_out[...].astype(dt)).astype(jnp.float32)
         audio = jnp.einsum("bld,df->blf", x, self.audio_out[...].astype(dt)).astype(jnp.float32)
+        if self.cfg.predict == "clean":
+            noise = inputs["noise"].astype(jnp.float32)
+            t = jnp.maximum(noise, self.cfg.clean_min_noise)[..., None]
+            x_t = inputs["media"].astype(jnp.float32)
+            video = (x_t[..., :self.video_dim] - video) / t
+            audio = (x_t[..., :self.audio_dim] - audio) / t
         pad = [(0, 0), (0, 0)]
         video = jnp.pad(video, pad + [(0, self.media_dim - self.video_dim)])
         audio = jnp.pad(audio, pad + [(0, self.media_dim - self.audio_dim)])
         mod = inputs["modality"][..., None]
-        out = jnp.where(mod == VIDEO, video, jnp.where(mod == AUDIO, audio, 0.0))
-        if self.cfg.predict == "velocity":
-            return logits, out
-        t = jnp.maximum(inputs["noise"].astype(jnp.float32), self.cfg.clean_min_noise)
-        velocity = (inputs["media"].astype(jnp.float32) - out) / t[..., None]
-        return logits, jnp.where(mod == TEXT, 0.0, velocity)
+        velocity = jnp.where(mod == VIDEO, video, jnp.where(mod == AUDIO, audio, 0.0))
+        return logits, velocity
 
     def __call__(self, inputs: dict[str, jax.Array], cache: dict | None = None,
                  index: jax.Array | int = 0) -> Output:
