@@ -264,6 +264,12 @@ class ModelConfig:
     # the 16-channel quickstart it did not help and cost sound and captions (issue 7).
     predict: str = "velocity"
     clean_min_noise: float = 0.05  # floor of t in the "clean" conversion (caps its 1/t)
+    # How media tokens learn their noise level. "input": a noise-level embedding is added to
+    # each media token's input. "adaln": that, and every block's norms are scaled and shifted
+    # and its residual branches gated per media token by the embedding (DiT's adaLN, with one
+    # projection shared by all blocks plus a learned offset per block, as in PixArt-alpha);
+    # text tokens are never modulated, and at initialization both give the same function.
+    noise_conditioning: str = "input"
 
     def __post_init__(self):
         _check_positive("model", self, ("d_model", "num_layers", "num_heads", "num_kv_heads",
@@ -284,6 +290,9 @@ class ModelConfig:
                 f"to head_dim / 2 = {self.head_dim // 2}, got {self.rope_sections}")
         if self.predict not in ("velocity", "clean"):
             raise ConfigError(f"model.predict must be velocity or clean, got {self.predict!r}")
+        if self.noise_conditioning not in ("input", "adaln"):
+            raise ConfigError(f"model.noise_conditioning must be input or adaln, got "
+                              f"{self.noise_conditioning!r}")
         if not 0 < self.clean_min_noise <= 1:
             raise ConfigError(f"model.clean_min_noise must be in (0, 1], got "
                               f"{self.clean_min_noise}")

@@ -17,7 +17,7 @@ import numpy as np
 
 from o1 import sequence
 from o1.config import Config
-from o1.model import NOISE_FEATURES
+from o1.model import MODULATIONS, NOISE_FEATURES
 
 # Dense bf16 FLOP/s per device from vendor datasheets (no sparsity), by jax device_kind.
 DATASHEET_BF16 = {
@@ -41,6 +41,8 @@ def matmul_flops_per_token(config: Config) -> int:
     fv, fa = config.video_token_dim, config.audio.channels
     inputs = 2 * (fv + fa) * d + 2 * NOISE_FEATURES * d + 2 * d * d
     heads = 2 * d * (config.text.vocab_size + fv + fa)
+    if m.noise_conditioning == "adaln":  # the shared and the final modulation projections
+        inputs += 2 * d * (MODULATIONS + 2) * d
     return inputs + m.num_layers * (attn + mlp) + heads
 
 

@@ -31,6 +31,7 @@ from o1.nn.param import dense
 from o1.sequence import AUDIO, TEXT, VIDEO
 
 NOISE_FEATURES = 256  # sinusoidal features of the noise level before its MLP
+MODULATIONS = 6  # adaLN's per-block shift, scale and gate of attention, then of the MLP
 MODEL_INPUTS = ("tokens", "modality", "segment_ids", "block", "positions", "media", "noise")
 
 
@@ -65,7 +66,10 @@ def noise_features(t: jax.Array) -> jax.Array:
 
 
 class Block(nnx.Module):
-    """Pre-norm decoder block: x + attn(norm(x)), then x + mlp(norm(x))."""
+    """Pre-norm decoder block: x + attn(norm(x)), then x + mlp(norm(x)).
+
+    Under adaLN noise conditioning, media tokens read their norms' outputs scaled and shifted
+    and their branches gated: x + (1 + g) attn(norm(x) (1 + s) + b), likewise for the MLP."""
 
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         out_std = cfg.init_std / math.sqrt(2 * cfg.num_layers)
@@ -74,12 +78,31 @@ class Block(nnx.Module):
         self.attn = Attention(cfg, out_std, rngs)
         self.mlp_norm = RMSNorm(cfg.d_model, sh.EMBED, cfg.norm_eps)
         self.mlp = SwiGLU(cfg.d_model, cfg.mlp_dim, cfg.init_std, out_std, dtype, rngs)
+        if cfg.noise_conditioning == "adaln":
+            # this block's offset to the shared modulation (b, s, g of attention, then MLP)
+            # (zeros drawn without the model's rngs, so every other weight is as without adaLN)
+            self.adaln_offset = nnx.Param(nnx.with_partitioning(
+                nnx.initializers.zeros, (None, sh.EMBED))(
+                    jax.random.key(0), (MODULATIONS, cfg.d_model), jnp.float32))
 
-    def __call__(self, x_bld, positions_bl3, mask_bls, cache=None, index=0):
-        h, cache = self.attn(self.attn_norm(x_bld), positions_bl3, mask_bls, cache, index)
-        x_bld = sh.shard(x_bld + h, sh.BATCH, sh.LENGTH, sh.ACT_EMBED)
-        x_bld = x_bld + self.mlp(self.mlp_norm(x_bld))
-        return sh.shard(x_bld, sh.BATCH, sh.LENGTH, sh.ACT_EMBED), cache
+    def __call__(self, x_bld, positions_bl3, mask_bls, cache=None, index=0,
+                 modulation=None, media_bl=None):
+        """`modulation` float [B, L, 6, D] (adaLN's shared modulation, 0 on text) and
+        `media_bl` bool [B, L] (media tokens, the ones that take this block's offset), or
+        None for input-only noise conditioning."""
+        if modulation is None:
+            h, cache = self.attn(self.attn_norm(x_bld), positions_bl3, mask_bls, cache, index)
+            x_bld = sh.shard(x_bld + h, sh.BATCH, sh.LENGTH, sh.ACT_EMBED)
+            x_bld = x_bld + self.mlp(self.mlp_norm(x_bld))
+            return sh.shard(x_bld, sh.BATCH, sh.LENGTH, sh.ACT_EMBED), cache
+        offset = self.adaln_offset[...].astype(modulation.dtype)
+        mod = modulation + jnp.where(media_bl[..., None, None], offset, 0).astype(modulation.dtype)
+        shift1, scale1, gate1, shift2, scale2, gate2 = (mod[:, :, i] for i in range(MODULATIONS))
+        h, cache = self.attn(self.attn_norm(x_bld) * (1 + scale1) + shift1, positions_bl3,
+                             mask_bls, cache, index)
+        x_bld = sh.shard(x_bld + h * (1 + gate1), sh.BATCH, sh.LENGTH, sh.ACT_EMBED)
+        h = self.mlp(self.mlp_norm(x_bld) * (1 + scale2) + shift2)
+        return sh.shard(x_bld + h * (1 + gate2), sh.BATCH, sh.LENGTH, sh.ACT_EMBED), cache
 
 
 _REMAT_POLICIES = {
@@ -112,9 +135,21 @@ class Model(nnx.Module):
         self.lm_head = dense(rngs, (d, config.text.vocab_size), (sh.EMBED, sh.VOCAB), std)
         self.video_out = dense(rngs, (d, self.video_dim), (sh.EMBED, sh.MEDIA), std)
         self.audio_out = dense(rngs, (d, self.audio_dim), (sh.EMBED, sh.MEDIA), std)
+        if m.noise_conditioning == "adaln":
+            # zero-initialized, so training starts from the input-conditioned function
+            self.adaln = dense(rngs, (d, MODULATIONS * d), (sh.EMBED, None), 0.0)
+            self.adaln_final = dense(rngs, (d, 2 * d), (sh.EMBED, None), 0.0)
 
-    def embed_inputs(self, inputs: dict[str, jax.Array]) -> jax.Array:
-        """[B, L, D] input vectors of text ids and (noised) media features."""
+    def noise_embedding(self, inputs: dict[str, jax.Array]) -> jax.Array:
+        """[B, L, D] embedding of every token's noise level (used on media tokens only)."""
+        dt = self.dtype
+        noise = jax.nn.silu(jnp.einsum("ble,ed->bld", noise_features(inputs["noise"]).astype(dt),
+                                       self.noise_in[...].astype(dt)))
+        return jnp.einsum("bld,de->ble", noise, self.noise_out[...].astype(dt))
+
+    def embed_inputs(self, inputs: dict[str, jax.Array], noise_bld: jax.Array) -> jax.Array:
+        """[B, L, D] input vectors of text ids and (noised) media features, with the noise
+        embedding `noise_bld` added to media tokens."""
         dt = self.dtype
         modality = inputs["modality"]
         media = inputs["media"].astype(dt)
@@ -126,23 +161,35 @@ class Model(nnx.Module):
                            self.video_in[...].astype(dt))
         audio = jnp.einsum("blf,fd->bld", media[..., :self.audio_dim],
                            self.audio_in[...].astype(dt))
-        noise = jax.nn.silu(jnp.einsum("ble,ed->bld", noise_features(inputs["noise"]).astype(dt),
-                                       self.noise_in[...].astype(dt)))
-        noise = jnp.einsum("bld,de->ble", noise, self.noise_out[...].astype(dt))
         mod = modality[..., None]
         x = jnp.where(mod == TEXT, text, jnp.where(mod == VIDEO, video, audio))
-        x = x + jnp.where(mod == TEXT, 0, noise).astype(dt)
+        x = x + jnp.where(mod == TEXT, 0, noise_bld).astype(dt)
         x = x + jnp.take(self.modality_embed[...], modality, axis=0).astype(dt)
         return sh.shard(x, sh.BATCH, sh.LENGTH, sh.ACT_EMBED)
 
-    def heads(self, x_bld: jax.Array, inputs: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
-        """LM logits [B, L, V] and media velocity [B, L, F] (float32) of final hidden states.
+    def modulation(self, noise_bld: jax.Array, media_bl: jax.Array, weight: nnx.Param,
+                   count: int) -> jax.Array:
+        """[B, L, count, D] adaLN modulation of the noise embedding by `weight`, 0 on text."""
+        dt = self.dtype
+        mod = jnp.einsum("bld,de->ble", jax.nn.silu(noise_bld), weight[...].astype(dt))
+        mod = jnp.where(media_bl[..., None], mod, 0).astype(dt)
+        mod = mod.reshape(*mod.shape[:2], count, -1)
+        return sh.shard(mod, sh.BATCH, sh.LENGTH, None, sh.ACT_EMBED)
+
+    def heads(self, x_bld: jax.Array, inputs: dict[str, jax.Array],
+              noise_bld: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+        """LM logits [B, L, V] and media velocity [B, L, F] (float32) of final hidden states
+        (`noise_bld`, the noise embedding, modulates the final norm under adaLN).
 
         With `predict="clean"` the media heads give the clean latent x_0 and the velocity is
         (x_t - x_0) / t, t floored at `clean_min_noise`: an Euler step from t to 0 lands on
         the predicted x_0."""
         dt = self.dtype
         x = self.final_norm(x_bld)
+        if self.cfg.noise_conditioning == "adaln":
+            shift, scale = jnp.moveaxis(self.modulation(
+                noise_bld, inputs["modality"] != TEXT, self.adaln_final, 2), 2, 0)
+            x = x * (1 + scale) + shift
         logits = jnp.einsum("bld,dv->blv", x, self.lm_head[...].astype(dt)).astype(jnp.float32)
         logits = sh.shard(logits, sh.BATCH, sh.LENGTH, sh.VOCAB)
         video = jnp.einsum("bld,df->blf", x, self.video_out[...].astype(dt)).astype(jnp.float32)
@@ -175,7 +222,12 @@ class Model(nnx.Module):
         Returns:
           Output(logits [B, L, V], velocity [B, L, F], the updated cache or None).
         """
-        x = self.embed_inputs(inputs)
+        noise = self.noise_embedding(inputs)
+        x = self.embed_inputs(inputs, noise)
+        modulation = media = None
+        if self.cfg.noise_conditioning == "adaln":
+            media = inputs["modality"] != TEXT
+            modulation = self.modulation(noise, media, self.adaln, MODULATIONS)
         length = x.shape[1]
         q_index = index + jnp.arange(length)
         if cache is None:
@@ -193,18 +245,19 @@ class Model(nnx.Module):
         run_block = self._block_fn()
         for i, block in enumerate(self.blocks):
             if cache is None:
-                x, _ = run_block(block, x, inputs["positions"], mask)
+                x, _ = run_block(block, x, inputs["positions"], mask, modulation, media)
             else:
-                x, layer_cache = block(x, inputs["positions"], mask, cache["layers"][i], index)
+                x, layer_cache = block(x, inputs["positions"], mask, cache["layers"][i], index,
+                                       modulation, media)
                 layers.append(layer_cache)
         if cache is not None:
             cache["layers"] = layers
-        logits, velocity = self.heads(x, inputs)
+        logits, velocity = self.heads(x, inputs, noise)
         return Output(logits, velocity, cache)
 
     def _block_fn(self):
-        def run(block, x, positions, mask):
-            return block(x, positions, mask)
+        def run(block, x, positions, mask, modulation, media):
+            return block(x, positions, mask, modulation=modulation, media_bl=media)
         if self.cfg.remat == "none":
             return run
         return nnx.remat(run, policy=_REMAT_POLICIES[self.cfg.remat])

@@ -53,9 +53,8 @@ def model(config):
         return Model(config, nnx.Rngs(0))
 
 
-@pytest.fixture(scope="module")
-def forward(model):
-    """row ([1, L] numpy arrays) -> (logits [L, V], velocity [L, F]) as numpy."""
+def make_forward(model):
+    """row ([1, L] numpy arrays) -> (logits [L, V], velocity [L, F]) of `model` as numpy."""
     graphdef, state = nnx.split(model)
 
     @jax.jit
@@ -68,6 +67,11 @@ def forward(model):
         return np.asarray(logits[0]), np.asarray(velocity[0])
 
     return call
+
+
+@pytest.fixture(scope="module")
+def forward(model):
+    return make_forward(model)
 
 
 @pytest.fixture(scope="module")
@@ -285,10 +289,9 @@ def test_attention_scores_depend_only_on_relative_positions(shift):
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def cached_forward(model):
-    """(row [1, L], chunk boundaries) -> (logits [L, V], velocity [L, F]), fed chunk by chunk
-    through a KV cache of the row's length."""
+def make_cached_forward(model):
+    """(row [1, L], chunk boundaries) -> (logits [L, V], velocity [L, F]) of `model`, fed chunk
+    by chunk through a KV cache of the row's length."""
     graphdef, state = nnx.split(model)
 
     @jax.jit
@@ -307,6 +310,11 @@ def cached_forward(model):
         return np.concatenate(logits), np.concatenate(velocity)
 
     return call
+
+
+@pytest.fixture(scope="module")
+def cached_forward(model):
+    return make_cached_forward(model)
 
 
 def text_segment(config, ids, block, start):
@@ -336,9 +344,10 @@ def test_kv_cache_decodes_text_like_the_full_pass(config, builder, forward, cach
     np.testing.assert_allclose(logits, full_logits[:12], rtol=1e-6, atol=1e-6)
 
 
-def test_kv_cache_continues_after_a_media_block(config, builder, forward, cached_forward):
-    # [caption, <media>] [media] [</media>, caption]: the prefix as one chunk, the media block as
-    # one chunk (it is bidirectional inside), then the caption one token at a time.
+def caption_after_media(config, builder):
+    """[caption, <media>] [media] [</media>, caption] as one row, its length n, and chunk
+    bounds: the prefix as one chunk, the media block as one chunk (it is bidirectional
+    inside), then the caption one token at a time."""
     example = random_example(config, 5)
     first = builder.build(example, "text_to_av", np.random.default_rng(5))
     media_start = int(np.flatnonzero(first["modality"] != TEXT)[0])
@@ -348,10 +357,59 @@ def test_kv_cache_continues_after_a_media_block(config, builder, forward, cached
     row = row_of(builder, config, {key: np.concatenate([first[key], tail[key]])
                                    for key in sequence.KEYS})
     n = end + len(tail["tokens"])
+    return row, n, [0, media_start, end, *range(end + 1, n + 1)]
+
+
+def test_kv_cache_continues_after_a_media_block(config, builder, forward, cached_forward):
+    row, n, bounds = caption_after_media(config, builder)
     full_logits, full_velocity = forward(row)
-    logits, velocity = cached_forward(row, [0, media_start, end, *range(end + 1, n + 1)])
+    logits, velocity = cached_forward(row, bounds)
     np.testing.assert_allclose(logits, full_logits[:n], rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(velocity, full_velocity[:n], rtol=1e-6, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------
+# adaLN noise conditioning
+# ----------------------------------------------------------------------------------------------
+
+
+def adaln_model(config, scale=0.0):
+    """tiny with adaLN noise conditioning, its modulation weights drawn from N(0, scale^2)
+    (0: as initialized)."""
+    with nnx.use_eager_sharding(False):
+        model = Model(with_model(config, noise_conditioning="adaln"), nnx.Rngs(0))
+    if scale:
+        rng = np.random.default_rng(7)
+        for weight in [model.adaln, model.adaln_final,
+                       *(block.adaln_offset for block in model.blocks)]:
+            weight[...] = jnp.asarray(scale * rng.standard_normal(weight.shape), jnp.float32)
+    return model
+
+
+def test_adaln_starts_as_the_input_conditioned_model(config, packed, packed_outputs):
+    """Zero-initialized modulation: the same function as model.noise_conditioning=input, and
+    every other weight is drawn as without adaLN."""
+    logits, velocity = make_forward(adaln_model(config))(packed)
+    np.testing.assert_allclose(logits, packed_outputs[0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(velocity, packed_outputs[1], rtol=1e-6, atol=1e-6)
+
+
+def test_adaln_modulates_media_tokens_and_never_text(config, packed, packed_outputs):
+    logits, velocity = make_forward(adaln_model(config, scale=0.1))(packed)
+    caption = slice(*span(packed, 1, 0))  # example 1's caption: text before any media
+    np.testing.assert_allclose(logits[caption], packed_outputs[0][caption], rtol=1e-6,
+                               atol=1e-6)
+    media = packed["modality"][0] != TEXT
+    assert changes_everywhere(velocity[media], packed_outputs[1][media], tol=1e-5)
+
+
+def test_adaln_kv_cache_continues_after_a_media_block(config, builder):
+    model = adaln_model(config, scale=0.1)
+    row, n, bounds = caption_after_media(config, builder)
+    full_logits, full_velocity = make_forward(model)(row)
+    logits, velocity = make_cached_forward(model)(row, bounds)
+    np.testing.assert_allclose(logits, full_logits[:n], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(velocity, full_velocity[:n], rtol=1e-5, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -368,7 +426,10 @@ def graphdef_with(config, **model_changes):
     return graphdef, rest
 
 
-def test_remat_gives_the_same_loss_and_gradients(config, builder, model):
+@pytest.mark.parametrize("conditioning", ["input", "adaln"])
+def test_remat_gives_the_same_loss_and_gradients(config, builder, model, conditioning):
+    if conditioning == "adaln":
+        model = adaln_model(config, scale=0.1)
     rng = np.random.default_rng(6)
     examples = [builder.build(random_example(config, 0), "text_to_av", rng),
                 builder.build(random_example(config, 1), "video_to_caption", rng)]
@@ -379,7 +440,7 @@ def test_remat_gives_the_same_loss_and_gradients(config, builder, model):
     params = nnx.state(model, nnx.Param)
     results = {}
     for remat in ("none", "full", "dots"):
-        graphdef, rest = graphdef_with(config, remat=remat)
+        graphdef, rest = graphdef_with(config, remat=remat, noise_conditioning=conditioning)
 
         def loss_of(params, graphdef=graphdef, rest=rest):
             model = nnx.merge(graphdef, params, rest)
@@ -412,6 +473,8 @@ def test_remat_gives_the_same_loss_and_gradients(config, builder, model):
     (["model.remat=some"], "model.remat must be none, full or dots"),
     (["model.predict=noise"], "model.predict must be velocity or clean, got 'noise'"),
     (["model.clean_min_noise=0"], r"model.clean_min_noise must be in \(0, 1\]"),
+    (["model.noise_conditioning=film"],
+     "model.noise_conditioning must be input or adaln, got 'film'"),
     (["train.optimizer=sgd"], "train.optimizer must be adamw or muon, got 'sgd'"),
     (["sequence.video_patch=3"],
      r"latent grid 8x8 must be divisible by sequence.video_patch \(3\); "

@@ -87,14 +87,24 @@ def schedule(t: TrainConfig) -> optax.Schedule:
         0.0, t.learning_rate, warmup, max(t.steps, warmup + 1), t.learning_rate * t.min_lr_ratio)
 
 
+def _names(path) -> list[str]:
+    names = [str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path]
+    return [n for n in names if n != "value"]
+
+
+def _matrices(params):
+    """True for weight matrices (decayed); False for norms, scales and adaLN's per-block
+    offsets, which are biases however many axes they have."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, x: x.ndim >= 2 and _names(path)[-1] != "adaln_offset", params)
+
+
 def _muon_dimensions(params):
     """Muon's matrix view of the decoder blocks' weights (model inputs reduced, outputs kept);
-    None (the AdamW path) for the embeddings, heads, noise MLP, norms and scales."""
+    None (the AdamW path) for the embeddings, heads, noise MLP, norms, scales and offsets."""
     def dims(path, x):
-        names = [str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k))))
-                 for k in path]
-        names = [n for n in names if n != "value"]
-        if "blocks" not in names or x.ndim < 2:
+        names = _names(path)
+        if "blocks" not in names or x.ndim < 2 or names[-1] == "adaln_offset":
             return None
         if names[-1] == "o":  # [heads, head_dim, d]
             return optax.contrib.MuonDimensionNumbers((0, 1), (2,))
@@ -106,15 +116,14 @@ def make_optimizer(t: TrainConfig) -> optax.GradientTransformation:
     """AdamW or Muon (`train.optimizer`; decay on matrices only) after global-norm clipping;
     a step whose gradients are not finite leaves parameters and moments untouched and is
     counted."""
-    matrices = lambda params: jax.tree.map(lambda x: x.ndim >= 2, params)  # noqa: E731
     if t.optimizer == "muon":
         opt = optax.contrib.muon(
-            schedule(t), weight_decay=t.weight_decay, weight_decay_mask=matrices,
+            schedule(t), weight_decay=t.weight_decay, weight_decay_mask=_matrices,
             adam_b1=t.b1, adam_b2=t.b2, adam_weight_decay=t.weight_decay,
             muon_weight_dimension_numbers=_muon_dimensions, consistent_rms=0.2)
     else:
         opt = optax.adamw(schedule(t), b1=t.b1, b2=t.b2, weight_decay=t.weight_decay,
-                          mask=matrices)
+                          mask=_matrices)
     tx = optax.chain(optax.clip_by_global_norm(t.grad_clip), opt)
     return optax.apply_if_finite(tx, max_consecutive_errors=2 ** 30)
 

@@ -14,10 +14,12 @@ import jax
 import numpy as np
 import optax
 import pytest
+from flax import nnx
 
 from o1 import configs, losses, sequence
 from o1 import sharding as sh
 from o1.config import ConfigError
+from o1.model import Model
 from o1.train import datasets, trainer
 from o1.train.loop import Preempted, StopRequest
 
@@ -108,6 +110,24 @@ def test_muon_takes_the_block_matrices_and_trains(tiny_workdir):
         after = loss(state["params"])
     print(f"muon: loss {before:.3f} -> {after:.3f}")
     assert after < 0.8 * before and int(metrics["skipped"]) == 0
+
+
+def test_adaln_offsets_are_biases_to_the_optimizer():
+    """adaLN's per-block offsets [6, D] are neither decayed nor orthogonalized; its shared
+    projections are weight matrices outside the blocks (decayed, AdamW)."""
+    config = configs.get("tiny", ["model.noise_conditioning=adaln"])
+    with nnx.use_eager_sharding(False):
+        params = nnx.state(nnx.eval_shape(lambda: Model(config, nnx.Rngs(0))), nnx.Param)
+    flat = lambda tree: {jax.tree_util.keystr(p): x for p, x in  # noqa: E731
+                         jax.tree_util.tree_leaves_with_path(tree, is_leaf=lambda x: x is None)}
+    decayed, muon = flat(trainer._matrices(params)), flat(trainer._muon_dimensions(params))
+    offsets = [name for name in decayed if "adaln_offset" in name]
+    assert len(offsets) == config.model.num_layers
+    for name in offsets:
+        assert decayed[name] is False and muon[name] is None, name
+    for name in ("['adaln']", "['adaln_final']"):
+        assert decayed[name + ".value"] is True and muon[name + ".value"] is None
+    assert decayed["['blocks'][0]['mlp']['up'].value"] is True
 
 
 def test_non_finite_gradient_skips_the_update(tiny_workdir):
