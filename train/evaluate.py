@@ -4,6 +4,8 @@ The AV-Shapes clips of a split are regenerated from the workdir's config (the ge
 deterministic, so these are the dataset's clips byte for byte). For each clip:
 
   ground truth     the clip itself: the judge's ceiling (it must score ~1 here, or it is wrong)
+  tokenizers       the clip through the video and audio VAEs (encode, decode, vocoder): the
+                   ceiling of anything the transformer generates in their latents
   text_to_av       `generate` from the clip's caption, judged against the caption's objects
   image_to_video   `animate` from the clip's first frame and caption
   video_to_audio   `dub` of the clip's silent video (no prompt): the sound's colours and sync
@@ -57,7 +59,8 @@ def evaluate(workdir: str | os.PathLike, split: str = "test", num: int = 50,
     samples.mkdir(parents=True, exist_ok=True)
 
     scores: dict[str, list[dict]] = {name: [] for name in (
-        "ground truth", *VIDEO_TASKS, "video_to_audio")}
+        "ground truth", "tokenizers", *VIDEO_TASKS, "video_to_audio")}
+    tok = pipe.tokenizers
     written, references, truths = [], [], []
     start = time.perf_counter()
     for i in tqdm(range(num), desc=f"eval {split}", unit="clip", disable=not progress):
@@ -66,6 +69,9 @@ def evaluate(workdir: str | os.PathLike, split: str = "test", num: int = 50,
         references.append(clip.caption)
         truths.append(objects)
         scores["ground truth"].append(judge.score_clip(clip.video, clip.audio, config, objects))
+        scores["tokenizers"].append(judge.score_clip(
+            tok.decode_video(tok.encode_video(clip.video[None]))[0],
+            tok.decode_audio(tok.encode_audio(clip.audio[None]))[0], config, objects))
         made = {
             "text_to_av": pipe.generate(clip.caption, flow=flow, seed=seed + i),
             "image_to_video": pipe.animate(clip.video[0], clip.caption, flow=flow,
