@@ -333,6 +333,10 @@ class SequenceConfig:
     noise_mean: float = 0.0  # logit-normal noise level: mean of the normal before the sigmoid
     noise_std: float = 1.0  # logit-normal noise level: std of the normal before the sigmoid
     noise_shift: float = 1.0  # t -> s t / (1 + (s - 1) t): s > 1 moves levels towards noise
+    # chance that an example's media take one noise level per latent time step (video and
+    # audio of a step share it; drawn independently, as diffusion forcing trains) instead of
+    # one level for the whole clip: generating a step then pays to read its cleaner neighbours
+    step_noise: float = 0.0
 
     def __post_init__(self):
         if self.seq_len < 0 or self.examples_per_row <= 0 or self.video_patch <= 0:
@@ -347,6 +351,8 @@ class SequenceConfig:
         if not 0 <= self.caption_dropout <= 1:
             raise ConfigError(f"sequence.caption_dropout must be in [0, 1], got "
                               f"{self.caption_dropout}")
+        if not 0 <= self.step_noise <= 1:
+            raise ConfigError(f"sequence.step_noise must be in [0, 1], got {self.step_noise}")
         if self.noise_std <= 0 or self.noise_shift <= 0:
             raise ConfigError("sequence.noise_std and sequence.noise_shift must be positive")
 

@@ -159,7 +159,8 @@ class SequenceBuilder:
           example: a cached example: `text_ids` int [L] (bos .. eos), `video_latents`
             float32 [t, h, w, C], `audio_latents` float32 [a, Ca]; other keys are ignored.
           task: a name in `config.TASKS`.
-          rng: draws caption dropout, the noise level and the continuation length.
+          rng: draws caption dropout, the noise level, the continuation length and, with
+            `sequence.step_noise`, whether and which noise levels are drawn per time step.
 
         Returns:
           Per-token arrays of length n: `tokens` int32 [n] (0 on media), `modality` int32 [n],
@@ -187,6 +188,11 @@ class SequenceBuilder:
         # c clean steps for continuation, 1 <= c <= t - 1
         noised = self.noised_mask(task, int(rng.integers(1, self.t))
                                   if task == "continuation" else 1)
+        step_noise = self.config.sequence.step_noise
+        if task != "video_to_caption" and step_noise > 0 and rng.random() < step_noise:
+            # one level per latent time step (drawn only when the option is on, so the draws
+            # of every other config stay as they were)
+            level = np.array([self.noise_level(rng) for _ in range(self.t)])[self._step]
 
         conditioned = task in CAPTION_CONDITIONED and not drop
         # (text ids, whether the LM loss applies), with None for the media segment.
@@ -254,9 +260,10 @@ class SequenceBuilder:
         }
 
     def media_segment(self, video: np.ndarray, audio: np.ndarray, noised: np.ndarray,
-                      level: float, offset: int) -> dict[str, np.ndarray]:
+                      level: float | np.ndarray, offset: int) -> dict[str, np.ndarray]:
         """Per-token arrays of a clip's media segment at time `offset`: clean features of
-        `video` [t, h, w, C] and `audio` [a, Ca], noise level `level` where `noised` [M]."""
+        `video` [t, h, w, C] and `audio` [a, Ca], noise level `level` (one, or one per token
+        [M]) where `noised` [M]."""
         m = len(self._modality)
         positions = self._positions.copy()
         positions[:, 0] += offset

@@ -475,6 +475,7 @@ def test_remat_gives_the_same_loss_and_gradients(config, builder, model, conditi
     (["model.clean_min_noise=0"], r"model.clean_min_noise must be in \(0, 1\]"),
     (["model.noise_conditioning=film"],
      "model.noise_conditioning must be input or adaln, got 'film'"),
+    (["sequence.step_noise=1.5"], r"sequence.step_noise must be in \[0, 1\], got 1.5"),
     (["train.optimizer=sgd"], "train.optimizer must be adamw or muon, got 'sgd'"),
     (["sequence.video_patch=3"],
      r"latent grid 8x8 must be divisible by sequence.video_patch \(3\); "

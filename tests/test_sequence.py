@@ -275,6 +275,31 @@ def test_noise_levels_are_in_the_open_unit_interval(tiny_config):
     assert np.mean(shifted) > np.mean(plain) + 0.1
 
 
+@pytest.mark.parametrize("task", ["text_to_av", "image_to_video", "continuation",
+                                  "video_to_audio"])
+def test_step_noise_draws_one_level_per_latent_time_step(tiny_config, task):
+    """sequence.step_noise=1: the tokens of one latent time step (its video and its audio)
+    share a level, each step its own; which tokens are noised and lossed does not change."""
+    example = make_example(tiny_config)
+    stepped = SequenceBuilder(with_sequence(tiny_config, step_noise=1.0))
+    built = stepped.build(example, task, np.random.default_rng(1))
+    plain = SequenceBuilder(tiny_config).build(example, task, np.random.default_rng(1))
+    np.testing.assert_array_equal(built["media_loss"], plain["media_loss"])
+    np.testing.assert_array_equal(built["noise"] > 0, plain["noise"] > 0)
+    media = built["modality"] != TEXT
+    noised = built["media_loss"][media] > 0
+    level, step = built["noise"][media][noised], stepped._step[noised]
+    per_step = {int(s): set(level[step == s].tolist()) for s in np.unique(step)}
+    assert all(len(levels) == 1 for levels in per_step.values())
+    assert len({levels.pop() for levels in per_step.values()}) == len(per_step) >= 2
+    assert ((level > 0) & (level <= 1)).all()
+    # step_noise=0 (the default) draws nothing more: every other config's sequences stay
+    none = SequenceBuilder(with_sequence(tiny_config, step_noise=0.0))
+    again = none.build(example, task, np.random.default_rng(1))
+    for key in sequence.KEYS:
+        np.testing.assert_array_equal(again[key], plain[key])
+
+
 def test_media_features_round_trip_to_the_latents(builder, config):
     example = make_example(config)
     built = builder.build(example, "video_to_audio", np.random.default_rng(0))
