@@ -90,19 +90,23 @@ class Block(nnx.Module):
         """`modulation` float [B, L, 6, D] (adaLN's shared modulation, 0 on text) and
         `media_bl` bool [B, L] (media tokens, the ones that take this block's offset), or
         None for input-only noise conditioning."""
-        if modulation is None:
-            h, cache = self.attn(self.attn_norm(x_bld), positions_bl3, mask_bls, cache, index)
-            x_bld = sh.shard(x_bld + h, sh.BATCH, sh.LENGTH, sh.ACT_EMBED)
-            x_bld = x_bld + self.mlp(self.mlp_norm(x_bld))
-            return sh.shard(x_bld, sh.BATCH, sh.LENGTH, sh.ACT_EMBED), cache
-        offset = self.adaln_offset[...].astype(modulation.dtype)
-        mod = modulation + jnp.where(media_bl[..., None, None], offset, 0).astype(modulation.dtype)
-        shift1, scale1, gate1, shift2, scale2, gate2 = (mod[:, :, i] for i in range(MODULATIONS))
-        h, cache = self.attn(self.attn_norm(x_bld) * (1 + scale1) + shift1, positions_bl3,
-                             mask_bls, cache, index)
-        x_bld = sh.shard(x_bld + h * (1 + gate1), sh.BATCH, sh.LENGTH, sh.ACT_EMBED)
-        h = self.mlp(self.mlp_norm(x_bld) * (1 + scale2) + shift2)
-        return sh.shard(x_bld + h * (1 + gate2), sh.BATCH, sh.LENGTH, sh.ACT_EMBED), cache
+        mod = None
+        if modulation is not None:  # shift, scale, gate of attention, then of the MLP
+            offset = self.adaln_offset[...].astype(modulation.dtype)
+            mod = modulation + jnp.where(media_bl[..., None, None], offset, 0).astype(
+                modulation.dtype)
+
+        def modulated(x, i):  # norm output (1 + scale) + shift
+            return x if mod is None else x * (1 + mod[:, :, i + 1]) + mod[:, :, i]
+
+        def gated(h, i):  # branch output (1 + gate)
+            return h if mod is None else h * (1 + mod[:, :, i + 2])
+
+        h, cache = self.attn(modulated(self.attn_norm(x_bld), 0), positions_bl3, mask_bls,
+                             cache, index)
+        x_bld = sh.shard(x_bld + gated(h, 0), sh.BATCH, sh.LENGTH, sh.ACT_EMBED)
+        h = self.mlp(modulated(self.mlp_norm(x_bld), 3))
+        return sh.shard(x_bld + gated(h, 3), sh.BATCH, sh.LENGTH, sh.ACT_EMBED), cache
 
 
 _REMAT_POLICIES = {
