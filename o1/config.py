@@ -270,6 +270,11 @@ class ModelConfig:
     # projection shared by all blocks plus a learned offset per block, as in PixArt-alpha);
     # text tokens are never modulated, and at initialization both give the same function.
     noise_conditioning: str = "input"
+    # Per-head slopes of a distance penalty on attention between the media tokens of one
+    # clip (ALiBi over space and time): head n adds -slope_n x (latent frames + rows +
+    # columns apart) to its logits, so it starts out attending to a token's neighbours.
+    # Empty = off; else one slope >= 0 per query head (0 = that head stays global).
+    media_locality: tuple[float, ...] = ()
 
     def __post_init__(self):
         _check_positive("model", self, ("d_model", "num_layers", "num_heads", "num_kv_heads",
@@ -290,6 +295,11 @@ class ModelConfig:
                 f"to head_dim / 2 = {self.head_dim // 2}, got {self.rope_sections}")
         if self.predict not in ("velocity", "clean"):
             raise ConfigError(f"model.predict must be velocity or clean, got {self.predict!r}")
+        if self.media_locality and (len(self.media_locality) != self.num_heads
+                                    or min(self.media_locality) < 0):
+            raise ConfigError(f"model.media_locality must be empty or {self.num_heads} slopes "
+                              f">= 0 (one per query head, model.num_heads), got "
+                              f"{self.media_locality}")
         if self.noise_conditioning not in ("input", "adaln"):
             raise ConfigError(f"model.noise_conditioning must be input or adaln, got "
                               f"{self.noise_conditioning!r}")

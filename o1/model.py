@@ -33,6 +33,7 @@ from o1.sequence import AUDIO, TEXT, VIDEO
 NOISE_FEATURES = 256  # sinusoidal features of the noise level before its MLP
 MODULATIONS = 6  # adaLN's per-block shift, scale and gate of attention, then of the MLP
 MODEL_INPUTS = ("tokens", "modality", "segment_ids", "block", "positions", "media", "noise")
+_STRUCTURE = ("segment_ids", "block", "modality", "positions")  # what the locality bias reads
 
 
 class Output(NamedTuple):
@@ -55,6 +56,23 @@ def attention_mask(q_segment, q_block, q_modality, q_index, k_segment, k_block, 
         q_modality[:, :, None] != TEXT)
     pad_self = (q_segment[:, :, None] == 0) & (k_index[None, None, :] == q_index[None, :, None])
     return (same & (past | whole_block)) | pad_self
+
+
+def locality_bias(slopes, time_unit, q_segment, q_block, q_modality, q_positions,
+                  k_segment, k_block, k_modality, k_positions):
+    """float32 [B, N, L, S]: -slope_n x distance between media tokens of one media segment.
+
+    The distance is |time| / `time_unit` + |row| + |column| on the rotary positions (time in
+    video latent frames), so a head with slope s starts out looking at the tokens around a
+    query, in space and time, rather than at the whole clip; every other pair gets 0.
+    """
+    media = ((q_segment[:, :, None] == k_segment[:, None, :])
+             & (q_block[:, :, None] == k_block[:, None, :])
+             & (q_modality[:, :, None] != TEXT) & (k_modality[:, None, :] != TEXT))
+    delta = jnp.abs(q_positions[:, :, None, :] - k_positions[:, None, :, :]).astype(jnp.float32)
+    distance = delta[..., 0] / time_unit + delta[..., 1] + delta[..., 2]
+    slopes = jnp.asarray(slopes, jnp.float32)[None, :, None, None]
+    return jnp.where(media[:, None], -slopes * distance[:, None], 0.0)
 
 
 def noise_features(t: jax.Array) -> jax.Array:
@@ -86,8 +104,9 @@ class Block(nnx.Module):
                     jax.random.key(0), (MODULATIONS, cfg.d_model), jnp.float32))
 
     def __call__(self, x_bld, positions_bl3, mask_bls, cache=None, index=0,
-                 modulation=None, media_bl=None):
-        """`modulation` float [B, L, 6, D] (adaLN's shared modulation, 0 on text) and
+                 modulation=None, media_bl=None, bias_bnls=None):
+        """`bias_bnls` float [B, N, L, S] is added to the attention logits (or None).
+        `modulation` float [B, L, 6, D] (adaLN's shared modulation, 0 on text) and
         `media_bl` bool [B, L] (media tokens, the ones that take this block's offset), or
         None for input-only noise conditioning."""
         mod = None
@@ -103,7 +122,7 @@ class Block(nnx.Module):
             return h if mod is None else h * (1 + mod[:, :, i + 2])
 
         h, cache = self.attn(modulated(self.attn_norm(x_bld), 0), positions_bl3, mask_bls,
-                             cache, index)
+                             cache, index, bias_bnls)
         x_bld = sh.shard(x_bld + gated(h, 0), sh.BATCH, sh.LENGTH, sh.ACT_EMBED)
         h = self.mlp(modulated(self.mlp_norm(x_bld), 3))
         return sh.shard(x_bld + gated(h, 3), sh.BATCH, sh.LENGTH, sh.ACT_EMBED), cache
@@ -126,6 +145,7 @@ class Model(nnx.Module):
         self.audio_dim = config.audio.channels
         self.media_dim = config.media_dim
         self.dtype = jnp.dtype(m.dtype)
+        self.time_unit = config.latent_ratio  # rotary time units per video latent frame
         self.embed = dense(rngs, (config.text.vocab_size, d), (sh.VOCAB, sh.EMBED), 1.0)
         self.video_in = dense(rngs, (self.video_dim, d), (sh.MEDIA, sh.EMBED),
                               1 / math.sqrt(self.video_dim))
@@ -234,25 +254,30 @@ class Model(nnx.Module):
             modulation = self.modulation(noise, media, self.adaln, MODULATIONS)
         length = x.shape[1]
         q_index = index + jnp.arange(length)
-        if cache is None:
-            mask = attention_mask(inputs["segment_ids"], inputs["block"], inputs["modality"],
-                                  q_index, inputs["segment_ids"], inputs["block"], q_index)
-        else:
+        keys = inputs
+        if cache is not None:
             cache = dict(cache)
-            for key in ("segment_ids", "block", "modality"):
+            for key in ("segment_ids", "block", "modality", "positions"):
+                start = (0, index) + (0,) * (cache[key].ndim - 2)
                 cache[key] = jax.lax.dynamic_update_slice(
-                    cache[key], inputs[key].astype(cache[key].dtype), (0, index))
-            mask = attention_mask(inputs["segment_ids"], inputs["block"], inputs["modality"],
-                                  q_index, cache["segment_ids"], cache["block"],
-                                  jnp.arange(cache["segment_ids"].shape[1]))
+                    cache[key], inputs[key].astype(cache[key].dtype), start)
+            keys = cache
+        k_index = q_index if cache is None else jnp.arange(cache["segment_ids"].shape[1])
+        mask = attention_mask(inputs["segment_ids"], inputs["block"], inputs["modality"],
+                              q_index, keys["segment_ids"], keys["block"], k_index)
+        bias = None
+        if self.cfg.media_locality:
+            bias = locality_bias(self.cfg.media_locality, self.time_unit,
+                                 *(inputs[key] for key in _STRUCTURE),
+                                 *(keys[key] for key in _STRUCTURE))
         layers = []
         run_block = self._block_fn()
         for i, block in enumerate(self.blocks):
             if cache is None:
-                x, _ = run_block(block, x, inputs["positions"], mask, modulation, media)
+                x, _ = run_block(block, x, inputs["positions"], mask, modulation, media, bias)
             else:
                 x, layer_cache = block(x, inputs["positions"], mask, cache["layers"][i], index,
-                                       modulation, media)
+                                       modulation, media, bias)
                 layers.append(layer_cache)
         if cache is not None:
             cache["layers"] = layers
@@ -260,18 +285,21 @@ class Model(nnx.Module):
         return Output(logits, velocity, cache)
 
     def _block_fn(self):
-        def run(block, x, positions, mask, modulation, media):
-            return block(x, positions, mask, modulation=modulation, media_bl=media)
+        def run(block, x, positions, mask, modulation, media, bias):
+            return block(x, positions, mask, modulation=modulation, media_bl=media,
+                         bias_bnls=bias)
         if self.cfg.remat == "none":
             return run
         return nnx.remat(run, policy=_REMAT_POLICIES[self.cfg.remat])
 
     def init_cache(self, batch: int, length: int) -> dict:
         """An empty inference cache for `length` positions: per-layer keys/values and the
-        segment structure (segment ids, blocks, modalities) the attention mask needs."""
+        segment structure (segment ids, blocks, modalities, positions) the attention mask and
+        the locality bias need."""
         zeros = jnp.zeros((batch, length), jnp.int32)
         return {"layers": [empty_cache(batch, length, self.cfg) for _ in self.blocks],
-                "segment_ids": zeros, "block": zeros, "modality": zeros}
+                "segment_ids": zeros, "block": zeros, "modality": zeros,
+                "positions": jnp.zeros((batch, length, 3), jnp.int32)}
 
 
 def num_params(model: nnx.Module) -> int:

@@ -413,6 +413,60 @@ def test_adaln_kv_cache_continues_after_a_media_block(config, builder):
 
 
 # ----------------------------------------------------------------------------------------------
+# Locality bias (ALiBi over space and time on media tokens)
+# ----------------------------------------------------------------------------------------------
+
+SLOPES = (1.0, 0.5, 0.25, 0.0)  # tiny has 4 query heads
+
+
+def local_model(config):
+    with nnx.use_eager_sharding(False):
+        return Model(with_model(config, media_locality=SLOPES), nnx.Rngs(0))
+
+
+def test_locality_bias_penalizes_distance_between_media_tokens_only(config, packed):
+    args = [jnp.asarray(packed[key]) for key in ("segment_ids", "block", "modality",
+                                                 "positions")]
+    bias = np.asarray(model_lib.locality_bias(SLOPES, config.latent_ratio, *args, *args))[0]
+    modality, positions = packed["modality"][0], packed["positions"][0]
+    media = np.flatnonzero(modality != TEXT)
+    text = np.flatnonzero(modality == TEXT)
+    assert (bias[:, text] == 0).all() and (bias[:, :, text] == 0).all()
+    assert (bias[-1] == 0).all()  # a slope-0 head is unchanged
+    # within example 1's media segment: -slope x (frames + rows + columns apart)
+    lo, hi = span(packed, 1, 1)
+    q, k = lo, hi - 1
+    delta = np.abs(positions[q] - positions[k])
+    distance = delta[0] / config.latent_ratio + delta[1] + delta[2]
+    assert distance > 0
+    np.testing.assert_allclose(bias[:, q, k], [-s * distance for s in SLOPES], rtol=1e-6)
+    # media of different packed examples: no bias (the mask hides them anyway)
+    other = media[packed["segment_ids"][0][media] == 2][0]
+    assert (bias[:, q, other] == 0).all()
+
+
+def test_locality_changes_media_and_not_the_caption_before_them(config, packed,
+                                                                 packed_outputs):
+    """A caption before the media never attends to it, so its logits are unchanged; media
+    velocities change."""
+    logits, velocity = make_forward(local_model(config))(packed)
+    caption = slice(*span(packed, 1, 0))
+    np.testing.assert_allclose(logits[caption], packed_outputs[0][caption], rtol=1e-6,
+                               atol=1e-6)
+    media = packed["modality"][0] != TEXT
+    assert changes_everywhere(velocity[media], packed_outputs[1][media], tol=1e-5)
+
+
+def test_locality_kv_cache_continues_after_a_media_block(config, builder):
+    model = local_model(config)
+    row, n, bounds = caption_after_media(config, builder)
+    full_logits, full_velocity = make_forward(model)(row)
+    logits, velocity = make_cached_forward(model)(row, bounds)
+    np.testing.assert_allclose(logits, full_logits[:n], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(velocity, full_velocity[:n], rtol=1e-5, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------
 # Rematerialization
 # ----------------------------------------------------------------------------------------------
 
@@ -475,6 +529,10 @@ def test_remat_gives_the_same_loss_and_gradients(config, builder, model, conditi
     (["model.clean_min_noise=0"], r"model.clean_min_noise must be in \(0, 1\]"),
     (["model.noise_conditioning=film"],
      "model.noise_conditioning must be input or adaln, got 'film'"),
+    (["model.media_locality=[1,1]"],
+     r"model.media_locality must be empty or 4 slopes >= 0 \(one per query head, "
+     r"model.num_heads\), got \(1.0, 1.0\)"),
+    (["model.media_locality=[1,1,1,-1]"], "model.media_locality must be empty or 4 slopes"),
     (["sequence.step_noise=1.5"], r"sequence.step_noise must be in \[0, 1\], got 1.5"),
     (["train.optimizer=sgd"], "train.optimizer must be adamw or muon, got 'sgd'"),
     (["sequence.video_patch=3"],

@@ -38,8 +38,8 @@ class Attention(nnx.Module):
         self.implementation = None if cfg.attention == "auto" else cfg.attention
 
     def __call__(self, x_bld: jax.Array, positions_bl3: jax.Array, mask_bls: jax.Array,
-                 cache: KVCache | None = None, index: jax.Array | int = 0
-                 ) -> tuple[jax.Array, KVCache | None]:
+                 cache: KVCache | None = None, index: jax.Array | int = 0,
+                 bias_bnls: jax.Array | None = None) -> tuple[jax.Array, KVCache | None]:
         """Attends from the L new tokens to every visible key.
 
         Args:
@@ -48,6 +48,7 @@ class Attention(nnx.Module):
           mask_bls: bool [B, L, S]: query l may see key s. S = L without a cache, else the
             cache length.
           cache: keys and values of earlier tokens; the new ones are written at `index`.
+          bias_bnls: float [B, N or 1, L, S] added to the attention logits, or None.
 
         Returns:
           ([B, L, D] output, the updated cache or None).
@@ -69,7 +70,8 @@ class Attention(nnx.Module):
             v = jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), start)
             cache = {"k": k, "v": v}
         out = jax.nn.dot_product_attention(
-            q, k.astype(dt), v.astype(dt), mask=mask_bls[:, None], scale=1 / math.sqrt(q.shape[-1]),
+            q, k.astype(dt), v.astype(dt), bias=None if bias_bnls is None else bias_bnls.astype(dt),
+            mask=mask_bls[:, None], scale=1 / math.sqrt(q.shape[-1]),
             implementation=self.implementation)
         out = sh.shard(out, sh.BATCH, sh.LENGTH, sh.HEADS, sh.HEAD_DIM)
         return jnp.einsum("blnh,nhd->bld", out, self.o[...].astype(dt)), cache
