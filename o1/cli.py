@@ -16,7 +16,7 @@
     o1 eval --workdir W [--split test] [--num N] [--out report.json]
     o1 serve --workdir W [--host 127.0.0.1] [--port 7860] [--queue-size N] [--cleanup-age S]
     o1 quickstart [--workdir runs/quickstart] [--config quickstart] [--no-serve] [key=value ...]
-    o1 bench NAME [args ...]    (NAME: train_step, sampling, tokenizer_speed, scaling, ...)
+    o1 bench NAME [args ...]    (NAME: train_step, sampling, scaling, context_use, ...)
     o1 config show [--config NAME] [key=value ...]
 
 Heavy libraries are imported inside the commands, so `--help` answers at once.
@@ -390,7 +390,7 @@ def _cmd_quickstart(args: argparse.Namespace) -> None:
 
 
 BENCHMARKS = ("train_step", "sampling", "tokenizer_speed", "scaling", "studio_latency",
-              "data_pipeline")
+              "data_pipeline", "context_use")
 
 
 def _cmd_bench(args: argparse.Namespace) -> None:

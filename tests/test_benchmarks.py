@@ -17,14 +17,17 @@ def test_benchmarks_print_and_append_their_tables(trained_workdir, tmp_path, cap
          "train.batch_size=8"],  # the 8 fake test devices split the rows
         ["tokenizer_speed", "--workdir", str(trained_workdir), "--clips", "2", "--batch", "2"],
         ["sampling", "--workdir", str(trained_workdir), "--seconds", "3", "--steps", "2"],
+        ["context_use", "--workdir", str(trained_workdir), "--clips", "1", "--levels", "0.5"],
     ]
     for run in runs:
         assert cli.main(["bench", run[0], *run[1:], "--out", str(out)]) == 0
     text = out.read_text()
     assert text.startswith("# Benchmarks")
-    for title in ("## Training step", "## Scaling", "## Tokenizers", "## Sampling"):
+    for title in ("## Training step", "## Scaling", "## Tokenizers", "## Sampling",
+                  "## Context use"):
         assert text.count(title) == 1
     assert "| tiny | " in text and "| clip 1 s | 17 |" in text
     assert "| video encode |" in text and "| 3.00 | 2 |" in text
+    assert "| 2 | 0.50 | " in text  # context use at checkpoint 2, noise 0.5
     assert "`python -m benchmarks.train_step --configs tiny --steps 1 --out" in text
     assert "## Sampling" in capsys.readouterr().out
