@@ -33,7 +33,8 @@ from o1.sequence import AUDIO, TEXT, VIDEO
 NOISE_FEATURES = 256  # sinusoidal features of the noise level before its MLP
 MODULATIONS = 6  # adaLN's per-block shift, scale and gate of attention, then of the MLP
 MODEL_INPUTS = ("tokens", "modality", "segment_ids", "block", "positions", "media", "noise")
-_STRUCTURE = ("segment_ids", "block", "modality", "positions")  # what the locality bias reads
+# what the inference cache keeps of every position besides keys and values
+_STRUCTURE = ("segment_ids", "block", "modality", "positions")
 
 
 class Output(NamedTuple):
@@ -58,17 +59,17 @@ def attention_mask(q_segment, q_block, q_modality, q_index, k_segment, k_block, 
     return (same & (past | whole_block)) | pad_self
 
 
-def locality_bias(slopes, time_unit, q_segment, q_block, q_modality, q_positions,
-                  k_segment, k_block, k_modality, k_positions):
-    """float32 [B, N, L, S]: -slope_n x distance between media tokens of one media segment.
+def locality_bias(slopes, time_unit, q_modality, q_positions, k_modality, k_positions):
+    """float32 [B, N, L, S]: -slope_n x distance between media tokens, 0 wherever the query
+    or the key is text.
 
     The distance is |time| / `time_unit` + |row| + |column| on the rotary positions (time in
     video latent frames), so a head with slope s starts out looking at the tokens around a
-    query, in space and time, rather than at the whole clip; every other pair gets 0.
+    query, in space and time, rather than at the whole clip. Media tokens of different
+    examples or segments never see each other (`attention_mask`), so only pairs inside one
+    clip's media segment count.
     """
-    media = ((q_segment[:, :, None] == k_segment[:, None, :])
-             & (q_block[:, :, None] == k_block[:, None, :])
-             & (q_modality[:, :, None] != TEXT) & (k_modality[:, None, :] != TEXT))
+    media = (q_modality[:, :, None] != TEXT) & (k_modality[:, None, :] != TEXT)
     delta = jnp.abs(q_positions[:, :, None, :] - k_positions[:, None, :, :]).astype(jnp.float32)
     distance = delta[..., 0] / time_unit + delta[..., 1] + delta[..., 2]
     slopes = jnp.asarray(slopes, jnp.float32)[None, :, None, None]
@@ -257,7 +258,7 @@ class Model(nnx.Module):
         keys = inputs
         if cache is not None:
             cache = dict(cache)
-            for key in ("segment_ids", "block", "modality", "positions"):
+            for key in _STRUCTURE:
                 start = (0, index) + (0,) * (cache[key].ndim - 2)
                 cache[key] = jax.lax.dynamic_update_slice(
                     cache[key], inputs[key].astype(cache[key].dtype), start)
@@ -267,9 +268,8 @@ class Model(nnx.Module):
                               q_index, keys["segment_ids"], keys["block"], k_index)
         bias = None
         if self.cfg.media_locality:
-            bias = locality_bias(self.cfg.media_locality, self.time_unit,
-                                 *(inputs[key] for key in _STRUCTURE),
-                                 *(keys[key] for key in _STRUCTURE))
+            bias = locality_bias(self.cfg.media_locality, self.time_unit, inputs["modality"],
+                                 inputs["positions"], keys["modality"], keys["positions"])
         layers = []
         run_block = self._block_fn()
         for i, block in enumerate(self.blocks):
