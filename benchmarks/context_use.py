@@ -36,7 +36,7 @@ def frame_changes(forward, builder: SequenceBuilder, example: dict, other: dict,
     modality = row["modality"][0]
     media = np.flatnonzero(modality != 0)
     frame = np.full(len(modality), -1)
-    frame[media] = builder._step
+    frame[media] = builder.latent_step
     clean = row["media"][0]
     swapped_in = np.zeros_like(clean)
     swapped_in[media] = builder.media_features(other["video_latents"], other["audio_latents"])

@@ -121,6 +121,11 @@ class SequenceBuilder:
         self._positions = np.stack([cat(time), cat(rows), cat(cols)], -1)  # [M, 3], offset 0
         self._step = cat(step)  # [M] latent time step of each token
 
+    @property
+    def latent_step(self) -> np.ndarray:
+        """int32 [M]: the latent time step (0 .. t-1) of each media token, in layout order."""
+        return self._step.copy()
+
     # ------------------------------------------------------------------------------------------
     # One example
     # ------------------------------------------------------------------------------------------

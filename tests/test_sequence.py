@@ -288,7 +288,7 @@ def test_step_noise_draws_one_level_per_latent_time_step(tiny_config, task):
     np.testing.assert_array_equal(built["noise"] > 0, plain["noise"] > 0)
     media = built["modality"] != TEXT
     noised = built["media_loss"][media] > 0
-    level, step = built["noise"][media][noised], stepped._step[noised]
+    level, step = built["noise"][media][noised], stepped.latent_step[noised]
     per_step = {int(s): set(level[step == s].tolist()) for s in np.unique(step)}
     assert all(len(levels) == 1 for levels in per_step.values())
     assert len({levels.pop() for levels in per_step.values()}) == len(per_step) >= 2
