@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import report
-from o1.sequence import VIDEO, SequenceBuilder
+from o1.sequence import TEXT, VIDEO, SequenceBuilder
 from o1.serve.pipeline import load_model
 from o1.train import datasets
 
@@ -34,13 +34,13 @@ def frame_changes(forward, builder: SequenceBuilder, example: dict, other: dict,
     built = builder.build(example, "text_to_av", np.random.default_rng(seed))
     row = builder.batch([[built]], len(built["tokens"]))
     modality = row["modality"][0]
-    media = np.flatnonzero(modality != 0)
+    media = np.flatnonzero(modality != TEXT)
     frame = np.full(len(modality), -1)
     frame[media] = builder.latent_step
     clean = row["media"][0]
     swapped_in = np.zeros_like(clean)
     swapped_in[media] = builder.media_features(other["video_latents"], other["audio_latents"])
-    noise = np.where(modality != 0, t, 0.0).astype(np.float32)[:, None]
+    noise = np.where(modality != TEXT, t, 0.0).astype(np.float32)[:, None]
     eps = rng.standard_normal(clean.shape).astype(np.float32)
     inputs = {key: jnp.asarray(value) for key, value in row.items()}
     inputs["noise"] = jnp.asarray(noise[None, :, 0])
