@@ -12,9 +12,9 @@ import tempfile
 import time
 
 from benchmarks import report
-from o1 import configs
-from o1.serve import media
-from o1.train import avshapes, datasets, loader
+from o1 import configs, media
+from o1.avshapes import generator
+from o1.train import datasets, loader
 
 
 def _rate(n, fn):
@@ -33,7 +33,7 @@ def main():
                                        "data.num_test=0", "data.num_holdout=0"])
     rows = []
     rows.append(("generate (numpy, in memory)", "clips/s", _rate(
-        args.clips, lambda: [avshapes.generate(config, "train", i) for i in range(args.clips)])))
+        args.clips, lambda: [generator.generate(config, "train", i) for i in range(args.clips)])))
     with tempfile.TemporaryDirectory() as tmp:
         out = f"{tmp}/ds"
         rows.append(("build (generate + TFDS array_record)", "clips/s", _rate(

@@ -15,8 +15,8 @@ import time
 import numpy as np
 
 from benchmarks import report
+from o1.avshapes import generator
 from o1.tokenizers.bundle import Tokenizers
-from o1.train import avshapes
 
 
 def _rate(fn, batches: list) -> float:
@@ -41,7 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     tok = Tokenizers(args.workdir)
     c = tok.config
-    clips = [avshapes.generate(c, "test", i) for i in range(args.clips)]
+    clips = [generator.generate(c, "test", i) for i in range(args.clips)]
     split = range(0, args.clips, args.batch)
     video = [np.stack([x.video for x in clips[i:i + args.batch]]) for i in split]
     audio = [np.stack([x.audio for x in clips[i:i + args.batch]]) for i in split]

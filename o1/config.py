@@ -28,19 +28,7 @@ from typing import Any, TypeVar
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-SHAPES = ("circle", "square", "triangle")
-SPEEDS = ("slow", "fast")
-# Colour names and RGB values for AV-Shapes. Hues sit 60 degrees apart at full saturation and
-# mid-to-high value, so they stay distinct after downsampling to 32x32 and against the dark,
-# desaturated backgrounds below.
-COLOURS: dict[str, tuple[int, int, int]] = {
-    "red": (230, 40, 40),
-    "yellow": (235, 220, 40),
-    "green": (40, 200, 60),
-    "cyan": (40, 215, 225),
-    "blue": (50, 80, 240),
-    "magenta": (225, 50, 220),
-}
+from o1.avshapes.world import COLOURS, SHAPES
 
 
 class ConfigError(ValueError):

@@ -37,8 +37,17 @@ from flax import nnx
 
 from o1.config import Config
 from o1.model import MODEL_INPUTS, Model
-from o1.sequence import AUDIO, TEXT, VIDEO, SequenceBuilder
-from o1.tokenizers.text import BOS_ID, EOS_ID, MEDIA_END_ID, MEDIA_START_ID, PAD_ID
+from o1.sequence import (
+    AUDIO,
+    BOS_ID,
+    EOS_ID,
+    MEDIA_END_ID,
+    MEDIA_START_ID,
+    PAD_ID,
+    TEXT,
+    VIDEO,
+    SequenceBuilder,
+)
 
 SOLVERS = ("euler", "heun")
 # Ids a generated caption never contains.

@@ -53,8 +53,10 @@ from __future__ import annotations
 import numpy as np
 
 from o1.config import TASKS, Config
-from o1.tokenizers.text import BOS_ID, EOS_ID, MEDIA_END_ID, MEDIA_START_ID
 
+# Special text ids; the text tokenizer (`o1.tokenizers.text`) reserves them in its vocabulary.
+PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
+MEDIA_START_ID, MEDIA_END_ID = 4, 5  # open and close a media segment
 TEXT, VIDEO, AUDIO = 0, 1, 2
 TASK_IDS = {name: i for i, name in enumerate(TASKS)}
 # Tasks whose caption is a condition, and so is dropped for classifier-free guidance.

@@ -4,8 +4,8 @@
     PIL.Image.fromarray(picture).save("sync.png")
 
 Top: log-mel spectrogram; bottom: waveform; both share one time axis in seconds. Cyan lines
-are the visual bounces the judge finds in the frames, orange lines the sound onsets it finds
-in the waveform (train/judge.py), so a bounce with its sound shows as the two lines together.
+are the visual bounces `o1.avshapes.analysis` finds in the frames, orange lines the sound onsets
+it finds in the waveform, so a bounce with its sound shows as the two lines together.
 
 Axes: T frames, N samples, F mel bands, S spectrogram frames.
 """
@@ -16,8 +16,8 @@ import librosa
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from o1.avshapes import analysis
 from o1.config import Config
-from o1.train import judge
 
 WIDTH = 960  # pixels
 LEFT, RIGHT = 44, 12  # margins around the plot area
@@ -34,7 +34,7 @@ _MAP = np.array([[0, 0, 4], [80, 18, 123], [182, 54, 121], [251, 136, 97], [252,
 
 def sync_summary(bounces: list[float], onsets: list[float], fps: float) -> dict:
     """How many bounces have an onset within one video frame, and the median offset."""
-    median, share, count = judge.sync_stats([(bounces, onsets)], fps)
+    median, share, count = analysis.sync_stats([(bounces, onsets)], fps)
     return {"bounces": count, "onsets": len(onsets),
             "bounces_in_sync": round(share * count) if count else 0,
             "median_offset_ms": median if count and len(onsets) else None}
@@ -52,10 +52,10 @@ def describe(sync: dict) -> str:
 def sync_picture(frames: np.ndarray, audio: np.ndarray, config: Config
                  ) -> tuple[np.ndarray, dict]:
     """uint8 [H, WIDTH, 3] picture of the sound of `frames` and `audio` (the model's fps and
-    sample rate), and `sync_summary` of what the judge found."""
+    sample rate), and `sync_summary` of what the analysis found."""
     d = config.data
-    video = judge.analyze_video(frames, d.fps, d.object_size)
-    sound = judge.analyze_audio(audio, d.sample_rate, config.audio.hop)
+    video = analysis.analyze_video(frames, d.fps, d.object_size)
+    sound = analysis.analyze_audio(audio, d.sample_rate, config.audio.hop)
     sync = sync_summary(video["bounce_times"], sound["onset_times"], d.fps)
     seconds = max(len(frames) / d.fps, 1e-3)
 

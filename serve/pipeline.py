@@ -29,14 +29,13 @@ from collections.abc import Callable
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 from flax import nnx
 
+from o1 import checkpoint, media
 from o1 import config as config_lib
 from o1.config import Config
 from o1.model import Model
 from o1.sampler import FlowOptions, MediaRequest, Sampler, TextOptions, buckets
-from o1.serve import media
 from o1.tokenizers import bundle
 
 MAX_SECONDS = 60.0  # the longest output a single call makes
@@ -74,8 +73,7 @@ class Clip:
 def committed_steps(workdir: str | os.PathLike) -> list[int]:
     """The committed transformer checkpoints of `workdir`, oldest first, or RequestError."""
     directory = pathlib.Path(workdir) / "checkpoints"
-    steps = sorted(int(p.name) for p in directory.glob("[0-9]*") if p.name.isdigit() and (
-        (p / "commit_success.txt").exists() or (p / "_CHECKPOINT_METADATA").exists()))
+    steps = checkpoint.committed_steps(directory)
     if not steps or not (directory / "config.json").exists():
         raise RequestError(f"{workdir} has no trained model (no committed checkpoint in "
                            f"{directory}); train one with `o1 train --workdir {workdir}`")
@@ -84,8 +82,6 @@ def committed_steps(workdir: str | os.PathLike) -> list[int]:
 
 def load_model(workdir: str | os.PathLike, step: int | None = None) -> tuple[Config, Model, int]:
     """The transformer of `workdir` at `step` (default: the latest), on the default device."""
-    from o1.train import trainer  # the optimizer fixes the checkpoint's tree
-
     workdir = pathlib.Path(workdir)
     steps = committed_steps(workdir)
     if step is not None and step not in steps:
@@ -97,18 +93,9 @@ def load_model(workdir: str | os.PathLike, step: int | None = None) -> tuple[Con
         model = Model(config, nnx.Rngs(0))
     graphdef, params = nnx.split(model)
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-
-    def abstract(x):
-        return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device)
-
-    tx = trainer.make_optimizer(config.train)
-    target = {"params": jax.tree.map(abstract, params),
-              "opt": jax.tree.map(abstract, jax.eval_shape(tx.init, params)),
-              "step": abstract(jax.numpy.zeros((), jax.numpy.int32)),
-              "key": abstract(jax.random.key_data(jax.random.key(0)))}
-    with ocp.CheckpointManager((workdir / "checkpoints").resolve()) as manager:
-        state = manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(target)))["state"]
+    target = {"params": jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), params)}
+    state, step = checkpoint.restore(workdir / "checkpoints", target, step)
     return config, nnx.merge(graphdef, state["params"]), step
 
 

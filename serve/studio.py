@@ -30,8 +30,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from o1 import media
 from o1.sampler import FlowOptions
-from o1.serve import media, picture
+from o1.serve import picture
 from o1.serve.pipeline import Clip, Pipeline, RequestError, read_clip, read_image
 
 log = logging.getLogger(__name__)
@@ -208,7 +209,7 @@ class Studio:
         sound, silent mp4, first frame."""
         from PIL import Image
 
-        from o1.train import avshapes
+        from o1.avshapes import generator
 
         folder = self.out_dir / "examples"
         folder.mkdir(exist_ok=True)
@@ -217,7 +218,7 @@ class Studio:
         for i in range(100 * EXAMPLES):
             if len(examples) == EXAMPLES:
                 break
-            clip = avshapes.generate(self.config, "test", i)
+            clip = generator.generate(self.config, "test", i)
             if len(self.pipe.tokenizers.text.encode(clip.caption)) > limit:
                 continue  # a prompt this model would refuse
             n = len(examples)

@@ -42,12 +42,12 @@ def tiny_workdir(tmp_path_factory, tiny_config, tiny_dataset):
 
     Tests that train copy it (`fresh_workdir`) so their checkpoints never meet.
     """
-    from o1.tokenizers import cache
-    from o1.tokenizers import train as tok_train
+    from o1.train import latents
+    from o1.train import tokenizers as tok_train
 
     workdir = tmp_path_factory.mktemp("tiny_run")
     tok_train.train_tokenizers(workdir, tiny_dataset, tiny_config)
-    cache.encode_dataset(workdir, tiny_dataset)
+    latents.encode_dataset(workdir, tiny_dataset)
     return workdir
 
 

@@ -18,8 +18,7 @@ from o1 import model as model_lib
 from o1.config import TASKS, ConfigError
 from o1.model import MODEL_INPUTS, Model, attention_mask
 from o1.nn import rotary
-from o1.sequence import AUDIO, TEXT, SequenceBuilder, random_example
-from o1.tokenizers.text import BOS_ID, EOS_ID, MEDIA_END_ID
+from o1.sequence import AUDIO, BOS_ID, EOS_ID, MEDIA_END_ID, TEXT, SequenceBuilder, random_example
 
 
 def span(row, segment, block):

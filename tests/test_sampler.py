@@ -8,8 +8,7 @@ import pytest
 from o1 import configs
 from o1.model import new_model
 from o1.sampler import FlowOptions, MediaRequest, Sampler, TextOptions, buckets
-from o1.sequence import AUDIO, VIDEO, random_example
-from o1.tokenizers.text import EOS_ID, PAD_ID
+from o1.sequence import AUDIO, EOS_ID, PAD_ID, VIDEO, random_example
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,16 @@ import pytest
 
 from o1 import configs, sequence
 from o1.config import TASKS
-from o1.sequence import AUDIO, TEXT, VIDEO, SequenceBuilder
-from o1.tokenizers.text import BOS_ID, EOS_ID, MEDIA_END_ID, MEDIA_START_ID
+from o1.sequence import (
+    AUDIO,
+    BOS_ID,
+    EOS_ID,
+    MEDIA_END_ID,
+    MEDIA_START_ID,
+    TEXT,
+    VIDEO,
+    SequenceBuilder,
+)
 
 CONDITIONED = ("text_to_av", "video_to_audio", "audio_to_video", "image_to_video",
                "continuation")

@@ -19,12 +19,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from o1 import checkpoint
 from o1 import config as config_lib
 from o1.config import Config
 from o1.tokenizers import audio as audio_lib
 from o1.tokenizers import text as text_lib
 from o1.tokenizers import video_vae as video_lib
-from o1.train import loop
 
 STATS_FILE = "latent_stats.json"
 
@@ -61,6 +61,15 @@ def new_video_vae(config: Config, seed: int) -> video_lib.VideoVAE:
                               dec_blocks=v.decoder_blocks)
 
 
+def restore_vae(directory: str | os.PathLike, model: nnx.Module) -> int:
+    """Loads the latest checkpoint's parameters in `directory` into `model`; returns its step."""
+    state = nnx.state(model)
+    restored, step = checkpoint.restore(directory, {"model": nnx.to_pure_dict(state)})
+    nnx.replace_by_pure_dict(state, restored["model"])
+    nnx.update(model, state)
+    return step
+
+
 def config_path(workdir: str | os.PathLike) -> pathlib.Path:
     return pathlib.Path(workdir) / "config.json"
 
@@ -92,9 +101,9 @@ class Tokenizers:
         c = self.config
         self.text = text_lib.TextTokenizer(self.workdir / text_lib.FILENAME)
         self.video_vae = new_video_vae(c, 0)
-        loop.restore_model(self.workdir / "video_vae" / "checkpoints", self.video_vae)
+        restore_vae(self.workdir / "video_vae" / "checkpoints", self.video_vae)
         self.audio_vae = audio_lib.AudioVAE(c.audio, rngs=nnx.Rngs(0))
-        loop.restore_model(self.workdir / "audio_vae" / "checkpoints", self.audio_vae)
+        restore_vae(self.workdir / "audio_vae" / "checkpoints", self.audio_vae)
         self.video_stats = LatentStats.load(self.workdir / "video_vae" / STATS_FILE)
         self.audio_stats = LatentStats.load(self.workdir / "audio_vae" / STATS_FILE)
         self.vocoder = audio_lib.make_vocoder(c.audio, c.data.sample_rate)

@@ -16,9 +16,10 @@ from collections.abc import Iterable, Sequence
 
 import sentencepiece as spm
 
-PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
+from o1.sequence import BOS_ID, EOS_ID, MEDIA_END_ID, MEDIA_START_ID, PAD_ID, UNK_ID
+
+# The pieces of the media markers; SentencePiece must give them the sequence's ids.
 MEDIA_START, MEDIA_END = "<media>", "</media>"
-MEDIA_START_ID, MEDIA_END_ID = 4, 5
 FILENAME = "text_tokenizer.model"
 
 log = logging.getLogger(__name__)

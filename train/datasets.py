@@ -30,8 +30,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from o1 import config as config_lib
+from o1.avshapes import generator
 from o1.config import Config
-from o1.train import avshapes
 
 
 class DatasetError(ValueError):
@@ -81,7 +81,7 @@ class Avshapes(_ClipBuilder):
 
     def _generate_examples(self, split: str, num: int):
         for index in range(num):
-            clip = avshapes.generate(self._o1_config, split, index)
+            clip = generator.generate(self._o1_config, split, index)
             yield clip.metadata["id"], {
                 "id": clip.metadata["id"], "video": clip.video, "audio": clip.audio,
                 "caption": clip.caption, "metadata": json.dumps(clip.metadata),

@@ -8,7 +8,7 @@ import pathlib
 
 from tqdm import tqdm
 
-from o1.serve import media
+from o1 import media
 from o1.train import datasets
 
 

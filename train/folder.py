@@ -19,8 +19,8 @@ from collections.abc import Iterator
 import numpy as np
 from tqdm import tqdm
 
+from o1 import media
 from o1.config import Config
-from o1.serve import media
 from o1.train import datasets
 
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ogv",

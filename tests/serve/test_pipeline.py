@@ -6,9 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from o1 import cli
+from o1 import cli, media
 from o1.sampler import FlowOptions
-from o1.serve import media
 from o1.serve.pipeline import Pipeline, RequestError, read_clip
 
 FLOW = FlowOptions(steps=2)

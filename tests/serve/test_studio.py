@@ -18,7 +18,7 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from o1.serve import media
+from o1 import media
 
 QUEUE_SIZE = 4  # smaller than the 16 clients of the load test
 CLEANUP_AGE = 6  # seconds

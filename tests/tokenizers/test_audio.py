@@ -10,8 +10,8 @@ import pytest
 from flax import nnx
 
 from o1 import configs
+from o1.avshapes import generator, world
 from o1.tokenizers import audio, audio_metrics
-from o1.train import avshapes
 
 SR = 16_000
 
@@ -51,7 +51,7 @@ def test_log_mel_normalization(quickstart):
     a = quickstart.audio
     silent = audio.log_mel(np.zeros(8_000, np.float32), a, SR)
     np.testing.assert_allclose(silent, audio.SILENCE, atol=1e-6)
-    loud = audio.log_mel(avshapes.tone("square", 440.0, 8_000, SR) / avshapes.TONE_AMPLITUDE,
+    loud = audio.log_mel(generator.tone("square", 440.0, 8_000, SR) / world.TONE_AMPLITUDE,
                          a, SR)
     # A full-scale tone peaks near +1 ("roughly [-1, 1]"; 1.03 with 128 mel bands).
     assert -1.0 <= loud.min() and 0.5 < loud.max() < 1.2
@@ -105,7 +105,7 @@ def test_vocoder_checks_frames_against_length(quickstart):
 def test_log_mel_then_vocoder_keeps_avshapes_onsets_and_pitch():
     """The ceiling of the VAE path: bounces and pitches survive log-mel -> Griffin-Lim."""
     cfg = configs.get("quickstart", ["audio.n_mels=128"])
-    clips = [avshapes.generate(cfg, "validation", i) for i in range(6)]
+    clips = [generator.generate(cfg, "validation", i) for i in range(6)]
     wave = np.stack([c.audio for c in clips])
     rec = audio.make_vocoder(cfg.audio, SR)(audio.log_mel(wave, cfg.audio, SR),
                                             cfg.num_samples)
@@ -162,7 +162,7 @@ def test_vae_latents_are_local_in_time(quickstart):
 
 def test_vae_training_reduces_loss(tiny_config):
     a = dataclasses.replace(tiny_config.audio, widths=(16, 32))
-    mel = audio.log_mel(np.stack([avshapes.generate(tiny_config, "train", i).audio
+    mel = audio.log_mel(np.stack([generator.generate(tiny_config, "train", i).audio
                                   for i in range(4)]), a, SR)
     model = audio.AudioVAE(a, rngs=nnx.Rngs(0))
     optimizer = nnx.Optimizer(model, optax.adam(3e-3), wrt=nnx.Param)
@@ -221,7 +221,7 @@ def test_pitch_at_finds_the_fundamental(waveform, pitch):
     rng = np.random.default_rng(0)
     wave = rng.normal(0, 0.002, SR).astype(np.float32)
     start = 5_000
-    burst = avshapes.tone(waveform, pitch, 960, SR)
+    burst = generator.tone(waveform, pitch, 960, SR)
     wave[start:start + len(burst)] += burst
     assert audio_metrics.pitch_at(wave, SR, start / SR) == pytest.approx(pitch, rel=0.01)
 
@@ -236,10 +236,10 @@ def test_pitch_agreement():
     up = np.zeros(SR, np.float32)
     for t, pitch in zip(times, [330.0, 494.0, 587.0], strict=True):
         s = round(t * SR)
-        ref[s:s + 960] += avshapes.tone("square", pitch, 960, SR)
+        ref[s:s + 960] += generator.tone("square", pitch, 960, SR)
         # The last tone two semitones sharp: outside the 1-semitone tolerance.
         shift = 2 ** (2 / 12) if t == 0.75 else 2 ** (0.5 / 12)
-        up[s:s + 960] += avshapes.tone("square", pitch * shift, 960, SR)
+        up[s:s + 960] += generator.tone("square", pitch * shift, 960, SR)
     assert audio_metrics.pitch_agreement(ref, ref, times, SR) == 1.0
     assert audio_metrics.pitch_agreement(ref, up, times, SR) == pytest.approx(2 / 3)
     assert np.isnan(audio_metrics.pitch_agreement(ref, ref, [], SR))
@@ -248,7 +248,7 @@ def test_pitch_agreement():
 def test_detect_onsets_finds_avshapes_bounces(quickstart):
     """On clean clips every bounce time (two objects on one frame are one onset) is found."""
     for i in range(6):
-        clip = avshapes.generate(quickstart, "validation", i)
+        clip = generator.generate(quickstart, "validation", i)
         reference = np.unique([b["time"] for b in clip.metadata["bounces"]])
         found = audio_metrics.detect_onsets(clip.audio, SR, quickstart.audio.hop)
         score = audio_metrics.onset_f1(found, reference, 1 / quickstart.data.fps)

@@ -12,9 +12,10 @@ from flax import nnx
 from o1 import configs
 from o1.cli import main
 from o1.config import ConfigError
-from o1.tokenizers import bundle, cache, evaluate
-from o1.tokenizers import train as tok_train
-from o1.train import datasets, loop
+from o1.eval import tokenizers as tok_eval
+from o1.tokenizers import bundle
+from o1.train import datasets, latents, loop
+from o1.train import tokenizers as tok_train
 from o1.train.metrics import MetricWriter
 
 
@@ -51,7 +52,7 @@ def test_second_run_skips_finished_stages(trained, tiny_dataset):
 
 def test_latent_cache_has_every_split_normalized(trained, tiny_dataset):
     workdir, config, _ = trained
-    out = cache.encode_dataset(workdir, tiny_dataset)
+    out = latents.encode_dataset(workdir, tiny_dataset)
     assert out == workdir / "latents"
     built = datasets.load_builder(out)
     assert {k: v.num_examples for k, v in built.info.splits.items()} == {
@@ -65,8 +66,8 @@ def test_latent_cache_has_every_split_normalized(trained, tiny_dataset):
                                config.video_vae.channels)
     assert audio.shape[1:] == (config.num_audio_latents, config.audio.channels)
     # The statistics were measured on these very clips, so normalization is exact here.
-    for latents in (video, audio):
-        flat = latents.reshape(-1, latents.shape[-1])
+    for z in (video, audio):
+        flat = z.reshape(-1, z.shape[-1])
         np.testing.assert_allclose(flat.mean(0), 0, atol=1e-3)
         np.testing.assert_allclose(flat.std(0), 1, atol=1e-3)
     ids = examples[0]["text_ids"]
@@ -75,7 +76,7 @@ def test_latent_cache_has_every_split_normalized(trained, tiny_dataset):
 
 def test_eval_report_and_side_by_side_videos(trained, tiny_dataset):
     workdir, config, _ = trained
-    report = evaluate.evaluate(workdir, tiny_dataset, "validation")
+    report = tok_eval.evaluate(workdir, tiny_dataset, "validation")
     for key in ("video_psnr", "video_ssim", "audio_mel_l1", "audio_lsd", "audio_onset_f1",
                 "audio_pitch_agreement", "encode_clips_per_s", "decode_clips_per_s"):
         assert np.isfinite(report[key]), key
@@ -85,12 +86,12 @@ def test_eval_report_and_side_by_side_videos(trained, tiny_dataset):
     saved = json.loads((workdir / "eval" / "tokenizers" / "report.json").read_text())
     assert saved == pytest.approx(report)
     assert len(list((workdir / "eval" / "tokenizers").glob("*.mp4"))) == config.data.num_val
-    assert "video PSNR" in evaluate.format_report(report)
+    assert "video PSNR" in tok_eval.format_report(report)
 
 
 def _params(workdir, config):
     model = bundle.new_video_vae(config, 0)
-    loop.restore_model(workdir / "video_vae" / "checkpoints", model)
+    bundle.restore_vae(workdir / "video_vae" / "checkpoints", model)
     return jax.tree.leaves(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
 
 

@@ -4,13 +4,13 @@ import logging
 
 import pytest
 
+from o1.avshapes import generator
 from o1.tokenizers import text
-from o1.train import avshapes
 
 
 @pytest.fixture(scope="module")
 def captions(tiny_config):
-    return [avshapes.generate(tiny_config, "train", i).caption for i in range(60)]
+    return [generator.generate(tiny_config, "train", i).caption for i in range(60)]
 
 
 def test_round_trip_and_reserved_ids(tmp_path, captions):

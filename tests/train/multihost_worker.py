@@ -24,8 +24,7 @@ import optax
 from o1 import configs
 from o1 import sharding as sh
 from o1.config import TASKS, Config, MeshConfig
-from o1.sequence import SequenceBuilder
-from o1.tokenizers.text import BOS_ID, EOS_ID
+from o1.sequence import BOS_ID, EOS_ID, SequenceBuilder
 from o1.train import trainer
 
 # 8 global devices; rows split over data x fsdp = 4 devices, two micro-batches of 4 rows.

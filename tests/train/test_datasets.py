@@ -7,9 +7,10 @@ import pathlib
 import numpy as np
 import pytest
 
+from o1 import media
+from o1.avshapes import generator
 from o1.cli import main
-from o1.serve import media
-from o1.train import avshapes, datasets, export, loader
+from o1.train import datasets, export, loader
 
 
 def test_tiny_build_has_every_split_with_the_configured_geometry(tiny_dataset, tiny_config):
@@ -22,7 +23,7 @@ def test_tiny_build_has_every_split_with_the_configured_geometry(tiny_dataset, t
     ex = datasets.decode(datasets.data_source(tiny_dataset, "train")[0])
     assert ex["video"].shape == (tiny_config.num_frames, d.height, d.width, 3)
     assert ex["audio"].shape == (tiny_config.num_samples,)
-    clip = avshapes.generate(tiny_config, "train", ex["metadata"]["index"])
+    clip = generator.generate(tiny_config, "train", ex["metadata"]["index"])
     np.testing.assert_array_equal(ex["video"], clip.video)
     np.testing.assert_array_equal(ex["audio"], clip.audio)
     assert ex["caption"] == clip.caption
@@ -47,14 +48,14 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path, tiny_config):
 
 
 def test_failed_build_leaves_nothing_behind(tmp_path, tiny_config, monkeypatch):
-    real = avshapes.generate
+    real = generator.generate
 
     def failing(config, split, index, seed=None):
         if index == 3:
             raise RuntimeError("generator crashed")
         return real(config, split, index, seed)
 
-    monkeypatch.setattr(avshapes, "generate", failing)
+    monkeypatch.setattr(generator, "generate", failing)
     with pytest.raises(RuntimeError, match="generator crashed"):
         datasets.build_avshapes(tiny_config, tmp_path / "ds")
     assert list(tmp_path.iterdir()) == []

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from o1 import configs
-from o1.train import avshapes, captions, judge
+from o1.avshapes import generator, world
+from o1.eval import captions, judge
 
 NUM_GROUND_TRUTH = 200  # quickstart test clips; most of the file's run time
 
@@ -24,7 +25,7 @@ def quickstart():
 @pytest.fixture(scope="module")
 def ground_truth(quickstart):
     """(clip, score) for quickstart test clips, judged against their own metadata."""
-    clips = [avshapes.generate(quickstart, "test", i) for i in range(NUM_GROUND_TRUTH)]
+    clips = [generator.generate(quickstart, "test", i) for i in range(NUM_GROUND_TRUTH)]
     return [(c, judge.score_clip(c.video, c.audio, quickstart, c.metadata["objects"]))
             for c in clips]
 
@@ -77,7 +78,7 @@ def test_sync_of_ground_truth_beats_the_shuffled_floor(ground_truth, quickstart)
 def test_tiny_clips_score_every_attribute():
     config = configs.get("tiny")
     scores = [judge.score_clip(c.video, c.audio, config, c.metadata["objects"])
-              for c in (avshapes.generate(config, "test", i) for i in range(24))]
+              for c in (generator.generate(config, "test", i) for i in range(24))]
     report = judge.aggregate(scores, config.data.fps)
     for key in (*judge.ATTRIBUTES, "audio_colour", "sync_hit"):
         assert report[key] >= 0.99, (key, report)
@@ -89,7 +90,7 @@ def test_a_wrong_request_fails_the_attributes_it_gets_wrong(ground_truth, quicks
     other_shape = dict(truth[0], shape=next(s for s in ("circle", "square", "triangle")
                                             if s != truth[0]["shape"]))
     other_speed = dict(truth[0], speed="fast" if truth[0]["speed"] == "slow" else "slow")
-    unused = [c for c in avshapes.PITCH_HZ if c not in {o["colour"] for o in truth}]
+    unused = [c for c in world.PITCH_HZ if c not in {o["colour"] for o in truth}]
     cases = {
         "shape": [other_shape, truth[1]],
         "speed": [other_speed, truth[1]],
@@ -155,25 +156,25 @@ def test_sync_offsets_and_shuffled_pairing():
 
 def test_analyze_audio_names_each_colour_by_its_tone(quickstart):
     d = quickstart.data
-    wave = np.zeros(len(avshapes.PITCH_HZ) * d.sample_rate // 4, np.float32)
-    for i, hz in enumerate(avshapes.PITCH_HZ.values()):
-        burst = avshapes.tone("triangle", hz, round(d.tone_seconds * d.sample_rate),
+    wave = np.zeros(len(world.PITCH_HZ) * d.sample_rate // 4, np.float32)
+    for i, hz in enumerate(world.PITCH_HZ.values()):
+        burst = generator.tone("triangle", hz, round(d.tone_seconds * d.sample_rate),
                               d.sample_rate)
         start = i * d.sample_rate // 4 + d.sample_rate // 8
         wave[start:start + len(burst)] += burst
     audio = judge.analyze_audio(wave, d.sample_rate, quickstart.audio.hop)
-    assert audio["colours"] == list(avshapes.PITCH_HZ)
-    starts = [(i + 0.5) / 4 for i in range(len(avshapes.PITCH_HZ))]
+    assert audio["colours"] == list(world.PITCH_HZ)
+    starts = [(i + 0.5) / 4 for i in range(len(world.PITCH_HZ))]
     np.testing.assert_allclose(audio["onset_times"], starts,
                                atol=quickstart.audio.hop / d.sample_rate + 1e-9)
-    assert judge.colour_of_pitch(avshapes.PITCH_HZ["red"] * 2 ** (1.5 / 12)) is None
+    assert judge.colour_of_pitch(world.PITCH_HZ["red"] * 2 ** (1.5 / 12)) is None
 
 
 def test_parse_caption_recovers_every_template(ground_truth):
     # Four objects reach the count words and templates two objects never use.
     config = configs.get("tiny", ["data.max_objects=4"])
     clips = [c for c, _ in ground_truth] + [
-        avshapes.generate(config, split, i) for split in ("train", "holdout")
+        generator.generate(config, split, i) for split in ("train", "holdout")
         for i in range(120)]
     wrong = []
     for clip in clips:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from o1 import configs
+from o1.avshapes import generator, world
 from o1.config import COLOURS, SHAPES
-from o1.train import avshapes
 
 SPLITS = ("train", "validation", "test", "holdout")
 
@@ -19,22 +19,22 @@ def silent_config():
 
 
 def _clips(config, n, splits=SPLITS):
-    return [avshapes.generate(config, s, i) for s in splits for i in range(n)]
+    return [generator.generate(config, s, i) for s in splits for i in range(n)]
 
 
 def test_same_seed_same_bytes(tiny_config):
-    a = avshapes.generate(tiny_config, "train", 7)
-    b = avshapes.generate(tiny_config, "train", 7)
+    a = generator.generate(tiny_config, "train", 7)
+    b = generator.generate(tiny_config, "train", 7)
     assert a.video.tobytes() == b.video.tobytes()
     assert a.audio.tobytes() == b.audio.tobytes()
     assert a.caption == b.caption
     assert json.dumps(a.metadata) == json.dumps(b.metadata)
-    c = avshapes.generate(tiny_config, "train", 7, seed=1)
+    c = generator.generate(tiny_config, "train", 7, seed=1)
     assert a.video.tobytes() != c.video.tobytes()
 
 
 def test_clip_geometry(tiny_config):
-    clip = avshapes.generate(tiny_config, "train", 0)
+    clip = generator.generate(tiny_config, "train", 0)
     d = tiny_config.data
     assert clip.video.shape == (tiny_config.num_frames, d.height, d.width, 3)
     assert clip.video.dtype == np.uint8
@@ -65,7 +65,7 @@ def test_every_bounce_starts_its_tone_on_its_exact_sample(silent_config):
                 continue  # an earlier tone still sounds; the isolated onsets prove timing
             assert audio[s - 1] == 0, "sound before the bounce"
             objects = {e["object"] for e in events if e["sample"] == s}
-            assert audio[s] == pytest.approx(avshapes.TONE_AMPLITUDE * len(objects), rel=1e-6)
+            assert audio[s] == pytest.approx(world.TONE_AMPLITUDE * len(objects), rel=1e-6)
             if len(objects) > 1:
                 continue
             obj = clip.metadata["objects"][ev["object"]]
@@ -114,7 +114,7 @@ def test_object_touches_the_wall_on_the_bounce_frame(tiny_config):
 
 
 def test_captions_name_every_attribute_of_every_object(tiny_config):
-    speed_words = {s: avshapes.SPEED_ADJECTIVES[s] + avshapes.SPEED_ADVERBS[s]
+    speed_words = {s: world.SPEED_ADJECTIVES[s] + world.SPEED_ADVERBS[s]
                    for s in ("slow", "fast")}
     captions = set()
     for clip in _clips(tiny_config, 25):
@@ -122,7 +122,7 @@ def test_captions_name_every_attribute_of_every_object(tiny_config):
         captions.add(text)
         for obj in clip.metadata["objects"]:
             assert obj["colour"] in text
-            assert any(w in text for w in avshapes.SHAPE_WORDS[obj["shape"]]), text
+            assert any(w in text for w in world.SHAPE_WORDS[obj["shape"]]), text
             assert any(w in text for w in speed_words[obj["speed"]]), text
     assert len(captions) == 100  # templates, synonyms and word order vary
 
@@ -132,7 +132,7 @@ def test_palette_colours_are_far_apart():
     dist = np.sqrt(((rgb[:, None] - rgb[None]) ** 2).sum(-1))
     assert len(COLOURS) >= 6
     assert dist[~np.eye(len(rgb), dtype=bool)].min() > 100
-    for bg in avshapes.BACKGROUNDS.values():
+    for bg in world.BACKGROUNDS.values():
         assert np.sqrt(((rgb - np.asarray(bg)) ** 2).sum(-1)).min() > 150
 
 
@@ -142,11 +142,11 @@ def test_held_out_pairs_only_in_holdout_split():
     assert len(held) == 2
     for split in ("train", "validation", "test"):
         for i in range(150 if split == "train" else 30):
-            objects = avshapes.generate(config, split, i).metadata["objects"]
+            objects = generator.generate(config, split, i).metadata["objects"]
             assert not {(o["colour"], o["shape"]) for o in objects} & held
     for i in range(30):
-        objects = avshapes.generate(config, "holdout", i).metadata["objects"]
+        objects = generator.generate(config, "holdout", i).metadata["objects"]
         assert {(o["colour"], o["shape"]) for o in objects} & held
     seen = {(o["colour"], o["shape"]) for i in range(150)
-            for o in avshapes.generate(config, "train", i).metadata["objects"]}
+            for o in generator.generate(config, "train", i).metadata["objects"]}
     assert len(seen) == len(COLOURS) * len(SHAPES) - 2

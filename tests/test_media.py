@@ -1,4 +1,4 @@
-"""Tests for o1.serve.media: round trips, audio/video sync, conversion and errors.
+"""Tests for o1.media: round trips, audio/video sync, conversion and errors.
 
 Every clip is generated here, either by write_mp4 or by PyAV directly for the
 containers write_mp4 does not produce.
@@ -11,7 +11,7 @@ import av
 import numpy as np
 import pytest
 
-from o1.serve import media
+from o1 import media
 
 SR = 16_000
 

@@ -5,8 +5,8 @@ import json
 import numpy as np
 
 from o1 import cli
+from o1.eval import evaluate
 from o1.sampler import FlowOptions
-from o1.train import evaluate
 
 
 def test_eval_judges_every_task_next_to_the_ground_truth(trained_workdir, tmp_path, capsys):

@@ -147,9 +147,9 @@ def _measure_stats(workdir: pathlib.Path, config: Config, data) -> None:
         return
     c = config
     video_model = bundle.new_video_vae(c, 0)
-    loop.restore_model(workdir / "video_vae" / "checkpoints", video_model)
+    bundle.restore_vae(workdir / "video_vae" / "checkpoints", video_model)
     audio_model = audio_lib.AudioVAE(c.audio, rngs=nnx.Rngs(0))
-    loop.restore_model(workdir / "audio_vae" / "checkpoints", audio_model)
+    bundle.restore_vae(workdir / "audio_vae" / "checkpoints", audio_model)
     encode_video = nnx.jit(lambda m, x: m.encode(x)[0])
     encode_audio = nnx.jit(lambda m, x: m.encode(x)[0])
     source = datasets.data_source(data, "train")

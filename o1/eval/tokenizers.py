@@ -18,8 +18,9 @@ import numpy as np
 from scipy import ndimage
 from tqdm import tqdm
 
-from o1.serve import media
-from o1.tokenizers import audio_metrics, bundle
+from o1 import media
+from o1.avshapes import audio_metrics
+from o1.tokenizers import bundle
 from o1.train import datasets
 
 BATCH = 8

@@ -25,6 +25,7 @@ Heavy libraries are imported inside the commands, so `--help` answers at once.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import sys
 import time
@@ -118,27 +119,27 @@ def _tokenizer_config(args: argparse.Namespace):
 
 
 def _cmd_tokenizers_train(args: argparse.Namespace) -> None:
-    from o1.tokenizers import train
+    from o1.train import tokenizers as tok_train
 
     config = _tokenizer_config(args)
-    seconds = train.train_tokenizers(args.workdir, args.data, config)
+    seconds = tok_train.train_tokenizers(args.workdir, args.data, config)
     print("tokenizers trained in " + ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items())
           + f"; total {sum(seconds.values()):.1f} s")
 
 
 def _cmd_tokenizers_eval(args: argparse.Namespace) -> None:
-    from o1.tokenizers import evaluate
+    from o1.eval import tokenizers as tok_eval
 
-    report = evaluate.evaluate(args.workdir, args.data, args.split, args.num)
-    print(evaluate.format_report(report))
+    report = tok_eval.evaluate(args.workdir, args.data, args.split, args.num)
+    print(tok_eval.format_report(report))
     print(f"saved {args.workdir}/eval/tokenizers/report.json and side-by-side mp4s")
 
 
 def _cmd_encode(args: argparse.Namespace) -> None:
-    from o1.tokenizers import cache
+    from o1.train import latents
 
     start = time.perf_counter()
-    out = cache.encode_dataset(args.workdir, args.data, overwrite=args.overwrite)
+    out = latents.encode_dataset(args.workdir, args.data, overwrite=args.overwrite)
     _print_summary(out, time.perf_counter() - start)
 
 
@@ -313,7 +314,7 @@ def _cmd_extend(args: argparse.Namespace) -> None:
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:
-    from o1.train import evaluate
+    from o1.eval import evaluate
 
     flow = _flow(args)
     report = evaluate.evaluate(args.workdir, args.split, args.num, args.out, flow, args.seed,
@@ -376,8 +377,8 @@ def _serve(workdir: str, options, checkpoint: int | None = None) -> None:
 
 
 def _cmd_quickstart(args: argparse.Namespace) -> None:
+    from o1.cli import quickstart
     from o1.serve import studio
-    from o1.train import quickstart
 
     config = _config(args)
     options = studio.StudioOptions(host=args.host, port=args.port)
@@ -419,6 +420,8 @@ def _cmd_config_show(args: argparse.Namespace) -> None:
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="o1", description="Train and sample one transformer over text, video and audio.")
+    parser.add_argument("--version", action="version",
+                        version=f"o1 {importlib.metadata.version('o1')}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     data = commands.add_parser("data", help="build, inspect and export datasets")
@@ -669,7 +672,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("o1").setLevel(logging.INFO)
     from o1.config import ConfigError
-    from o1.serve.media import MediaError
+    from o1.media import MediaError
     from o1.serve.pipeline import RequestError
     from o1.train.datasets import DatasetError
     from o1.train.loop import Preempted

@@ -28,10 +28,11 @@ import time
 import numpy as np
 from tqdm import tqdm
 
+from o1 import media
+from o1.avshapes import generator, world
+from o1.eval import captions, judge
 from o1.sampler import FlowOptions
-from o1.serve import media
 from o1.serve.pipeline import Pipeline, RequestError
-from o1.train import avshapes, captions, judge
 
 SAMPLES_KEPT = 4  # generated clips per task written under <workdir>/eval/samples/
 VIDEO_TASKS = ("text_to_av", "image_to_video")
@@ -44,8 +45,8 @@ def evaluate(workdir: str | os.PathLike, split: str = "test", num: int = 50,
     (default: the latest) and judges them; returns the report and writes it as JSON to `out`
     (default `<workdir>/eval/report.json`)."""
     flow = flow or FlowOptions()
-    if split not in avshapes.SPLIT_IDS:  # the cheap checks first, before the model loads
-        raise RequestError(f"--split must be one of {list(avshapes.SPLIT_IDS)}, got {split!r}")
+    if split not in world.SPLIT_IDS:  # the cheap checks first, before the model loads
+        raise RequestError(f"--split must be one of {list(world.SPLIT_IDS)}, got {split!r}")
     if num < 1:
         raise RequestError(f"--num must be >= 1, got {num}")
     pipe = Pipeline(workdir, step)
@@ -64,7 +65,7 @@ def evaluate(workdir: str | os.PathLike, split: str = "test", num: int = 50,
     written, references, truths = [], [], []
     start = time.perf_counter()
     for i in tqdm(range(num), desc=f"eval {split}", unit="clip", disable=not progress):
-        clip = avshapes.generate(config, split, i)
+        clip = generator.generate(config, split, i)
         objects = clip.metadata["objects"]
         references.append(clip.caption)
         truths.append(objects)

@@ -87,7 +87,8 @@ def run(workdir: str | os.PathLike, config: Config, eval_num: int = 50,
       ConfigError: the workdir holds a quickstart of another config.
       loop.Preempted: SIGTERM/SIGINT during a tokenizer or transformer stage (it saved).
     """
-    from o1.train import datasets, evaluate, trainer
+    from o1.eval import evaluate
+    from o1.train import datasets, trainer
     from o1.train.loop import StopRequest
 
     workdir = pathlib.Path(workdir)
@@ -115,13 +116,13 @@ def run(workdir: str | os.PathLike, config: Config, eval_num: int = 50,
         datasets.build_avshapes(config, data)
 
     def train_tokenizers() -> None:
-        from o1.tokenizers import train as tok_train
+        from o1.train import tokenizers as tok_train
         tok_train.train_tokenizers(workdir, data, config)
 
     def encode_latents() -> None:
-        from o1.tokenizers import cache
+        from o1.train import latents
         if not (workdir / "latents").exists():  # complete: renamed into place at the end
-            cache.encode_dataset(workdir, data)
+            latents.encode_dataset(workdir, data)
 
     def train_transformer() -> None:
         with StopRequest() as stop:

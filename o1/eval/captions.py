@@ -17,16 +17,16 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import sacrebleu
 
+from o1.avshapes import world
 from o1.config import COLOURS
-from o1.train import avshapes
-from o1.train.judge import ATTRIBUTES, attribute_scores
+from o1.eval.judge import ATTRIBUTES, attribute_scores
 
-_SHAPE_OF_WORD = {w: s for s, options in avshapes.SHAPE_WORDS.items() for w in options}
-_SPEED_OF_ADJECTIVE = {w: s for s, options in avshapes.SPEED_ADJECTIVES.items()
+_SHAPE_OF_WORD = {w: s for s, options in world.SHAPE_WORDS.items() for w in options}
+_SPEED_OF_ADJECTIVE = {w: s for s, options in world.SPEED_ADJECTIVES.items()
                        for w in options}
-_SPEED_OF_ADVERB = {tuple(p.split()): s for s, phrases in avshapes.SPEED_ADVERBS.items()
+_SPEED_OF_ADVERB = {tuple(p.split()): s for s, phrases in world.SPEED_ADVERBS.items()
                     for p in phrases}
-_NUMBER = {w: n for n, w in avshapes.NUMBER_WORDS.items()}
+_NUMBER = {w: n for n, w in world.NUMBER_WORDS.items()}
 _GROUP_NOUNS = ("shapes", "objects")
 
 

@@ -9,8 +9,8 @@ import sys
 import time
 
 from o1 import cli
+from o1.cli import quickstart
 from o1.serve.pipeline import RequestError, committed_steps
-from o1.train import quickstart
 
 ARGS = ["--config", "tiny", "--no-serve", "--eval-num", "1", "train.steps=24",
         "train.checkpoint_every=4", "train.eval_every=1000", "train.log_every=4"]
