@@ -20,6 +20,7 @@ from flax import nnx
 from benchmarks import report
 from o1 import configs, flops, sequence
 from o1 import sharding as sh
+from o1.batch import only_batch
 from o1.config import TASKS
 from o1.model import num_params
 from o1.train import trainer
@@ -39,7 +40,7 @@ def random_batch(config, seed: int = 0) -> dict:
                                               config.sequence.max_text_len)
             row.append(builder.build(example, tasks[(r * per_row + e) % len(tasks)], rng))
         rows.append(row)
-    return trainer.model_batch(builder.batch(rows, config.seq_len))
+    return only_batch(builder.batch(rows, config.seq_len))
 
 
 def time_steps(step, state, batch, steps: int) -> tuple[dict, float, float, dict]:

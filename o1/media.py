@@ -17,6 +17,7 @@ import fractions
 import math
 import os
 import pathlib
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -49,27 +50,36 @@ class MediaError(ValueError):
         return f"{self.path}: {self.reason}" + (f" ({self.hint})" if self.hint else "")
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class Media:
-    """A decoded clip.
+@dataclasses.dataclass(eq=False)
+class Clip:
+    """Frames and sound on one time axis: a decoded file or a generated clip.
 
     Attributes:
         frames: uint8 [T, H, W, 3] RGB frames.
         fps: Frames per second of `frames`.
-        audio: float32 [N] mono waveform in [-1, 1] starting with frame 0, or None if the
-            file has no audio stream.
+        audio: float32 [N] mono waveform in [-1, 1] starting with frame 0, or None if there is
+            no sound (a file without an audio stream).
         sample_rate: Samples per second of `audio`, or None with it.
+        timings: Seconds each stage that made the clip took (decode, sample, mux, ...).
     """
 
     frames: np.ndarray
     fps: float
     audio: np.ndarray | None
     sample_rate: int | None
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
-    def duration(self) -> float:
+    def seconds(self) -> float:
         """Seconds of video: T / fps."""
         return len(self.frames) / self.fps
+
+    def write(self, path: str | os.PathLike) -> pathlib.Path:
+        """Writes an H.264 + AAC mp4 (atomically) and records the time as `mux`."""
+        start = time.perf_counter()
+        out = write_mp4(path, self.frames, self.fps, self.audio, self.sample_rate)
+        self.timings["mux"] = time.perf_counter() - start
+        return out
 
 
 def _streams(container) -> tuple[av.VideoStream | None, av.AudioStream | None]:
@@ -220,7 +230,7 @@ def read_media(
     size: tuple[int, int] | None = None,
     sample_rate: int | None = None,
     require_audio: bool = True,
-) -> Media:
+) -> Clip:
     """Decodes a video file and its sound onto one time axis starting at the first frame.
 
     Args:
@@ -233,7 +243,7 @@ def read_media(
         require_audio: Raise if the file has no audio; otherwise return audio=None.
 
     Returns:
-        A Media with uint8 [T, H, W, 3] frames and float32 [N] mono audio, where N covers
+        A Clip with uint8 [T, H, W, 3] frames and float32 [N] mono audio, where N covers
         the audio stream's own duration (padding the encoder added at the end removed).
 
     Raises:
@@ -286,7 +296,7 @@ def read_media(
         raise MediaError(path, "has an audio stream with no decodable samples", _READ_HINT)
     else:
         sample_rate = None
-    return Media(frames, out_fps, waveform, sample_rate)
+    return Clip(frames, out_fps, waveform, sample_rate)
 
 
 def _check_complete(path: pathlib.Path, container) -> None:

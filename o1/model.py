@@ -9,7 +9,7 @@ the sum of a text embedding (text) or a linear patch projection (media), a modal
 and, for media, an embedding of its noise level. The outputs are LM logits for every position
 and a velocity for every media position, through one head per modality (the heads predict the
 clean latent and the velocity is derived from it, or predict the velocity itself:
-`ModelConfig.predict`). Attention is block-causal from segment ids: see `attention_mask`.
+`ModelConfig.predict`). Attention is block-causal from segment ids: see `o1.batch.attention_mask`.
 """
 
 from __future__ import annotations
@@ -23,16 +23,15 @@ import numpy as np
 from flax import nnx
 
 from o1 import sharding as sh
+from o1.batch import AUDIO, TEXT, VIDEO, ModelInputs, attention_mask
 from o1.config import Config, ModelConfig
 from o1.nn.attention import Attention, empty_cache
 from o1.nn.mlp import SwiGLU
 from o1.nn.norm import RMSNorm
 from o1.nn.param import dense
-from o1.sequence import AUDIO, TEXT, VIDEO
 
 NOISE_FEATURES = 256  # sinusoidal features of the noise level before its MLP
 MODULATIONS = 6  # adaLN's per-block shift, scale and gate of attention, then of the MLP
-MODEL_INPUTS = ("tokens", "modality", "segment_ids", "block", "positions", "media", "noise")
 # what the inference cache keeps of every position besides keys and values
 _STRUCTURE = ("segment_ids", "block", "modality", "positions")
 
@@ -43,22 +42,6 @@ class Output(NamedTuple):
     cache: dict | None  # the updated inference cache, or None
 
 
-def attention_mask(q_segment, q_block, q_modality, q_index, k_segment, k_block, k_index):
-    """bool [B, L, S]: which keys each query sees.
-
-    A query sees a key of the same packed example (segment id, 0 = padding) that is not in
-    its future, and, if the query is a media token, every key of its own block (media
-    segments are bidirectional). Padding queries see only themselves, so no softmax row is
-    empty. `*_index` are absolute positions: [L] for queries and [S] for keys.
-    """
-    same = (q_segment[:, :, None] == k_segment[:, None, :]) & (q_segment[:, :, None] != 0)
-    past = k_index[None, None, :] <= q_index[None, :, None]
-    whole_block = (q_block[:, :, None] == k_block[:, None, :]) & (
-        q_modality[:, :, None] != TEXT)
-    pad_self = (q_segment[:, :, None] == 0) & (k_index[None, None, :] == q_index[None, :, None])
-    return (same & (past | whole_block)) | pad_self
-
-
 def locality_bias(slopes, time_unit, q_modality, q_positions, k_modality, k_positions):
     """float32 [B, N, L, S]: -slope_n x distance between media tokens, 0 wherever the query
     or the key is text.
@@ -66,7 +49,7 @@ def locality_bias(slopes, time_unit, q_modality, q_positions, k_modality, k_posi
     The distance is |time| / `time_unit` + |row| + |column| on the rotary positions (time in
     video latent frames), so a head with slope s starts out looking at the tokens around a
     query, in space and time, rather than at the whole clip. Media tokens of different
-    examples or segments never see each other (`attention_mask`), so only pairs inside one
+    examples or segments never see each other (`o1.batch.attention_mask`), so only pairs inside one
     clip's media segment count.
     """
     media = (q_modality[:, :, None] != TEXT) & (k_modality[:, None, :] != TEXT)
@@ -232,7 +215,7 @@ class Model(nnx.Module):
         velocity = jnp.where(mod == VIDEO, video, jnp.where(mod == AUDIO, audio, 0.0))
         return logits, velocity
 
-    def __call__(self, inputs: dict[str, jax.Array], cache: dict | None = None,
+    def __call__(self, inputs: ModelInputs, cache: dict | None = None,
                  index: jax.Array | int = 0) -> Output:
         """Runs the decoder over a batch of token rows.
 

@@ -35,8 +35,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from o1.batch import MODEL_INPUTS
 from o1.config import Config
-from o1.model import MODEL_INPUTS, Model
+from o1.model import Model
 from o1.sequence import (
     AUDIO,
     BOS_ID,

@@ -52,12 +52,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from o1 import batch as batch_lib
+from o1.batch import AUDIO, EXAMPLE_KEYS, TEXT, VIDEO
 from o1.config import TASKS, Config
 
 # Special text ids; the text tokenizer (`o1.tokenizers.text`) reserves them in its vocabulary.
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
 MEDIA_START_ID, MEDIA_END_ID = 4, 5  # open and close a media segment
-TEXT, VIDEO, AUDIO = 0, 1, 2
 TASK_IDS = {name: i for i, name in enumerate(TASKS)}
 # Tasks whose caption is a condition, and so is dropped for classifier-free guidance.
 CAPTION_CONDITIONED = ("text_to_av", "video_to_audio", "audio_to_video", "image_to_video",
@@ -66,8 +67,6 @@ CAPTION_CONDITIONED = ("text_to_av", "video_to_audio", "audio_to_video", "image_
 MIN_NOISE = 1e-5
 PAD_BLOCK = -1  # block id of padding; real blocks are >= 0
 
-KEYS = ("tokens", "modality", "block", "positions", "media", "noise", "targets", "text_loss",
-        "media_loss", "task")
 
 
 class SequenceBuilder:
@@ -219,7 +218,7 @@ class SequenceBuilder:
             parts.append(part)
         out = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
         out["task"] = np.full(len(out["tokens"]), TASK_IDS[task], np.int32)
-        return {key: out[key] for key in KEYS}
+        return {key: out[key] for key in EXAMPLE_KEYS}
 
     def noised_mask(self, task: str, context_steps: int = 1) -> np.ndarray:
         """bool [M]: the media tokens `task` generates (the rest are clean context).
@@ -321,7 +320,7 @@ class SequenceBuilder:
         at = first_block = 0
         for i, ex in enumerate(examples):
             span = slice(at, at + lengths[i])
-            for key in KEYS:
+            for key in EXAMPLE_KEYS:
                 row[key][span] = ex[key]
             row["block"][span] = ex["block"] + first_block
             row["segment_ids"][span] = i + 1
@@ -330,7 +329,7 @@ class SequenceBuilder:
         return row
 
     def _empty(self, seq_len: int) -> dict[str, np.ndarray]:
-        row = {key: np.zeros(seq_len, np.int32) for key in KEYS + ("segment_ids",)}
+        row = {key: np.zeros(seq_len, np.int32) for key in batch_lib.BATCH_KEYS}
         row["positions"] = np.zeros((seq_len, 3), np.int32)
         row["media"] = np.zeros((seq_len, self.media_dim), np.float32)
         for key in ("noise", "text_loss", "media_loss"):
@@ -352,7 +351,7 @@ class SequenceBuilder:
 
 def attention_mask(segment_ids: np.ndarray, block: np.ndarray, modality: np.ndarray
                    ) -> np.ndarray:
-    """The reference block-causal mask (the model holds a jnp copy of this rule).
+    """The block-causal mask of whole rows (`o1.batch.attention_mask` with queries = keys).
 
     Query q sees key k iff segment_ids[q] == segment_ids[k] != 0 and (k <= q, or k is in q's
     block and q is a media token). Padding queries (segment 0) see only themselves, so no row
@@ -366,12 +365,11 @@ def attention_mask(segment_ids: np.ndarray, block: np.ndarray, modality: np.ndar
     Returns:
       bool [..., L, L], indexed [..., query, key].
     """
-    seg_q, seg_k = segment_ids[..., :, None], segment_ids[..., None, :]
-    length = segment_ids.shape[-1]
-    causal = np.tril(np.ones((length, length), bool))
-    own_block = (block[..., :, None] == block[..., None, :]) & (modality[..., :, None] != TEXT)
-    mask = (seg_q == seg_k) & (seg_q != 0) & (causal | own_block)
-    return mask | (np.eye(length, dtype=bool) & (seg_q == 0))
+    shape = np.shape(segment_ids)
+    seg, blk, mod = (np.asarray(x).reshape(-1, shape[-1]) for x in (segment_ids, block, modality))
+    index = np.arange(shape[-1])
+    mask = batch_lib.attention_mask(seg, blk, mod, index, seg, blk, index)
+    return mask.reshape(*shape, shape[-1])
 
 
 def visible_keys(segment_ids: np.ndarray, block: np.ndarray, modality: np.ndarray) -> int:

@@ -20,7 +20,6 @@ Axes: T frames, H W pixels, N samples, M media tokens.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import pathlib
@@ -34,6 +33,7 @@ from flax import nnx
 from o1 import checkpoint, media
 from o1 import config as config_lib
 from o1.config import Config
+from o1.media import Clip
 from o1.model import Model
 from o1.sampler import FlowOptions, MediaRequest, Sampler, TextOptions, buckets
 from o1.tokenizers import bundle
@@ -46,28 +46,6 @@ Progress = Callable[[int, int], None]  # (denoising steps done, steps in the who
 
 class RequestError(ValueError):
     """A request the model cannot serve (bad prompt, length, file or workdir)."""
-
-
-@dataclasses.dataclass
-class Clip:
-    """Frames and sound on one time axis, with how long each stage took."""
-
-    frames: np.ndarray  # uint8 [T, H, W, 3]
-    audio: np.ndarray  # float32 [N], N = T * sample_rate / fps
-    fps: int
-    sample_rate: int
-    timings: dict[str, float] = dataclasses.field(default_factory=dict)  # seconds per stage
-
-    @property
-    def seconds(self) -> float:
-        return len(self.frames) / self.fps
-
-    def write(self, path: str | os.PathLike) -> pathlib.Path:
-        """Writes an H.264 + AAC mp4 (atomically) and records the time as `mux`."""
-        start = time.perf_counter()
-        out = media.write_mp4(path, self.frames, self.fps, self.audio, self.sample_rate)
-        self.timings["mux"] = time.perf_counter() - start
-        return out
 
 
 def committed_steps(workdir: str | os.PathLike) -> list[int]:
@@ -100,7 +78,7 @@ def load_model(workdir: str | os.PathLike, step: int | None = None) -> tuple[Con
 
 
 def read_clip(path: str | os.PathLike, config: Config, require_audio: bool = False
-              ) -> media.Media:
+              ) -> Clip:
     """A video file brought to the model's frame rate, frame size and sample rate
     (silent audio when it has none and `require_audio` is False)."""
     d = config.data
@@ -109,7 +87,7 @@ def read_clip(path: str | os.PathLike, config: Config, require_audio: bool = Fal
     audio = clip.audio if clip.audio is not None else np.zeros(0, np.float32)
     n = len(clip.frames) * d.samples_per_frame
     audio = np.pad(audio[:n], (0, max(0, n - len(audio))))
-    return media.Media(clip.frames, float(d.fps), audio.astype(np.float32), d.sample_rate)
+    return Clip(clip.frames, float(d.fps), audio.astype(np.float32), d.sample_rate)
 
 
 def read_image(path: str | os.PathLike, config: Config) -> np.ndarray:
@@ -200,10 +178,10 @@ class Pipeline:
                        progress)
         video, audio = self._window(ids, None, None, "text_to_av", flow, seed, timings,
                                     ticks=ticks)
-        return self._extend_to(Clip(video, audio, self.fps, self.sample_rate, timings), frames,
+        return self._extend_to(Clip(video, self.fps, audio, self.sample_rate, timings), frames,
                                ids, flow, seed, ticks)
 
-    def caption(self, clip: media.Media, text: TextOptions | None = None, seed: int = 0
+    def caption(self, clip: Clip, text: TextOptions | None = None, seed: int = 0
                 ) -> str:
         """Video (and its sound) -> caption, from the clip's first model-clip of frames."""
         text = text or TextOptions(max_tokens=self.config.sequence.max_text_len)
@@ -214,7 +192,7 @@ class Pipeline:
         ids = self.sampler.decode_text([prefix], text, jax.random.key(seed))[0]
         return self.tokenizers.text.decode(ids).strip()
 
-    def dub(self, clip: media.Media, prompt: str | None = None,
+    def dub(self, clip: Clip, prompt: str | None = None,
             flow: FlowOptions | None = None, seed: int = 0,
             progress: Progress | None = None) -> Clip:
         """Silent video -> the same video with generated sound, in windows of one clip."""
@@ -231,7 +209,7 @@ class Pipeline:
                                     timings, decode_video=False, ticks=ticks)
             waves.append(audio)
         audio = np.concatenate(waves)[:len(clip.frames) * self.spf]
-        return Clip(clip.frames, audio, self.fps, self.sample_rate, timings)
+        return Clip(clip.frames, self.fps, audio, self.sample_rate, timings)
 
     def animate(self, image: np.ndarray, prompt: str, seconds: float | None = None,
                 flow: FlowOptions | None = None, seed: int = 0,
@@ -249,10 +227,10 @@ class Pipeline:
                        progress)
         video, audio = self._window(ids, image[None], None, "image_to_video", flow, seed,
                                     timings, ticks=ticks)
-        return self._extend_to(Clip(video, audio, self.fps, self.sample_rate, timings), frames,
+        return self._extend_to(Clip(video, self.fps, audio, self.sample_rate, timings), frames,
                                ids, flow, seed, ticks)
 
-    def extend(self, clip: media.Media, seconds: float, prompt: str | None = None,
+    def extend(self, clip: Clip, seconds: float, prompt: str | None = None,
                flow: FlowOptions | None = None, seed: int = 0,
                progress: Progress | None = None) -> Clip:
         """A clip continued by `seconds` of new video and sound."""
@@ -262,7 +240,7 @@ class Pipeline:
         self.check_seconds(len(clip.frames) / self.fps + seconds, "the extended clip's length")
         audio = clip.audio if clip.audio is not None else np.zeros(
             len(clip.frames) * self.spf, np.float32)
-        start = Clip(clip.frames, audio, self.fps, self.sample_rate, {})
+        start = Clip(clip.frames, self.fps, audio, self.sample_rate)
         want = len(clip.frames) + added
         ticks = _Ticks(flow.steps * self.continuation_windows(len(clip.frames), want), progress)
         return self._extend_to(start, want, ids, flow, seed, ticks)

@@ -31,9 +31,10 @@ from collections.abc import Callable
 import numpy as np
 
 from o1 import media
+from o1.media import Clip
 from o1.sampler import FlowOptions
 from o1.serve import picture
-from o1.serve.pipeline import Clip, Pipeline, RequestError, read_clip, read_image
+from o1.serve.pipeline import Pipeline, RequestError, read_clip, read_image
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ class Studio:
             raise RequestError(f"seed must be a whole number from 0 to {2**31 - 1}, got {seed}")
         return int(seed)
 
-    def _video(self, path: str | None, what: str) -> media.Media:
+    def _video(self, path: str | None, what: str) -> Clip:
         """An uploaded video, at the model's rates; images and non-videos are refused."""
         if not path:
             raise RequestError(f"no {what} was given; upload a video file (mp4, webm, mov)")

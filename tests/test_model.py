@@ -15,8 +15,9 @@ from flax import nnx
 
 from o1 import configs, losses, sequence
 from o1 import model as model_lib
+from o1.batch import EXAMPLE_KEYS, MODEL_INPUTS, attention_mask
 from o1.config import TASKS, ConfigError
-from o1.model import MODEL_INPUTS, Model, attention_mask
+from o1.model import Model
 from o1.nn import rotary
 from o1.sequence import AUDIO, BOS_ID, EOS_ID, MEDIA_END_ID, TEXT, SequenceBuilder, random_example
 
@@ -354,7 +355,7 @@ def caption_after_media(config, builder):
     tail = text_segment(config, [MEDIA_END_ID, *example["text_ids"]], 2,
                         int(first["positions"][:, 0].max()) + 1)
     row = row_of(builder, config, {key: np.concatenate([first[key], tail[key]])
-                                   for key in sequence.KEYS})
+                                   for key in EXAMPLE_KEYS})
     n = end + len(tail["tokens"])
     return row, n, [0, media_start, end, *range(end + 1, n + 1)]
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from o1 import configs, sequence
+from o1.batch import EXAMPLE_KEYS
 from o1.config import TASKS
 from o1.sequence import (
     AUDIO,
@@ -304,7 +305,7 @@ def test_step_noise_draws_one_level_per_latent_time_step(tiny_config, task):
     # step_noise=0 (the default) draws nothing more: every other config's sequences stay
     none = SequenceBuilder(with_sequence(tiny_config, step_noise=0.0))
     again = none.build(example, task, np.random.default_rng(1))
-    for key in sequence.KEYS:
+    for key in EXAMPLE_KEYS:
         np.testing.assert_array_equal(again[key], plain[key])
 
 
@@ -366,7 +367,7 @@ def test_pack_offsets_blocks_and_pads(builder, config):
     np.testing.assert_array_equal(row["block"][:n_a], a["block"])
     np.testing.assert_array_equal(row["block"][n_a:n_a + n_b], b["block"] + 3)
     assert (row["block"][-3:] == sequence.PAD_BLOCK).all()
-    for key in set(sequence.KEYS) - {"block"}:
+    for key in set(EXAMPLE_KEYS) - {"block"}:
         np.testing.assert_array_equal(row[key][n_a:n_a + n_b], b[key])
         assert (row[key][-3:] == 0).all()
     with pytest.raises(ValueError, match=rf"lengths \[{n_a}, {n_b}\]"):

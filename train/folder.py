@@ -111,7 +111,7 @@ def _match_captions(videos: list[pathlib.Path], src: pathlib.Path, captions: dic
     return [(v, matched[v]) for v in videos if v in matched]
 
 
-def cut_clips(config: Config, clip: media.Media) -> Iterator[tuple[float, np.ndarray, np.ndarray]]:
+def cut_clips(config: Config, clip: media.Clip) -> Iterator[tuple[float, np.ndarray, np.ndarray]]:
     """Back-to-back clips of a decoded video: (start seconds, video [T,H,W,3], audio [N])."""
     t, n = config.num_frames, config.num_samples
     audio = clip.audio
@@ -136,7 +136,7 @@ def _examples(config: Config, items: list[tuple[pathlib.Path, str]], src: pathli
             report.skipped.append((name, e.reason))
             continue
         if len(clip.frames) < config.num_frames:
-            report.skipped.append((name, f"shorter than one clip ({clip.duration:.2f} s < "
+            report.skipped.append((name, f"shorter than one clip ({clip.seconds:.2f} s < "
                                          f"{config.num_frames / d.fps:.2f} s)"))
             continue
         if clip.audio is None:

@@ -35,8 +35,9 @@ from tqdm import tqdm
 from o1 import config as config_lib
 from o1 import flops, losses, sequence
 from o1 import sharding as sh
+from o1.batch import only_batch
 from o1.config import TASKS, Config, ConfigError, TrainConfig
-from o1.model import MODEL_INPUTS, Model
+from o1.model import Model
 from o1.train import datasets
 from o1.train.loop import Preempted, StopRequest
 from o1.train.metrics import MetricWriter
@@ -47,7 +48,6 @@ log = logging.getLogger(__name__)
 TOKENIZER_SECTIONS = ("data", "text", "video_vae", "audio")
 # Sections a resumed run may not change (the checkpoint would not fit or mean something else).
 MODEL_SECTIONS = ("model", "sequence", "loss")
-BATCH_KEYS = MODEL_INPUTS + ("targets", "text_loss", "media_loss", "task")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,11 +198,6 @@ def validation_batches(workdir: pathlib.Path, config: Config) -> dict[str, list[
 # ---------------------------------------------------------------------------------------------
 # The train step.
 # ---------------------------------------------------------------------------------------------
-
-def model_batch(batch: dict) -> dict:
-    """The arrays of a built batch that the train step reads."""
-    return {k: batch[k] for k in BATCH_KEYS}
-
 
 def make_train_step(config: Config, graphdef, tx) -> Callable:
     """(state, batch) -> (state, metrics); state = {params, opt, step, key}."""
@@ -358,7 +353,7 @@ def train(workdir: str | os.PathLike, config: Config, stop: StopRequest | None =
             for batches_of_task in validation.values():
                 sums = counts = 0.0
                 for batch in batches_of_task:
-                    s, c = eval_step(state["params"], sh.global_batch(model_batch(batch), mesh))
+                    s, c = eval_step(state["params"], sh.global_batch(only_batch(batch), mesh))
                     sums, counts = sums + np.asarray(s), counts + np.asarray(c)
                 values.update({k: v for k, v in losses.report(sums, counts).items()
                                if not k.startswith("all/")})
@@ -377,7 +372,7 @@ def train(workdir: str | os.PathLike, config: Config, stop: StopRequest | None =
         for step in bar:
             batch = next(batches)
             with jax.set_mesh(mesh):
-                state, metrics = train_step(state, sh.global_batch(model_batch(batch), mesh))
+                state, metrics = train_step(state, sh.global_batch(only_batch(batch), mesh))
             done = step + 1
             if window is None:  # the first step compiles: time from its end
                 jax.block_until_ready(metrics)

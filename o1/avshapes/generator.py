@@ -43,7 +43,7 @@ from o1.config import Config
 
 
 @dataclasses.dataclass(frozen=True)
-class Clip:
+class Example:
     """One generated example."""
 
     video: np.ndarray  # uint8 [T, H, W, 3]
@@ -251,7 +251,7 @@ def caption(objects: list[dict], background: str, rng: np.random.Generator) -> s
     ))
 
 
-def generate(config: Config, split: str, index: int, seed: int | None = None) -> Clip:
+def generate(config: Config, split: str, index: int, seed: int | None = None) -> Example:
     """Generates clip `index` of `split`; the same arguments always give the same bytes."""
     seed = config.seed if seed is None else seed
     rng = clip_rng(seed, split, index)
@@ -272,4 +272,4 @@ def generate(config: Config, split: str, index: int, seed: int | None = None) ->
         "positions": np.round(positions, 4).tolist(),
         "bounces": events,
     }
-    return Clip(video=video, audio=audio, caption=text, metadata=metadata)
+    return Example(video=video, audio=audio, caption=text, metadata=metadata)

@@ -277,7 +277,7 @@ def _cmd_caption(args: argparse.Namespace) -> None:
     clip = read_clip(path, pipe.config)
     text = pipe.caption(clip, options, args.seed)
     if args.json:
-        print(json.dumps({"file": path, "caption": text, "seconds": round(clip.duration, 4),
+        print(json.dumps({"file": path, "caption": text, "seconds": round(clip.seconds, 4),
                           "checkpoint": pipe.step}))
     else:
         print(text)

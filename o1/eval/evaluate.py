@@ -77,14 +77,14 @@ def evaluate(workdir: str | os.PathLike, split: str = "test", num: int = 50,
             "text_to_av": pipe.generate(clip.caption, flow=flow, seed=seed + i),
             "image_to_video": pipe.animate(clip.video[0], clip.caption, flow=flow,
                                            seed=seed + i),
-            "video_to_audio": pipe.dub(media.Media(clip.video, config.data.fps, None, None),
+            "video_to_audio": pipe.dub(media.Clip(clip.video, config.data.fps, None, None),
                                        flow=flow, seed=seed + i),
         }
         for task, result in made.items():
             scores[task].append(judge.score_clip(result.frames, result.audio, config, objects))
             if i < SAMPLES_KEPT:
                 result.write(samples / f"{task}_{clip.metadata['id']}.mp4")
-        written.append(pipe.caption(media.Media(clip.video, config.data.fps, clip.audio,
+        written.append(pipe.caption(media.Clip(clip.video, config.data.fps, clip.audio,
                                                  config.data.sample_rate), seed=seed + i))
     fps = config.data.fps
     rows = {name: judge.aggregate(values, fps) for name, values in scores.items()}

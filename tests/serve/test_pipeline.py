@@ -78,7 +78,7 @@ def test_extend_keeps_the_input_and_adds_the_seconds(pipe, clip_file):
 
 def test_dub_keeps_the_frames_and_makes_their_sound(pipe, clip_file):
     clip = read_clip(clip_file, pipe.config)
-    long = media.Media(np.concatenate([clip.frames] * 2), clip.fps, None, None)
+    long = media.Clip(np.concatenate([clip.frames] * 2), clip.fps, None, None)
     dubbed = pipe.dub(long, flow=FLOW)
     np.testing.assert_array_equal(dubbed.frames, long.frames)
     assert dubbed.audio.shape == (len(long.frames) * pipe.spf,) and np.abs(dubbed.audio).max() > 0

@@ -120,14 +120,14 @@ def test_every_endpoint_through_gradio_client(client, example, server):
     assert isinstance(caption, str) and caption.strip()
 
     video, _, _ = client.predict(handle_file(example / "0_silent.mp4"), api_name="/dub")
-    _check_clip(video, media.read_media(example / "0_silent.mp4", require_audio=False).duration)
+    _check_clip(video, media.read_media(example / "0_silent.mp4", require_audio=False).seconds)
 
     video, _, _ = client.predict(handle_file(example / "0.png"), "a blue square", 1.5,
                                  api_name="/animate")
     _check_clip(video, 1.5)
 
     video, _, _ = client.predict(handle_file(example / "0.mp4"), 1.0, api_name="/extend")
-    _check_clip(video, media.read_media(example / "0.mp4").duration + 1.0)
+    _check_clip(video, media.read_media(example / "0.mp4").seconds + 1.0)
 
 
 def test_progress_advances_per_denoising_step(client):

@@ -23,6 +23,7 @@ import optax
 
 from o1 import configs
 from o1 import sharding as sh
+from o1.batch import only_batch
 from o1.config import TASKS, Config, MeshConfig
 from o1.sequence import BOS_ID, EOS_ID, SequenceBuilder
 from o1.train import trainer
@@ -68,7 +69,7 @@ def synthetic_batch(config: Config) -> dict[str, np.ndarray]:
 def one_step(config: Config) -> dict[str, float]:
     mesh = sh.make_mesh(config.mesh)
     _, state, train_step = trainer.init_state(config, mesh)
-    full = trainer.model_batch(synthetic_batch(config))
+    full = only_batch(synthetic_batch(config))
     rows = trainer.rows_per_process(config)
     first = jax.process_index() * rows
     local = {k: v[first:first + rows] for k, v in full.items()}

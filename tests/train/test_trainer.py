@@ -18,6 +18,7 @@ from flax import nnx
 
 from o1 import configs, losses, sequence
 from o1 import sharding as sh
+from o1.batch import only_batch
 from o1.config import ConfigError
 from o1.model import Model
 from o1.train import datasets, trainer
@@ -43,7 +44,7 @@ def _fixed_batch(config, workdir, tasks):
     builder = sequence.SequenceBuilder(config)
     rng = np.random.default_rng(0)
     rows = [[builder.build(source[i], task, rng)] for i, task in enumerate(tasks)]
-    return trainer.model_batch(builder.batch(rows, config.seq_len))
+    return only_batch(builder.batch(rows, config.seq_len))
 
 
 def test_tiny_memorizes_a_handful_of_examples(tiny_workdir):
