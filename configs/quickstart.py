@@ -24,7 +24,7 @@ def get_config() -> Config:
         name="quickstart",
         data=DataConfig(
             # 32x32 with objects of 0.35 of the box (11 px): at 64x64 the transformer saw too
-            # few examples in the budget to draw objects at all (issue 7's notes).
+            # few examples in the budget to draw objects at all.
             height=32, width=32, fps=16, seconds=2.0, sample_rate=16_000, object_size=0.35,
             # Two colour+shape pairs never seen in train measure compositional generalization.
             holdout=("red triangle", "blue circle"),
@@ -35,7 +35,7 @@ def get_config() -> Config:
         # PSNR within the tokenizer stage's budget. Muon on 9-frame windows trains fastest.
         # 4 latent channels, not 16: a 4x4 patch is then a 64-feature token instead of 256 (as
         # wide as the model), and in the same 450 steps generated clips went from no object of
-        # the prompt's colour (0.00) to 0.28, at 1 dB less reconstruction PSNR (issue 7's notes).
+        # the prompt's colour (0.00) to 0.28, at 1 dB less reconstruction PSNR.
         video_vae=VideoVAEConfig(
             t_down=4, s_down=4, channels=4, widths=(64,), encoder_blocks=1, decoder_blocks=3,
             steps=700, batch_size=8, train_crop=3, optimizer="muon", learning_rate=0.02,
@@ -60,7 +60,7 @@ def get_config() -> Config:
         # Every checkpoint is kept: `o1 eval --checkpoint N` draws the quality curve.
         # Peak learning rate 3e-3: on the same latents, validation flow loss of text -> video
         # at step 1000 was 0.600 against 0.649 at 1e-3; 6e-3 trailed 3e-3 (0.817 vs 0.778 at
-        # step 375) and was stopped (issue 7's notes).
+        # step 375) and was stopped.
         train=TrainConfig(steps=1000, batch_size=8, learning_rate=3e-3, warmup_steps=100,
                           log_every=20, eval_every=125, eval_batches=2, checkpoint_every=100,
                           keep_checkpoints=20),

@@ -5,7 +5,7 @@ A `Config` is a tree of frozen dataclasses. Named configs (`o1.configs.tiny`,
 (`data.fps=8 video_vae.t_down=2`) parsed by OmegaConf, and every dataclass validates itself in
 `__post_init__` with a message that says what to change.
 
-Clip geometry (see DESIGN.md, "Clip geometry and time alignment"):
+Clip geometry (see docs/design.md, "Clip geometry and time alignment"):
 
   T = 1 + t_down * n video frames at `fps`; frame i shows time i / fps.
   The clip's audio spans the same T / fps seconds: `samples_per_frame = sample_rate / fps`
@@ -226,7 +226,7 @@ TASKS = ("text_to_av", "video_to_caption", "video_to_audio", "audio_to_video", "
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """The unified decoder (DESIGN.md, "Model")."""
+    """The unified decoder (docs/design.md, "Model")."""
 
     d_model: int = 512  # residual stream width
     num_layers: int = 8  # decoder blocks
@@ -249,7 +249,7 @@ class ModelConfig:
     # latent x_0, turned into the velocity (x_t - x_0) / max(t, clean_min_noise) so the loss
     # and the sampler are unchanged (a velocity head carries the token's noise through the
     # residual stream; x_0 heads are the usual remedy for tokens as wide as the model). On
-    # the 16-channel quickstart it did not help and cost sound and captions (issue 7).
+    # the 16-channel quickstart it did not help and cost sound and captions.
     predict: str = "velocity"
     clean_min_noise: float = 0.05  # floor of t in the "clean" conversion (caps its 1/t)
     # How media tokens learn their noise level. "input": a noise-level embedding is added to
@@ -313,7 +313,7 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class SequenceConfig:
-    """How cached examples become token sequences (DESIGN.md, "One sequence, many tasks")."""
+    """How cached examples become token sequences (docs/design.md, "One sequence, many tasks")."""
 
     seq_len: int = 0  # tokens per row (0 = just enough for examples_per_row examples)
     examples_per_row: int = 1  # examples packed into one row, kept apart by segment ids
@@ -361,7 +361,7 @@ class SequenceConfig:
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
-    """Weights of the training losses (DESIGN.md, "Losses")."""
+    """Weights of the training losses (docs/design.md, "Losses")."""
 
     text_weight: float = 1.0  # caption cross-entropy
     video_weight: float = 1.0  # rectified-flow MSE on video tokens
@@ -375,7 +375,7 @@ class LossConfig:
 
 @dataclasses.dataclass(frozen=True)
 class MeshConfig:
-    """Device mesh and multi-host setup (DESIGN.md, "Sharding and scale")."""
+    """Device mesh and multi-host setup (docs/design.md, "Sharding and scale")."""
 
     data: int = -1  # data-parallel axis size (-1 = the devices left over)
     fsdp: int = 1  # parameter- and optimizer-sharding axis size (-1 = the rest)

@@ -3,7 +3,7 @@
 Axes: B batch, L positions, V vocabulary, F media features, T tasks, M modalities
 (text, video, audio).
 
-Rectified flow (DESIGN.md, "Losses"): x_t = (1 - t) x_0 + t e, the model predicts v = e - x_0.
+Rectified flow (docs/design.md, "Losses"): x_t = (1 - t) x_0 + t e, the model predicts v = e - x_0.
 Each modality's loss is a mean over its lossed tokens in the whole batch; `denominators` makes
 that exact under gradient accumulation (every micro-batch divides by the full batch's counts).
 """

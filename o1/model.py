@@ -119,7 +119,7 @@ _REMAT_POLICIES = {
 
 
 class Model(nnx.Module):
-    """The unified decoder of DESIGN.md ("Model")."""
+    """The unified decoder of docs/design.md ("Model")."""
 
     def __init__(self, config: Config, rngs: nnx.Rngs):
         m = config.model

@@ -3,7 +3,7 @@
 Axes: B rows, R requests, P prefix positions (padded to a bucket), M media tokens of a clip,
 F media features, V vocabulary, G generated text tokens.
 
-Media (DESIGN.md, "Sampling"). A request is a text prefix ([caption.., <media>], or just
+Media (docs/design.md, "Sampling"). A request is a text prefix ([caption.., <media>], or just
 [<media>]) and a media segment of which some tokens are given (clean context, noise level 0)
 and the rest are generated: they start as Gaussian noise at t = 1 and follow the model's
 velocity v = e - x_0 down to t = 0 with Euler or Heun steps on a (shifted) uniform grid.

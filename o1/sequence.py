@@ -1,4 +1,6 @@
-"""How cached clips become token sequences for every task (DESIGN.md, "One sequence, many tasks").
+"""How cached clips become token sequences for every task.
+
+See docs/design.md, "One sequence, many tasks".
 
 Pure numpy: this runs in the grain data pipeline, one example at a time.
 

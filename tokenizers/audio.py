@@ -6,7 +6,7 @@ Axis letters used in tensor names:
   (n_fft // 2 + 1), a audio latents, C channels (latent channels, or conv widths inside the
   network), L time steps at whatever rate a layer works (F padded to a * a_down, down to a).
 
-Time alignment (DESIGN.md, "Clip geometry and time alignment"): mel frame j describes the
+Time alignment (docs/design.md, "Clip geometry and time alignment"): mel frame j describes the
 samples around [j * hop, (j + 1) * hop), so a clip of N samples has F = ceil(N / hop) frames and
 audio latent i, made from mel frames [i * a_down, (i + 1) * a_down), covers the time
 [i * hop * a_down, (i + 1) * hop * a_down) / sample_rate. To get there the STFT runs with

@@ -1,7 +1,7 @@
 """The text tokenizer: SentencePiece trained on a dataset's captions.
 
 Ids 0-3 are pad, bos, eos and unk; ids 4 and 5 are the markers that open and close a media
-segment in the unified sequence (DESIGN.md, "One sequence, many tasks"). They are reserved in
+segment in the unified sequence (docs/design.md, "One sequence, many tasks"). They are reserved in
 the SentencePiece model itself, so any tool that loads `text_tokenizer.model` agrees on them.
 """
 

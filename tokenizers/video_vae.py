@@ -5,7 +5,7 @@ Axis letters used in tensor names:
   B batch, T video frames, t latent frames, H W pixels, h w latent grid (H / s_down, W / s_down),
   y x the grid of whatever resolution level a layer works at, C channels.
 
-Time is causal (DESIGN.md, "Clip geometry and time alignment"): the first frame is encoded
+Time is causal (docs/design.md, "Clip geometry and time alignment"): the first frame is encoded
 alone, so an image is a one-frame video, then each group of `t_down` frames becomes one latent
 frame. To treat every latent frame the same way, the clip's front is padded with `t_down - 1`
 copies of frame 0, making group 0 a still "clip" of frame 0, and each group of `t_down` frames is
