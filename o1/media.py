@@ -8,9 +8,9 @@ also bring a clip to a fixed frame rate, frame size and sample rate on the way i
 Every failure that comes from the file rather than from the caller is raised as
 `MediaError`, which names the file, so a data pipeline can log and skip bad inputs.
 
-The module is longer than most (about 520 lines) because reading and writing share the
-container handling and its errors, and the reading half carries the clock that keeps frame k
-at source time k / fps with the audio aligned to it; split, each half would import the other.
+The module is longer than most (about 520 lines): it is the one place that talks to PyAV,
+reading and writing share its container handling and `MediaError`, and most of its length is
+the reading clock that keeps frame k at source time k / fps with the audio aligned to it.
 """
 
 from __future__ import annotations
