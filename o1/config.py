@@ -19,11 +19,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
+import numbers
 import os
 import pathlib
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -436,6 +438,62 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class SampleConfig:
+    """Sampling defaults: what `o1 generate`, `caption`, `dub`, `animate`, `extend`, `o1 eval`
+    and the studio use for every option not given, and the defaults of `o1.sampler`'s
+    FlowOptions and TextOptions. `problem` is the one check of each option, for all of them."""
+
+    steps: int = 12  # denoising steps from t = 1 to 0 (12: faster than playback on 2 CPU cores)
+    solver: str = "euler"  # ODE solver: euler (one model call a step) or heun (two)
+    # t -> s t / (1 + (s - 1) t) on the step grid; s > 1 spends more steps near t = 1 (coarse
+    # structure), s < 1 near t = 0 (detail)
+    shift: float = 1.0
+    cfg_video: float = 3.0  # classifier-free guidance scale on video tokens (1 = none)
+    cfg_audio: float = 3.0  # classifier-free guidance scale on audio tokens (1 = none)
+    seed: int = 0  # seed of the initial noise and of caption sampling
+    max_tokens: int = 32  # longest caption `o1 caption` writes, in tokens (eos included)
+    temperature: float = 0.0  # caption sampling temperature (0 = greedy)
+    top_p: float = 1.0  # nucleus mass of caption sampling (1 = every id)
+
+    SOLVERS: ClassVar[tuple[str, ...]] = ("euler", "heun")
+    MAX_SEED: ClassVar[int] = 2**31 - 1  # seeds are int32 (the studio's seed box holds them)
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            problem = self.problem(field.name, getattr(self, field.name))
+            if problem:
+                raise ConfigError(f"sample.{problem}")
+
+    @classmethod
+    def problem(cls, name: str, value: Any) -> str | None:
+        """What is wrong with `value` as the sampling option `name`, as a sentence that starts
+        with the name and says what would work; None when it is fine."""
+        number = (isinstance(value, numbers.Real) and not isinstance(value, bool)
+                  and math.isfinite(value))
+        whole = number and value == int(value)
+        if name == "solver":
+            ok, want = value in cls.SOLVERS, f"one of {', '.join(cls.SOLVERS)}"
+        elif name in ("steps", "max_tokens"):
+            ok, want = whole and value >= 1, ">= 1 (a whole number)"
+        elif name == "seed":
+            ok = whole and 0 <= value <= cls.MAX_SEED
+            want = f"a whole number from 0 to {cls.MAX_SEED}"
+        elif name == "shift":
+            ok, want = number and value > 0, "a finite number > 0"
+        elif name in ("cfg_video", "cfg_audio"):
+            ok, want = number and value >= 0, "a finite number >= 0 (1 = no guidance)"
+        elif name == "temperature":
+            ok, want = number and value >= 0, "a finite number >= 0 (0 = greedy)"
+        elif name == "top_p":
+            ok, want = number and 0 < value <= 1, "in (0, 1]"
+        else:
+            raise KeyError(f"{name!r} is not a sampling option; they are "
+                           f"{[f.name for f in dataclasses.fields(cls)]}")
+        shown = repr(value) if isinstance(value, str) else value
+        return None if ok else f"{name} must be {want}, got {shown}"
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     """Everything a run needs; `config.json` in a workdir is this, serialized."""
 
@@ -453,6 +511,7 @@ class Config:
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
     mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    sample: SampleConfig = dataclasses.field(default_factory=SampleConfig)
 
     def __post_init__(self):
         self._check_geometry()

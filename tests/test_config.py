@@ -104,3 +104,24 @@ def test_latent_counts_follow_the_geometry():
     config = configs.get("quickstart")
     assert config.num_video_latents == 9  # frame 0 alone, then 8 groups of 4
     assert config.num_mel_frames == 132 and config.num_audio_latents == 33  # 1 + 4 * 8
+
+
+def test_a_config_json_from_before_the_sample_section_loads_its_defaults():
+    config = configs.get("quickstart")
+    old = json.loads(config.to_json())
+    del old["sample"]
+    assert config_lib.from_dict(old).sample == config_lib.SampleConfig()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("sample.steps=0", "sample.steps must be >= 1"),
+    ("sample.solver=rk4", "sample.solver must be one of euler, heun, got 'rk4'"),
+    ("sample.cfg_audio=-1", "sample.cfg_audio must be a finite number >= 0"),
+    ("sample.cfg_video=inf", "sample.cfg_video must be a finite number"),
+    ("sample.seed=-1", "sample.seed must be a whole number from 0 to 2147483647"),
+    ("sample.top_p=1.5", r"sample.top_p must be in \(0, 1\]"),
+    ("sample.temperature=-0.5", "sample.temperature must be a finite number >= 0"),
+])
+def test_sample_section_is_validated(override, message):
+    with pytest.raises(ConfigError, match=message):
+        configs.get("tiny", [override])
