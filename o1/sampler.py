@@ -36,7 +36,7 @@ import numpy as np
 from flax import nnx
 
 from o1.batch import MODEL_INPUTS
-from o1.config import Config
+from o1.config import Config, SampleConfig
 from o1.model import Model
 from o1.sequence import (
     AUDIO,
@@ -50,31 +50,60 @@ from o1.sequence import (
     SequenceBuilder,
 )
 
-SOLVERS = ("euler", "heun")
 # Ids a generated caption never contains.
 _BANNED_IDS = (PAD_ID, BOS_ID, MEDIA_START_ID, MEDIA_END_ID)
+_DEFAULTS = SampleConfig()
+
+
+class RequestError(ValueError):
+    """A request that cannot be served: a sampling option out of range here, a bad prompt,
+    length, file or workdir in `o1.serve.pipeline`. The message names the value and what
+    would work; the CLI prints it as one line and the studio shows it."""
+
+
+def check(name: str, value) -> None:
+    """RequestError unless `value` is a valid sampling option `name` (e.g. "seed"): the
+    checks of `SampleConfig.problem`, which the config's `sample` section runs too."""
+    problem = SampleConfig.problem(name, value)
+    if problem:
+        raise RequestError(problem)
+
+
+def seed_of(sample: SampleConfig, seed: int | None) -> int:
+    """`seed`, or `sample.seed` when None; RequestError when it is out of range."""
+    seed = sample.seed if seed is None else seed
+    check("seed", seed)
+    return int(seed)
+
+
+class _Options:
+    """What FlowOptions and TextOptions share: each field is checked and brought to the type
+    of its SampleConfig default (a web form sends 12.0 for 12), and `of` builds them from a
+    config's `sample` section."""
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            check(field.name, value)
+            object.__setattr__(self, field.name, type(getattr(_DEFAULTS, field.name))(value))
+
+    @classmethod
+    def of(cls, sample: SampleConfig, **given):
+        """The options of `sample`, with each value of `given` that is not None instead."""
+        values = {f.name: getattr(sample, f.name) for f in dataclasses.fields(cls)}
+        return cls(**{**values, **{k: v for k, v in given.items() if v is not None}})
 
 
 @dataclasses.dataclass(frozen=True)
-class FlowOptions:
-    """How media is sampled."""
+class FlowOptions(_Options):
+    """How media is sampled: steps, solver, grid shift and guidance scales (SampleConfig's
+    fields of those names say what each does)."""
 
-    steps: int = 12  # denoising steps from t = 1 to 0 (12: faster than playback on 2 CPU cores)
-    solver: str = "euler"  # euler (one model call per step) or heun (two, except the last)
-    shift: float = 1.0  # t -> s t / (1 + (s - 1) t) on the step grid; s > 1 spends more steps
-    # near t = 1 (coarse structure), s < 1 near t = 0 (detail)
-    cfg_video: float = 3.0  # guidance scale on video tokens (1 = no guidance)
-    cfg_audio: float = 3.0  # guidance scale on audio tokens (1 = no guidance)
-
-    def __post_init__(self):
-        if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
-        if self.solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
-        if not self.shift > 0:
-            raise ValueError(f"shift must be > 0, got {self.shift}")
-        if self.cfg_video < 0 or self.cfg_audio < 0:
-            raise ValueError("guidance scales must be >= 0")
+    steps: int = _DEFAULTS.steps
+    solver: str = _DEFAULTS.solver
+    shift: float = _DEFAULTS.shift
+    cfg_video: float = _DEFAULTS.cfg_video
+    cfg_audio: float = _DEFAULTS.cfg_audio
 
     @property
     def guided(self) -> bool:
@@ -87,18 +116,13 @@ class FlowOptions:
 
 
 @dataclasses.dataclass(frozen=True)
-class TextOptions:
-    """How text is decoded."""
+class TextOptions(_Options):
+    """How text is decoded: at most `max_tokens` ids (eos included), greedy at temperature 0,
+    else sampled from the nucleus of mass `top_p`."""
 
-    max_tokens: int = 32  # generated tokens at most (eos included)
-    temperature: float = 0.0  # 0 = greedy
-    top_p: float = 1.0  # nucleus: sample from the smallest set of ids with this much mass
-
-    def __post_init__(self):
-        if self.max_tokens < 1:
-            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
-        if self.temperature < 0 or not 0 < self.top_p <= 1:
-            raise ValueError("temperature must be >= 0 and top_p in (0, 1]")
+    max_tokens: int = _DEFAULTS.max_tokens
+    temperature: float = _DEFAULTS.temperature
+    top_p: float = _DEFAULTS.top_p
 
 
 @dataclasses.dataclass(frozen=True)

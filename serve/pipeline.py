@@ -35,17 +35,21 @@ from o1 import config as config_lib
 from o1.config import Config
 from o1.media import Clip
 from o1.model import Model
-from o1.sampler import FlowOptions, MediaRequest, Sampler, TextOptions, buckets
+from o1.sampler import (
+    FlowOptions,
+    MediaRequest,
+    RequestError,
+    Sampler,
+    TextOptions,
+    buckets,
+    seed_of,
+)
 from o1.tokenizers import bundle
 
 MAX_SECONDS = 60.0  # the longest output a single call makes
 CONTEXT_FRACTION = 0.5  # share of a window's latent steps kept as context when extending
 
 Progress = Callable[[int, int], None]  # (denoising steps done, steps in the whole request)
-
-
-class RequestError(ValueError):
-    """A request the model cannot serve (bad prompt, length, file or workdir)."""
 
 
 def committed_steps(workdir: str | os.PathLike) -> list[int]:
@@ -58,15 +62,24 @@ def committed_steps(workdir: str | os.PathLike) -> list[int]:
     return steps
 
 
+def load_config(workdir: str | os.PathLike) -> Config:
+    """The config of `workdir`'s transformer, read without loading it (its `sample` section
+    holds the sampling defaults), or RequestError."""
+    if not pathlib.Path(workdir).is_dir():
+        raise RequestError(f"workdir {workdir} does not exist")
+    committed_steps(workdir)
+    return config_lib.load(pathlib.Path(workdir) / "checkpoints" / "config.json")
+
+
 def load_model(workdir: str | os.PathLike, step: int | None = None) -> tuple[Config, Model, int]:
     """The transformer of `workdir` at `step` (default: the latest), on the default device."""
+    config = load_config(workdir)
     workdir = pathlib.Path(workdir)
     steps = committed_steps(workdir)
     if step is not None and step not in steps:
         raise RequestError(f"{workdir} has no checkpoint {step}; its committed checkpoints are "
                            f"{', '.join(map(str, steps))}")
     step = steps[-1] if step is None else step
-    config = config_lib.load(workdir / "checkpoints" / "config.json")
     with nnx.use_eager_sharding(False):
         model = Model(config, nnx.Rngs(0))
     graphdef, params = nnx.split(model)
@@ -109,8 +122,6 @@ class Pipeline:
     def __init__(self, workdir: str | os.PathLike, step: int | None = None,
                  longest_prefix_only: bool = False):
         self.workdir = pathlib.Path(workdir)
-        if not self.workdir.is_dir():
-            raise RequestError(f"workdir {workdir} does not exist")
         self.config, model, self.step = load_model(workdir, step)
         try:
             self.tokenizers = bundle.Tokenizers(workdir)
@@ -160,17 +171,21 @@ class Pipeline:
                                f"{self.max_seconds:g} seconds, got {seconds}")
         return max(1, round(seconds * self.fps))
 
+    def _sampling(self, flow: FlowOptions | None, seed: int | None) -> tuple[FlowOptions, int]:
+        """`flow` and `seed`, the config's `sample` section standing in for those not given."""
+        return flow or FlowOptions.of(self.config.sample), seed_of(self.config.sample, seed)
+
     # ------------------------------------------------------------------------------------------
-    # Tasks
+    # Tasks: options not given (None) come from the config's `sample` section.
     # ------------------------------------------------------------------------------------------
 
     def generate(self, prompt: str, seconds: float | None = None,
-                 flow: FlowOptions | None = None, seed: int = 0,
+                 flow: FlowOptions | None = None, seed: int | None = None,
                  progress: Progress | None = None) -> Clip:
         """Text -> video with sound, `seconds` long (default: one model clip).
 
         `progress(done, total)` is called after every denoising step of every window."""
-        flow = flow or FlowOptions()
+        flow, seed = self._sampling(flow, seed)
         ids = self.prompt_ids(prompt)
         frames = self.check_seconds(seconds if seconds is not None else self.clip_seconds)
         timings: dict[str, float] = {}
@@ -181,10 +196,13 @@ class Pipeline:
         return self._extend_to(Clip(video, self.fps, audio, self.sample_rate, timings), frames,
                                ids, flow, seed, ticks)
 
-    def caption(self, clip: Clip, text: TextOptions | None = None, seed: int = 0
+    def caption(self, clip: Clip, text: TextOptions | None = None, seed: int | None = None
                 ) -> str:
-        """Video (and its sound) -> caption, from the clip's first model-clip of frames."""
-        text = text or TextOptions(max_tokens=self.config.sequence.max_text_len)
+        """Video (and its sound) -> caption, from the clip's first model-clip of frames (at
+        most sequence.max_text_len tokens, as in training, unless `text` says otherwise)."""
+        text = text or TextOptions.of(self.config.sample,
+                                      max_tokens=self.config.sequence.max_text_len)
+        seed = seed_of(self.config.sample, seed)
         frames, audio = self._fit(clip.frames, clip.audio)
         video_z = self.tokenizers.encode_video(frames[None])[0]
         audio_z = self.tokenizers.encode_audio(audio[None])[0]
@@ -193,10 +211,10 @@ class Pipeline:
         return self.tokenizers.text.decode(ids).strip()
 
     def dub(self, clip: Clip, prompt: str | None = None,
-            flow: FlowOptions | None = None, seed: int = 0,
+            flow: FlowOptions | None = None, seed: int | None = None,
             progress: Progress | None = None) -> Clip:
         """Silent video -> the same video with generated sound, in windows of one clip."""
-        flow = flow or FlowOptions()
+        flow, seed = self._sampling(flow, seed)
         ids = self.prompt_ids(prompt, required=False)
         self.check_seconds(len(clip.frames) / self.fps, "the video's length")
         timings: dict[str, float] = {}
@@ -212,10 +230,10 @@ class Pipeline:
         return Clip(clip.frames, self.fps, audio, self.sample_rate, timings)
 
     def animate(self, image: np.ndarray, prompt: str, seconds: float | None = None,
-                flow: FlowOptions | None = None, seed: int = 0,
+                flow: FlowOptions | None = None, seed: int | None = None,
                 progress: Progress | None = None) -> Clip:
         """First frame (uint8 [H, W, 3]) + prompt -> video with sound starting on it."""
-        flow = flow or FlowOptions()
+        flow, seed = self._sampling(flow, seed)
         ids = self.prompt_ids(prompt)
         frames = self.check_seconds(seconds if seconds is not None else self.clip_seconds)
         d = self.config.data
@@ -231,10 +249,10 @@ class Pipeline:
                                ids, flow, seed, ticks)
 
     def extend(self, clip: Clip, seconds: float, prompt: str | None = None,
-               flow: FlowOptions | None = None, seed: int = 0,
+               flow: FlowOptions | None = None, seed: int | None = None,
                progress: Progress | None = None) -> Clip:
         """A clip continued by `seconds` of new video and sound."""
-        flow = flow or FlowOptions()
+        flow, seed = self._sampling(flow, seed)
         ids = self.prompt_ids(prompt, required=False)
         added = self.check_seconds(seconds)
         self.check_seconds(len(clip.frames) / self.fps + seconds, "the extended clip's length")
@@ -341,4 +359,28 @@ class _Ticks:
 
 def _add(timings: dict[str, float], key: str, seconds: float) -> None:
     timings[key] = timings.get(key, 0.0) + seconds
+
+
+def step_times(timings: dict[str, float]) -> list[float]:
+    """Seconds of each denoising step in a clip's `timings`, summed over its windows."""
+    return [v for k, v in timings.items() if k.startswith("step_")]
+
+
+def format_profile(timings: dict[str, float], seconds: float, wall: float) -> str:
+    """A table of where a clip's `wall` seconds went (its `timings`, mux included once it is
+    written) and the real-time factor of its `seconds`."""
+    steps = step_times(timings)
+    rows = [("encode (context)", timings.get("encode", 0.0)),
+            ("prefix (KV cache)", timings.get("prefix", 0.0))]
+    rows += [(f"denoising step {i + 1}", v) for i, v in enumerate(steps)]
+    rows += [("VAE decode (video + mel)", timings.get("vae_decode", 0.0)),
+             ("waveform (vocoder)", timings.get("waveform", 0.0)),
+             ("mp4 mux", timings.get("mux", 0.0))]
+    lines = [f"  {name:<26} {value * 1e3:9.1f} ms" for name, value in rows]
+    lines.append(f"  {'denoising, all steps':<26} {sum(steps) * 1e3:9.1f} ms "
+                 f"({len(steps)} steps, {sum(steps) / max(len(steps), 1) * 1e3:.1f} ms each)")
+    lines.append(f"  {'total (wall)':<26} {wall * 1e3:9.1f} ms")
+    return ("profile (after compilation):\n" + "\n".join(lines)
+            + f"\nreal-time factor {seconds / wall:.2f} ({seconds:.2f} s of clip in "
+              f"{wall:.2f} s)")
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import math
 import os
 import pathlib
 import time
@@ -31,8 +30,9 @@ from collections.abc import Callable
 import numpy as np
 
 from o1 import media
+from o1.config import SampleConfig
 from o1.media import Clip
-from o1.sampler import FlowOptions
+from o1.sampler import FlowOptions, seed_of
 from o1.serve import picture
 from o1.serve.pipeline import Pipeline, RequestError, read_clip, read_image
 
@@ -103,23 +103,19 @@ class Studio:
         self.pipe.prompt_ids(prompt, required=required)
         return prompt.strip() if prompt and prompt.strip() else None
 
-    def _flow(self, steps, cfg_video, cfg_audio) -> FlowOptions:
-        o = self.options
-        if not _whole(steps) or not 1 <= steps <= o.max_steps:
-            raise RequestError(f"steps must be a whole number from 1 to {o.max_steps}, "
-                               f"got {steps}")
-        for name, value in (("video guidance", cfg_video), ("audio guidance", cfg_audio)):
-            if not isinstance(value, (int, float)) or not 0 <= value <= o.max_guidance:
-                raise RequestError(f"{name} must be between 0 and {o.max_guidance:g}, "
-                                   f"got {value}")
-        return FlowOptions(steps=int(steps), cfg_video=float(cfg_video),
-                           cfg_audio=float(cfg_audio))
-
-    @staticmethod
-    def _seed(seed) -> int:
-        if not _whole(seed) or not 0 <= seed < 2**31:
-            raise RequestError(f"seed must be a whole number from 0 to {2**31 - 1}, got {seed}")
-        return int(seed)
+    def _options(self, steps, cfg_video, cfg_audio, seed) -> tuple[FlowOptions, int]:
+        """The request's flow options and seed, checked by the sampler (the config's `sample`
+        section for those not given) and within what this studio lets a request cost."""
+        o, sample = self.options, self.config.sample
+        flow = FlowOptions.of(sample, steps=steps, cfg_video=cfg_video, cfg_audio=cfg_audio)
+        seed = seed_of(sample, seed)
+        if flow.steps > o.max_steps:
+            raise RequestError(f"steps must be at most {o.max_steps} on this studio, got {steps}")
+        for name in ("cfg_video", "cfg_audio"):
+            if getattr(flow, name) > o.max_guidance:
+                raise RequestError(f"{name} must be at most {o.max_guidance:g} on this studio, "
+                                   f"got {getattr(flow, name):g}")
+        return flow, seed
 
     def _video(self, path: str | None, what: str) -> Clip:
         """An uploaded video, at the model's rates; images and non-videos are refused."""
@@ -154,38 +150,42 @@ class Studio:
     # Tasks: plain Python values in, paths and text out. The app wraps them.
     # ------------------------------------------------------------------------------------------
 
-    def generate(self, prompt: str, seconds: float, steps: int = 12, cfg_video: float = 3.0,
-                 cfg_audio: float = 3.0, seed: int = 0, progress: Callable | None = None
+    def generate(self, prompt: str, seconds: float, steps: int | None = None,
+                 cfg_video: float | None = None, cfg_audio: float | None = None,
+                 seed: int | None = None, progress: Callable | None = None
                  ) -> tuple[str, str, str]:
         prompt = self._prompt(prompt, required=True)
-        flow, seed = self._flow(steps, cfg_video, cfg_audio), self._seed(seed)
+        flow, seed = self._options(steps, cfg_video, cfg_audio, seed)
         return self._publish(self.pipe.generate(prompt, seconds, flow, seed, progress))
 
     def caption(self, video: str) -> str:
         return self.pipe.caption(self._video(video, "video to caption"))
 
-    def dub(self, video: str, prompt: str | None = None, steps: int = 12,
-            cfg_video: float = 3.0, cfg_audio: float = 3.0, seed: int = 0,
-            progress: Callable | None = None) -> tuple[str, str, str]:
+    def dub(self, video: str, prompt: str | None = None, steps: int | None = None,
+            cfg_video: float | None = None, cfg_audio: float | None = None,
+            seed: int | None = None, progress: Callable | None = None
+            ) -> tuple[str, str, str]:
         prompt = self._prompt(prompt, required=False)
-        flow, seed = self._flow(steps, cfg_video, cfg_audio), self._seed(seed)
+        flow, seed = self._options(steps, cfg_video, cfg_audio, seed)
         clip = self._video(video, "video to dub")
         return self._publish(self.pipe.dub(clip, prompt, flow, seed, progress))
 
-    def animate(self, image: str, prompt: str, seconds: float, steps: int = 12,
-                cfg_video: float = 3.0, cfg_audio: float = 3.0, seed: int = 0,
-                progress: Callable | None = None) -> tuple[str, str, str]:
+    def animate(self, image: str, prompt: str, seconds: float, steps: int | None = None,
+                cfg_video: float | None = None, cfg_audio: float | None = None,
+                seed: int | None = None, progress: Callable | None = None
+                ) -> tuple[str, str, str]:
         prompt = self._prompt(prompt, required=True)
-        flow, seed = self._flow(steps, cfg_video, cfg_audio), self._seed(seed)
+        flow, seed = self._options(steps, cfg_video, cfg_audio, seed)
         self.pipe.check_seconds(seconds, "seconds")
         first = self._image(image)
         return self._publish(self.pipe.animate(first, prompt, seconds, flow, seed, progress))
 
-    def extend(self, video: str, seconds: float, prompt: str | None = None, steps: int = 12,
-               cfg_video: float = 3.0, cfg_audio: float = 3.0, seed: int = 0,
+    def extend(self, video: str, seconds: float, prompt: str | None = None,
+               steps: int | None = None, cfg_video: float | None = None,
+               cfg_audio: float | None = None, seed: int | None = None,
                progress: Callable | None = None) -> tuple[str, str, str]:
         prompt = self._prompt(prompt, required=False)
-        flow, seed = self._flow(steps, cfg_video, cfg_audio), self._seed(seed)
+        flow, seed = self._options(steps, cfg_video, cfg_audio, seed)
         self.pipe.check_seconds(seconds, "seconds to add")
         clip = self._video(video, "video to extend")
         return self._publish(self.pipe.extend(clip, seconds, prompt, flow, seed, progress))
@@ -271,7 +271,7 @@ class Studio:
         """The gr.Blocks app (queue configured)."""
         import gradio as gr
 
-        o, c = self.options, self.config
+        o, c, s = self.options, self.config, self.config.sample
         every = max(1, min(o.cleanup_age // 2, 300))
         with gr.Blocks(title="o1 studio", analytics_enabled=False,
                        delete_cache=(every, o.cleanup_age)) as app:
@@ -282,13 +282,14 @@ class Studio:
 
             def sampling():
                 with gr.Accordion("Sampling", open=False):
-                    steps = gr.Slider(1, o.max_steps, value=12, step=1, label="Denoising steps")
-                    cfg_v = gr.Slider(0, o.max_guidance, value=3.0, step=0.5,
+                    steps = gr.Slider(1, o.max_steps, value=s.steps, step=1,
+                                      label="Denoising steps")
+                    cfg_v = gr.Slider(0, o.max_guidance, value=s.cfg_video, step=0.5,
                                       label="Guidance on video (1 = none)")
-                    cfg_a = gr.Slider(0, o.max_guidance, value=3.0, step=0.5,
+                    cfg_a = gr.Slider(0, o.max_guidance, value=s.cfg_audio, step=0.5,
                                       label="Guidance on sound (1 = none)")
-                    seed = gr.Number(0, precision=0, minimum=0, maximum=2**31 - 1,
-                                     label="Seed")
+                    seed = gr.Number(s.seed, precision=0, minimum=0,
+                                     maximum=SampleConfig.MAX_SEED, label="Seed")
                 return [steps, cfg_v, cfg_a, seed]
 
             def seconds_slider(label: str, value: float, low: float):
@@ -379,11 +380,6 @@ class Studio:
             show_error=True, quiet=True, ssr_mode=False, prevent_thread_lock=not block,
             footer_links=["api"])
         return app, url
-
-
-def _whole(value) -> bool:
-    """Whether `value` is a finite whole number (an int, or a float such as 12.0)."""
-    return isinstance(value, (int, float)) and math.isfinite(value) and value == int(value)
 
 
 def _gradio_task(fn: Callable) -> Callable:

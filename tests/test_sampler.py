@@ -1,13 +1,25 @@
 """The sampler on a randomly initialized tiny model: cached paths equal the uncached
 reference, seeds fix outputs, and prompts of one bucket share one compiled program."""
 
+import dataclasses
+import re
+
 import jax
 import numpy as np
 import pytest
 
 from o1 import configs
+from o1.config import SampleConfig
 from o1.model import new_model
-from o1.sampler import FlowOptions, MediaRequest, Sampler, TextOptions, buckets
+from o1.sampler import (
+    FlowOptions,
+    MediaRequest,
+    RequestError,
+    Sampler,
+    TextOptions,
+    buckets,
+    seed_of,
+)
 from o1.sequence import AUDIO, EOS_ID, PAD_ID, VIDEO, random_example
 
 
@@ -123,12 +135,34 @@ def test_decoding_stops_at_eos_and_top_p_near_zero_is_greedy(sampler):
         assert not np.any(row[: ends[0] if len(ends) else None] == PAD_ID)
 
 
-def test_options_are_validated():
-    for bad in ({"steps": 0}, {"solver": "rk4"}, {"shift": 0.0}, {"cfg_video": -1.0}):
-        with pytest.raises(ValueError):
-            FlowOptions(**bad)
-    for bad in ({"max_tokens": 0}, {"temperature": -1.0}, {"top_p": 0.0}):
-        with pytest.raises(ValueError):
-            TextOptions(**bad)
+@pytest.mark.parametrize("options, bad", [
+    (FlowOptions, {"steps": 0}), (FlowOptions, {"steps": 2.5}), (FlowOptions, {"steps": True}),
+    (FlowOptions, {"solver": "rk4"}), (FlowOptions, {"shift": 0.0}),
+    (FlowOptions, {"cfg_video": -1.0}), (FlowOptions, {"cfg_audio": float("nan")}),
+    (FlowOptions, {"cfg_video": "3"}), (TextOptions, {"max_tokens": 0}),
+    (TextOptions, {"temperature": -1.0}), (TextOptions, {"top_p": 0.0}),
+])
+def test_a_bad_option_raises_a_request_error_that_names_it(options, bad):
+    ((name, value),) = bad.items()
+    with pytest.raises(RequestError, match=rf"^{name} must be .*, got {re.escape(repr(value))}$"):
+        options(**bad)
+
+
+def test_options_default_to_the_sample_section_and_take_what_is_given():
+    sample = SampleConfig()
+    assert FlowOptions() == FlowOptions.of(sample)
+    assert TextOptions() == TextOptions.of(sample)
+    custom = dataclasses.replace(sample, steps=20, cfg_audio=1.0, top_p=0.9)
+    flow = FlowOptions.of(custom, steps=None, cfg_video=2)
+    assert (flow.steps, flow.cfg_video, flow.cfg_audio) == (20, 2.0, 1.0)
+    assert isinstance(flow.cfg_video, float)
+    assert TextOptions.of(custom, max_tokens=8.0) == TextOptions(8, 0.0, 0.9)
+    assert isinstance(FlowOptions(steps=12.0).steps, int)  # a web form's 12.0
+    assert seed_of(custom, None) == 0 and seed_of(custom, 7.0) == 7
+    with pytest.raises(RequestError, match="seed must be a whole number from 0 to 2147483647"):
+        seed_of(custom, 2**31)
+
+
+def test_grid_runs_from_noise_to_clean():
     grid = FlowOptions(steps=4, shift=3.0).grid()
     assert grid[0] == 1.0 and grid[-1] == 0.0 and np.all(np.diff(grid) < 0)

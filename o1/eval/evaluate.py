@@ -31,7 +31,7 @@ from tqdm import tqdm
 from o1 import media
 from o1.avshapes import generator, world
 from o1.eval import captions, judge
-from o1.sampler import FlowOptions
+from o1.sampler import FlowOptions, seed_of
 from o1.serve.pipeline import Pipeline, RequestError
 
 SAMPLES_KEPT = 4  # generated clips per task written under <workdir>/eval/samples/
@@ -40,11 +40,11 @@ VIDEO_TASKS = ("text_to_av", "image_to_video")
 
 def evaluate(workdir: str | os.PathLike, split: str = "test", num: int = 50,
              out: str | os.PathLike | None = None, flow: FlowOptions | None = None,
-             seed: int = 0, progress: bool = True, step: int | None = None) -> dict:
+             seed: int | None = None, progress: bool = True, step: int | None = None) -> dict:
     """Runs every task on `num` clips of `split` with the transformer checkpoint `step`
     (default: the latest) and judges them; returns the report and writes it as JSON to `out`
-    (default `<workdir>/eval/report.json`)."""
-    flow = flow or FlowOptions()
+    (default `<workdir>/eval/report.json`). Clip i is sampled with `seed + i`; `flow` and
+    `seed` default to the workdir config's `sample` section."""
     if split not in world.SPLIT_IDS:  # the cheap checks first, before the model loads
         raise RequestError(f"--split must be one of {list(world.SPLIT_IDS)}, got {split!r}")
     if num < 1:
@@ -52,6 +52,8 @@ def evaluate(workdir: str | os.PathLike, split: str = "test", num: int = 50,
     pipe = Pipeline(workdir, step)
     pipe.truncate_prompts = True  # reference captions are cut as in training
     config = pipe.config
+    flow = flow or FlowOptions.of(config.sample)
+    seed = seed_of(config.sample, seed)
     if split == "holdout" and not config.data.holdout:
         raise RequestError("this workdir's config has no holdout pairs; use --split test")
     workdir = pathlib.Path(workdir)
