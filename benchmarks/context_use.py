@@ -1,7 +1,7 @@
 """Context use: how much a trained transformer's prediction for one latent frame reads the
 other frames of the clip.
 
-    python -m benchmarks.context_use --workdir runs/quickstart [--checkpoint N] [--clips 6]
+    o1 bench context_use --workdir runs/quickstart [--checkpoint N] [--clips 6]
 
 For validation clips laid out as text -> video + audio with every media token at noise level
 t, the clean latents of one latent frame k are swapped for another clip's (the noise stays the
@@ -15,12 +15,13 @@ path from frame to frame must move its neighbours too.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks import report
+from o1.benchmarks import report
 from o1.sequence import TEXT, VIDEO, SequenceBuilder
 from o1.serve.pipeline import load_model
 from o1.train import datasets
@@ -62,7 +63,7 @@ def frame_changes(forward, builder: SequenceBuilder, example: dict, other: dict,
     return out
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default="runs/quickstart",
@@ -72,8 +73,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=6, help="validation clips to probe")
     parser.add_argument("--levels", type=float, nargs="+", default=[0.6, 0.9],
                         help="noise levels t of every media token")
-    report.add_arguments(parser)
-    args = parser.parse_args()
+    args = report.parse(parser, argv, __file__)
     config, model, step = load_model(args.workdir, args.checkpoint)
     source = datasets.data_source(f"{args.workdir}/latents", "validation")
     if len(source) < 2 * args.clips:
@@ -95,8 +95,7 @@ def main() -> None:
                  - np.trace(changes, -1)) / max(frames * frames - 3 * frames + 2, 1)
         table.add([step, f"{t:.2f}", f"{own:.4f}", f"{adjacent:.4f}", f"{other:.4f}",
                    f"{adjacent / own:.3f}"])
-    report.publish(f"Context use ({args.workdir}, {args.clips} validation clips)", table,
-                   path=args.out)
+    report.publish(f"Context use ({args.workdir}, {args.clips} validation clips)", table, args)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Data pipeline speed: AV-Shapes generation, dataset build, grain loading, mp4 export.
 
-    python -m benchmarks.data_pipeline [--config quickstart] [--clips 200]
+    o1 bench data_pipeline [--config quickstart] [--clips 200]
 
 Prints one table and appends it to BENCHMARKS.md. Figures are clips (or batches) per second
 on this machine, all measured in one run so their ratios are comparable even on a shared,
@@ -10,10 +10,11 @@ noisy machine.
 import argparse
 import tempfile
 import time
+from collections.abc import Sequence
 
-from benchmarks import report
 from o1 import configs, media
 from o1.avshapes import generator
+from o1.benchmarks import report
 from o1.train import datasets, loader
 
 
@@ -23,12 +24,11 @@ def _rate(n, fn):
     return n / (time.perf_counter() - start)
 
 
-def main():
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="quickstart")
     parser.add_argument("--clips", type=int, default=200, help="train clips to build and load")
-    report.add_arguments(parser)
-    args = parser.parse_args()
+    args = report.parse(parser, argv, __file__)
     config = configs.get(args.config, [f"data.num_train={args.clips}", "data.num_val=0",
                                        "data.num_test=0", "data.num_holdout=0"])
     rows = []
@@ -41,9 +41,9 @@ def main():
         size = sum(f.stat().st_size for f in datasets.dataset_dir(out).iterdir())
         rows.append(("on disk", "kB/clip", size / args.clips / 1e3))
         for workers in (0, 2):
-            cfg = config.loader.__class__(batch_size=8, worker_count=workers)
             batches = args.clips // 8
-            it = iter(loader.make_loader(out, "train", cfg, num_epochs=1))
+            it = iter(loader.make_loader(out, "train", batch_size=8, seed=0,
+                                         worker_count=workers, num_epochs=1))
             next(it)  # start-up (worker processes) is not throughput
             rows.append((f"grain load, {workers} workers", "clips/s",
                          _rate((batches - 1) * 8, lambda it=it: list(it))))
@@ -57,10 +57,10 @@ def main():
     table = report.Table(["stage", "value", "unit"])
     for name, unit, value in rows:
         table.add([name, f"{value:,.1f}", unit])
-    report.publish("Data pipeline", table, note=(
+    report.publish("Data pipeline", table, args, note=(
         f"`{args.config}` AV-Shapes ({config.data.width}x{config.data.height}, "
         f"{config.num_frames} frames + {config.num_samples} samples per clip), "
-        f"{args.clips} train clips."), path=args.out)
+        f"{args.clips} train clips."))
 
 
 if __name__ == "__main__":

@@ -1,25 +1,31 @@
-"""What every benchmark shares: the machine it ran on, and appending its table to
-BENCHMARKS.md with the date, the machine and the command that produced it.
+"""What every benchmark shares: its command line, the machine it ran on, and appending its
+table to BENCHMARKS.md with the date, the machine and the command that produced it.
 
+    args = parse(parser, argv, __file__)
     table = Table(["config", "step s", "MFU"])
     table.add(["quickstart", "1.952", "41.5%"])
-    publish("Training step", table, note="MFU against a matmul peak measured in the same run")
+    publish("Training step", table, args, note="MFU against a matmul peak measured in the run")
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import os
 import pathlib
 import platform
 import shlex
 import sys
+from collections.abc import Sequence
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-BENCHMARKS = ROOT / "BENCHMARKS.md"
+_SOURCE = pathlib.Path(__file__).resolve().parents[1]
+# Tables go to the source checkout's BENCHMARKS.md; installed from a wheel, the benchmarks
+# have no checkout and write to the current directory's.
+BENCHMARKS = (_SOURCE if (_SOURCE / "pyproject.toml").exists() else pathlib.Path()) \
+    / "BENCHMARKS.md"
 HEADER = """# Benchmarks
 
-Every section was appended by a benchmark (`python -m benchmarks.NAME` or `o1 bench NAME`),
+Every section was appended by a benchmark (`o1 bench NAME`),
 with the date, the machine and the command that produced it. Figures are measured, never
 estimated; ratios (MFU, real-time factor) are taken within one run. The GPU section holds
 only figures measured on a real GPU.
@@ -67,19 +73,26 @@ def machine() -> str:
             f"Python {platform.python_version()}")
 
 
-def add_arguments(parser) -> None:
-    """`--out`: the markdown file a benchmark appends to."""
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None, source: str
+          ) -> argparse.Namespace:
+    """Parses a benchmark's arguments (`argv`, default the command line) with `--out` added.
+    `source` is the benchmark's file; `args.command` is how `o1 bench` runs it again."""
+    name = pathlib.Path(source).stem
+    parser.prog = f"o1 bench {name}"
     parser.add_argument("--out", type=pathlib.Path, default=BENCHMARKS,
-                        help=f"markdown file to append the table to (default: {BENCHMARKS.name} "
-                             "at the repository root)")
+                        help=f"markdown file to append the table to (default: {BENCHMARKS})")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(argv)
+    args.command = shlex.join(["o1", "bench", name, *argv])
+    return args
 
 
-def publish(title: str, table: Table, note: str = "", path: pathlib.Path = BENCHMARKS) -> str:
-    """Prints the table and appends it as a section to `path`; returns the section."""
-    command = "python -m " + " ".join(
-        [f"benchmarks.{pathlib.Path(sys.argv[0]).stem}"] + [shlex.quote(a) for a in sys.argv[1:]])
+def publish(title: str, table: Table, args: argparse.Namespace, note: str = "") -> str:
+    """Prints the table and appends it as a section to `args.out` with `args.command` (both
+    from `parse`); returns the section."""
+    path = args.out
     section = (f"\n## {title}\n\n{datetime.date.today().isoformat()} · {machine()}\n\n"
-               f"`{command}`\n\n{table.markdown()}\n" + (f"\n{note}\n" if note else ""))
+               f"`{args.command}`\n\n{table.markdown()}\n" + (f"\n{note}\n" if note else ""))
     print(section)
     if not path.exists():
         path.write_text(HEADER)

@@ -1,6 +1,6 @@
 """Sampling speed: per-stage time and real-time factor of text -> video+sound.
 
-    python -m benchmarks.sampling --workdir runs/quickstart [--seconds 2 8] [--steps 12]
+    o1 bench sampling --workdir runs/quickstart [--seconds 2 8] [--steps N]
 
 For each clip length: one call to compile, then a timed call. Stages: prefix (the prompt's
 KV cache), denoising (all steps of all windows; a clip longer than the model's is continued
@@ -14,26 +14,27 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Sequence
 
-from benchmarks import report
+from o1.benchmarks import report
 from o1.sampler import FlowOptions
-from o1.serve.pipeline import Pipeline
+from o1.serve.pipeline import Pipeline, step_times
 
 PROMPT = "a red circle bouncing fast"
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default="runs/quickstart",
                         help="run directory with a trained model")
     parser.add_argument("--seconds", type=float, nargs="+", default=[2.0, 8.0],
                         help="clip lengths to time")
-    parser.add_argument("--steps", type=int, default=12, help="denoising steps")
-    report.add_arguments(parser)
-    args = parser.parse_args()
+    parser.add_argument("--steps", type=int,
+                        help="denoising steps (default: the workdir's sample.steps)")
+    args = report.parse(parser, argv, __file__)
     pipe = Pipeline(args.workdir)
-    flow = FlowOptions(steps=args.steps)
+    flow = FlowOptions.of(pipe.config.sample, steps=args.steps)
     table = report.Table(["clip s", "windows", "prefix ms", "denoising ms (per step)",
                           "context encode ms", "VAE decode ms", "waveform ms", "mux ms",
                           "wall s", "real-time factor"])
@@ -45,7 +46,7 @@ def main() -> None:
             clip.write(f"{tmp}/clip.mp4")
             wall = time.perf_counter() - start
             t = clip.timings
-            steps = [v for k, v in t.items() if k.startswith("step_")]
+            steps = step_times(t)
             windows = 1 + pipe.continuation_windows(pipe.clip_frames, len(clip.frames))
             table.add([f"{clip.seconds:.2f}", windows, f"{t['prefix'] * 1e3:.0f}",
                        f"{sum(steps) * 1e3:.0f} ({sum(steps) / len(steps) / windows * 1e3:.0f})",
@@ -53,11 +54,11 @@ def main() -> None:
                        f"{t['waveform'] * 1e3:.0f}", f"{t['mux'] * 1e3:.0f}", f"{wall:.2f}",
                        f"{clip.seconds / wall:.2f}"])
     c = pipe.config
-    report.publish("Sampling", table, note=(
+    report.publish("Sampling", table, args, note=(
         f"`{args.workdir}` checkpoint {pipe.step} ({c.name}: {c.data.width}x{c.data.height}, "
         f"{c.num_frames} frames per window at {c.data.fps} fps); prompt {PROMPT!r}, "
-        f"{args.steps} Euler steps, guidance 3/3 (two rows per step); after one compiling call."),
-        path=args.out)
+        f"{flow.steps} {flow.solver} steps, guidance {flow.cfg_video:g}/{flow.cfg_audio:g} "
+        f"({'two rows' if flow.guided else 'one row'} per step); after one compiling call."))
 
 
 if __name__ == "__main__":

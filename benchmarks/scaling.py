@@ -2,7 +2,7 @@
 analytic FLOPs split into matmuls and attention, so a reader sees where attention's quadratic
 term takes over.
 
-    python -m benchmarks.scaling [--config quickstart] [--seconds 1 2 4 8] [--widths 128 256 512]
+    o1 bench scaling [--config quickstart] [--seconds 1 2 4 8] [--widths 128 256 512]
         [--steps 2] [key=value ...]
 
 Every point is one config: the base config with `data.seconds` (at the base width) or
@@ -14,13 +14,14 @@ the figure that must fit on a device; the analytic FLOPs come from o1/flops.py.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 
 import jax
 
-from benchmarks import report
-from benchmarks.train_step import random_batch, time_steps
 from o1 import configs, flops, sequence
 from o1 import sharding as sh
+from o1.benchmarks import report
+from o1.benchmarks.train_step import random_batch, time_steps
 from o1.train import trainer
 
 
@@ -43,7 +44,7 @@ def point(name: str, overrides: list[str], steps: int) -> dict:
             "frames": config.num_frames}
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="quickstart")
@@ -52,8 +53,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2, help="timed steps per point")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="applied to every point (default: train.batch_size=2)")
-    report.add_arguments(parser)
-    args = parser.parse_args()
+    args = report.parse(parser, argv, __file__)
     base = args.overrides or ["train.batch_size=2"]
     base = [*base, "sequence.examples_per_row=1"]
     table = report.Table(["point", "frames", "row tokens", "step s", "matmul GFLOP",
@@ -69,11 +69,11 @@ def main() -> None:
                    f"{r['matmul'] / 1e9:,.1f}", f"{r['attention'] / 1e9:,.1f}",
                    f"{r['attention'] / total:.1%}", f"{r['bytes'] / 1e9:.2f}",
                    f"{r['seconds'] * 1e3 / (total / 1e9):.2f}"])
-    report.publish("Scaling", table, note=(
+    report.publish("Scaling", table, args, note=(
         f"Base `{args.config}` with {' '.join(base)}; clip points at the base width, width "
         "points at the base clip length (mlp_dim = 4 x width, heads unchanged). Training FLOPs "
         "= 3 x forward; attention counts only the (query, key) pairs the block-causal mask "
-        "allows. Mean of the timed steps after a compiling one."), path=args.out)
+        "allows. Mean of the timed steps after a compiling one."))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Studio latency through the HTTP API: `o1 serve` started here, then gradio_client requests.
 
-    python -m benchmarks.studio_latency --workdir runs/quickstart [--requests 20]
+    o1 bench studio_latency --workdir runs/quickstart [--requests 20]
         [--seconds 2] [--clients 16] [--queue-size 4]
 
 Phase 1 sends `--requests` text -> video+sound requests one after another and prints the
@@ -19,11 +19,13 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 
 import numpy as np
 from gradio_client import Client
 
-from benchmarks import report
+from o1.benchmarks import report
+from o1.serve.pipeline import load_config
 
 PROMPT = "a red circle bouncing fast"
 
@@ -56,16 +58,17 @@ def _row(values: list[float]) -> list[str]:
     v = np.array(values)
     return [f"{np.percentile(v, 50):.2f}", f"{np.percentile(v, 95):.2f}", f"{v.max():.2f}"]
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", required=True, help="run directory with a trained model")
     parser.add_argument("--requests", type=int, default=20, help="sequential requests")
     parser.add_argument("--seconds", type=float, default=2.0, help="clip length requested")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients")
     parser.add_argument("--queue-size", type=int, default=4, help="the server's queue size")
-    report.add_arguments(parser)
-    args = parser.parse_args()
+    args = report.parse(parser, argv, __file__)
 
+    sample = load_config(args.workdir).sample  # the options the studio's sliders start at
+    flow = (sample.steps, sample.cfg_video, sample.cfg_audio)
     with tempfile.TemporaryDirectory() as tmp:
         proc, url, startup = _start(args, str(pathlib.Path(tmp) / "studio"))
         try:
@@ -74,7 +77,7 @@ def main() -> None:
             sequential = []
             for i in range(args.requests):
                 start = time.perf_counter()
-                client.predict(PROMPT, args.seconds, 12, 3.0, 3.0, i, api_name="/generate")
+                client.predict(PROMPT, args.seconds, *flow, i, api_name="/generate")
                 sequential.append(time.perf_counter() - start)
 
             clients = [Client(url, verbose=False, download_files=tmp)
@@ -85,7 +88,7 @@ def main() -> None:
                 barrier.wait()
                 start = time.perf_counter()
                 try:
-                    c.submit(PROMPT, args.seconds, 12, 3.0, 3.0, seed,
+                    c.submit(PROMPT, args.seconds, *flow, seed,
                              api_name="/generate").result(timeout=600)
                     outcomes.append(("done", time.perf_counter() - start))
                 except Exception as e:  # noqa: BLE001 (classified and printed)
@@ -113,13 +116,14 @@ def main() -> None:
             (f"{args.clients} at once: refused as busy",
              [s for k, s in outcomes if k == "busy"])):
         table.add([label, len(values), *_row(values)])
-    report.publish("Studio latency", table, note=(
+    report.publish("Studio latency", table, args, note=(
         f"`{args.workdir}` through `o1 serve` and gradio_client: text -> video+sound of "
-        f"{args.seconds:g} s, 12 steps, guidance 3/3, request sent to mp4 and picture "
+        f"{args.seconds:g} s, {sample.steps} steps, guidance {sample.cfg_video:g}/"
+        f"{sample.cfg_audio:g}, request sent to mp4 and picture "
         f"downloaded; queue size {args.queue_size}, concurrency 1. Server start-up (load + "
         f"warm-up) {startup:.1f} s. Burst: {kinds.count('done')} completed, "
         f"{kinds.count('busy')} busy, {len(others)} other {others or ''} in {burst:.1f} s; "
-        f"server up afterwards: {alive}."), path=args.out)
+        f"server up afterwards: {alive}."))
 
 if __name__ == "__main__":
     main()

@@ -1,6 +1,6 @@
 """Tokenizer speed: encode and decode clips per second, video and audio, at a batch size.
 
-    python -m benchmarks.tokenizer_speed --workdir runs/quickstart [--clips 32] [--batch 8]
+    o1 bench tokenizer_speed --workdir runs/quickstart [--clips 32] [--batch 8]
 
 Clips are AV-Shapes test clips of the workdir's config. Each stage runs once on one batch to
 compile, then over all clips timed. Audio decode is split into the VAE (latents -> log-mel)
@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
-from benchmarks import report
 from o1.avshapes import generator
+from o1.benchmarks import report
 from o1.tokenizers.bundle import Tokenizers
 
 
@@ -30,15 +31,14 @@ def _rate(fn, batches: list) -> float:
     return clips / (time.perf_counter() - start)
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default="runs/quickstart",
                         help="run directory with trained tokenizers")
     parser.add_argument("--clips", type=int, default=32, help="clips to time")
     parser.add_argument("--batch", type=int, default=8, help="clips per call")
-    report.add_arguments(parser)
-    args = parser.parse_args()
+    args = report.parse(parser, argv, __file__)
     tok = Tokenizers(args.workdir)
     c = tok.config
     clips = [generator.generate(c, "test", i) for i in range(args.clips)]
@@ -58,12 +58,11 @@ def main() -> None:
             ("vocoder (log-mel -> waveform)", lambda m: tok.vocoder(m, c.num_samples), mels)):
         rate = _rate(fn, batches)
         table.add([name, f"{rate:.1f}", f"{rate * seconds:.0f}"])
-    report.publish("Tokenizers", table, note=(
+    report.publish("Tokenizers", table, args, note=(
         f"`{args.workdir}` ({c.name}: {c.data.width}x{c.data.height}, {c.num_frames} frames, "
         f"{seconds:.2f} s clips; video latents {c.num_video_latents}x{c.latent_grid[0]}x"
         f"{c.latent_grid[1]}x{c.video_vae.channels}); {args.clips} AV-Shapes test clips in "
-        f"batches of {args.batch}. Real-time factor = seconds of clip per second of work."),
-        path=args.out)
+        f"batches of {args.batch}. Real-time factor = seconds of clip per second of work."))
 
 
 if __name__ == "__main__":

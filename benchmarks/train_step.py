@@ -1,6 +1,6 @@
 """Train-step speed of the unified transformer: step time, tokens/s and MFU.
 
-    python -m benchmarks.train_step [--configs tiny quickstart small] [--steps 5] [key=value ...]
+    o1 bench train_step [--configs tiny quickstart small] [--steps 5] [key=value ...]
 
 Builds one batch of the config's shape from random latents (every task of the mixture, so
 the attention pattern is the real one), times `--steps` jitted train steps after a warm-up
@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 
 import jax
 import numpy as np
 from flax import nnx
 
-from benchmarks import report
 from o1 import configs, flops, sequence
 from o1 import sharding as sh
 from o1.batch import only_batch
+from o1.benchmarks import report
 from o1.config import TASKS
 from o1.model import num_params
 from o1.train import trainer
@@ -79,7 +80,7 @@ def measure(name: str, overrides: list[str], steps: int) -> dict:
             "loss": float(metrics["loss"])}
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", nargs="+", default=["tiny", "quickstart", "small"],
@@ -87,8 +88,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed steps per config")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="applied to every config, e.g. train.batch_size=2")
-    report.add_arguments(parser)
-    args = parser.parse_args()
+    args = report.parse(parser, argv, __file__)
     table = report.Table(["config", "params", "devices", "rows x len", "dtype", "step s",
                           "tokens/s", "TFLOP/step", "peak GFLOP/s", "MFU", "compile s"])
     for name in args.configs:
@@ -108,11 +108,10 @@ def main() -> None:
                    f"{r['tokens_per_s']:,.0f}", f"{r['flops'] / 1e12:.3f}",
                    f"{r['peak'] / 1e9:,.0f} ({r['source']})", f"{r['mfu']:.1%}",
                    f"{r['compile_s']:.1f}"])
-    report.publish("Training step", table, note=(
+    report.publish("Training step", table, args, note=(
         f"Mean of {args.steps} steps after a compiling one, on a batch of random latents with "
         "every task of the mixture. MFU = analytic model FLOPs (o1/flops.py) per second over "
-        "the peak: the datasheet's on a GPU, a jitted matmul measured right after on CPU."),
-        path=args.out)
+        "the peak: the datasheet's on a GPU, a jitted matmul measured right after on CPU."))
 
 
 if __name__ == "__main__":

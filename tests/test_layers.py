@@ -10,7 +10,7 @@ import pathlib
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Source folder -> the import name it installs as (pyproject.toml's package-dir).
 FOLDERS = {"o1": "o1", "tokenizers": "o1.tokenizers", "train": "o1.train", "serve": "o1.serve",
-           "configs": "o1.configs"}
+           "configs": "o1.configs", "benchmarks": "o1.benchmarks"}
 # Layers from the bottom up: (name, module prefixes). A module may import modules of its own
 # layer and of layers below it, never above it; train and serve stand side by side (rank 3)
 # and do not import each other.
@@ -22,7 +22,8 @@ LAYERS = (
     ("train", 3, ("o1.train",)),
     ("serve", 3, ("o1.serve",)),
     ("eval", 4, ("o1.eval",)),
-    ("cli", 5, ("o1.cli",)),
+    ("benchmarks", 5, ("o1.benchmarks",)),
+    ("cli", 6, ("o1.cli",)),
 )
 
 

@@ -22,7 +22,7 @@ def _pyproject_packages() -> set[str]:
 
 def test_pyproject_lists_every_package():
     folders = {"o1": "o1", "tokenizers": "o1.tokenizers", "train": "o1.train",
-               "serve": "o1.serve", "configs": "o1.configs"}
+               "serve": "o1.serve", "configs": "o1.configs", "benchmarks": "o1.benchmarks"}
     found = {".".join((package, *init.parent.relative_to(ROOT / folder).parts))
              for folder, package in folders.items()
              for init in (ROOT / folder).rglob("__init__.py")}
@@ -52,7 +52,7 @@ def test_wheel_has_exactly_one_top_level_package_and_every_module(wheel):
     modules = {n for n in names if n.endswith(".py")}
     for folder, package in (("o1", "o1"), ("tokenizers", "o1/tokenizers"),
                             ("train", "o1/train"), ("serve", "o1/serve"),
-                            ("configs", "o1/configs")):
+                            ("configs", "o1/configs"), ("benchmarks", "o1/benchmarks")):
         for path in (ROOT / folder).rglob("*.py"):
             assert f"{package}/{path.relative_to(ROOT / folder).as_posix()}" in modules
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
@@ -91,7 +91,9 @@ def test_wheel_installs_and_runs_in_a_fresh_environment(wheel, tmp_path):
 
 @pytest.mark.parametrize("command", [
     [], ["data"], ["data", "build"], ["data", "build", "avshapes"], ["data", "build", "folder"],
-    ["data", "export"], ["data", "info"], ["config"], ["config", "show"], ["serve"],
+    ["data", "export"], ["data", "info"], ["data", "encode"], ["tokenizers"],
+    ["tokenizers", "train"], ["tokenizers", "eval"], ["train"], ["generate"], ["caption"],
+    ["dub"], ["animate"], ["extend"], ["eval"], ["config"], ["config", "show"], ["serve"],
     ["quickstart"], ["bench"],
 ])
 def test_every_command_has_help(command):
