@@ -1,11 +1,21 @@
-"""Every benchmark runs through `o1 bench` on tiny inputs and appends its table.
+"""Every benchmark answers `o1 bench NAME --help`, and runs through `o1 bench` on tiny inputs
+and appends its table.
 
-Slow (half a minute of compiling) and about the benchmarks, not the product: run it with
-`uv run --locked pytest -m slow`."""
+The runs are slow (half a minute of compiling) and about the benchmarks, not the product: run
+them with `uv run --locked pytest -m slow`."""
 
 import pytest
 
 from o1 import cli
+from o1.cli import bench
+
+
+@pytest.mark.parametrize("name", bench.names())
+def test_every_benchmark_answers_help_as_o1_bench(name, capsys):
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["bench", name, "--help"])
+    assert exit.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: o1 bench {name} ")
 
 
 @pytest.mark.slow
@@ -29,5 +39,5 @@ def test_benchmarks_print_and_append_their_tables(trained_workdir, tmp_path, cap
     assert "| tiny | " in text and "| clip 1 s | 17 |" in text
     assert "| video encode |" in text and "| 3.00 | 2 |" in text
     assert "| 2 | 0.50 | " in text  # context use at checkpoint 2, noise 0.5
-    assert "`python -m benchmarks.train_step --configs tiny --steps 1 --out" in text
+    assert "`o1 bench train_step --configs tiny --steps 1 --out" in text
     assert "## Sampling" in capsys.readouterr().out

@@ -21,6 +21,7 @@ config.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import datetime
 import json
@@ -30,9 +31,12 @@ import pathlib
 import resource
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from o1 import config as config_lib
-from o1.config import Config, ConfigError
+from o1.cli.config import add_config_args, named_config
+
+if TYPE_CHECKING:
+    from o1.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +54,8 @@ class Record:
 
     @classmethod
     def load(cls, workdir: pathlib.Path) -> Record:
+        from o1.config import ConfigError
+
         path = workdir / RECORD
         if not path.exists():
             return cls(path)
@@ -87,6 +93,8 @@ def run(workdir: str | os.PathLike, config: Config, eval_num: int = 50,
       ConfigError: the workdir holds a quickstart of another config.
       loop.Preempted: SIGTERM/SIGINT during a tokenizer or transformer stage (it saved).
     """
+    from o1 import config as config_lib
+    from o1.config import Config, ConfigError
     from o1.eval import evaluate
     from o1.train import datasets, trainer
     from o1.train.loop import StopRequest
@@ -160,3 +168,34 @@ def summary(seconds: dict[str, float]) -> str:
     lines.append(f"  {'total':<12} {total:8.1f} s ({total / 60:.1f} min)")
     lines.append(f"  peak memory {peak_memory_gb():.2f} GB (resident, this process)")
     return "quickstart stages:\n" + "\n".join(lines)
+
+
+def _quickstart(args: argparse.Namespace) -> None:
+    from o1.serve import server, studio
+
+    config = named_config(args)
+    options = studio.StudioOptions(host=args.host, port=args.port)
+    if not args.no_serve:
+        server.check_port(options.host, options.port)  # before half an hour of work
+    seconds = run(args.workdir, config, args.eval_num)
+    print(summary(seconds), flush=True)
+    if not args.no_serve:
+        server.run(args.workdir, options)
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    qs = commands.add_parser(
+        "quickstart", help="dataset -> tokenizers -> latents -> train -> eval -> studio",
+        description="Everything from a clean checkout: build AV-Shapes, train the tokenizers, "
+                    "cache latents, train the transformer, judge it with `o1 eval` and serve "
+                    "the studio. Finished stages are skipped on a rerun with the same config "
+                    "(W/quickstart.json); an interrupted one resumes.")
+    qs.add_argument("--workdir", default="runs/quickstart",
+                    help="run directory (default: runs/quickstart)")
+    qs.add_argument("--eval-num", type=int, default=50,
+                    help="test clips `o1 eval` judges (default: 50)")
+    qs.add_argument("--no-serve", action="store_true", help="stop after the eval")
+    qs.add_argument("--host", default="127.0.0.1", help="studio interface (default: 127.0.0.1)")
+    qs.add_argument("--port", type=int, default=7860, help="studio port (default: 7860)")
+    add_config_args(qs)
+    qs.set_defaults(func=_quickstart)

@@ -2,6 +2,7 @@
 giving one clear error line."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -160,6 +161,13 @@ def test_bad_inputs_give_one_clear_error_line(trained_workdir, tiny_workdir, cli
                              tmp_path / "x.avi"], "name it *.mp4"),
         "bad steps": (["generate", *w, "--prompt", "a ball", "--steps", "0", *out],
                       "steps must be >= 1"),
+        "bad solver": (["dub", *w, clip_file, "--solver", "rk4", *out],
+                       "solver must be one of euler, heun, got 'rk4'"),
+        "bad guidance": (["generate", *w, "--prompt", "a ball", "--cfg-audio", "nan", *out],
+                         "cfg_audio must be a finite number >= 0"),
+        "bad seed": (["extend", *w, clip_file, "--seconds", "1", "--seed", "-1", *out],
+                     "seed must be a whole number from 0 to 2147483647, got -1"),
+        "bad top-p": (["caption", *w, clip_file, "--top-p", "0"], "top_p must be in (0, 1]"),
         "image unreadable": (["animate", *w, "--image", text, "--prompt", "a", *out],
                              "notes.mp4"),
     }
@@ -170,6 +178,21 @@ def test_bad_inputs_give_one_clear_error_line(trained_workdir, tiny_workdir, cli
         assert len(lines) == 1 and lines[0].startswith("o1: error:") and words in lines[0], (
             name, err)
     assert not (tmp_path / "x.mp4").exists()  # nothing half-written
+
+
+def test_sampling_defaults_come_from_the_workdirs_sample_section(trained_workdir, tmp_path,
+                                                                  capsys):
+    workdir = shutil.copytree(trained_workdir, tmp_path / "w")
+    path = workdir / "checkpoints" / "config.json"
+    config = json.loads(path.read_text())
+    config.setdefault("sample", {})["steps"] = 3
+    path.write_text(json.dumps(config))
+    argv = ["generate", "--workdir", workdir, "--prompt", "a red circle", "--out",
+            tmp_path / "g.mp4", "--profile"]
+    code, out, err = _run(capsys, *argv)
+    assert code == 0 and "(3 steps," in out, err
+    code, out, err = _run(capsys, *argv, "--steps", "2")  # a flag given wins
+    assert code == 0 and "(2 steps," in out, err
 
 
 def test_pipeline_refuses_a_workdir_without_a_model(tiny_workdir):

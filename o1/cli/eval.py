@@ -1,0 +1,34 @@
+"""`o1 eval`: judge every task of a trained workdir on AV-Shapes clips."""
+
+from __future__ import annotations
+
+import argparse
+
+from o1.cli.sample import SampleDefaults, flow_options, sample_config, sampling_flags
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from o1.eval import evaluate
+
+    flow = flow_options(args, sample_config(args))
+    report = evaluate.evaluate(args.workdir, args.split, args.num, args.out, flow, args.seed,
+                               step=args.checkpoint)
+    print(evaluate.format_report(report))
+    print(f"saved {args.out or args.workdir + '/eval/report.json'} and sample mp4s in "
+          f"{args.workdir}/eval/samples/ ({report['seconds']:.0f} s)")
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    ev = commands.add_parser(
+        "eval", help="judge every task on AV-Shapes clips (colour, shape, count, speed, sound, "
+                     "sync, captions)", formatter_class=SampleDefaults,
+        description="Regenerate AV-Shapes clips of a split from the workdir's config, run "
+                    "text_to_av, image_to_video, video_to_audio and video_to_caption on them, "
+                    "and judge the results from pixels and samples, next to the ground "
+                    "truth's own scores (the ceiling) and a shuffled audio pairing (the floor).")
+    ev.add_argument("--split", default="test", help="AV-Shapes split (default: test)")
+    ev.add_argument("--num", type=int, default=50, help="clips to judge (default: 50)")
+    ev.add_argument("--out", default=None,
+                    help="report JSON (default: <workdir>/eval/report.json)")
+    sampling_flags(ev)
+    ev.set_defaults(func=_eval)

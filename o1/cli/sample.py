@@ -1,0 +1,232 @@
+"""Sampling from a trained workdir: `o1 generate`, `caption`, `dub`, `animate` and `extend`,
+and the sampling flags `o1 eval` shares.
+
+A sampling flag that is not given takes the workdir config's `sample` section (o1.config's
+SampleConfig); the options are checked by `o1.sampler.FlowOptions` / `TextOptions`, whose
+RequestError `o1.cli.main` prints as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+
+class SampleDefaults(argparse.HelpFormatter):
+    """Help in which each sampling flag names its default in the `sample` config section.
+    The config is imported only when help is printed, so building the parser stays cheap."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        from o1.config import SampleConfig
+
+        if action.dest not in {f.name for f in dataclasses.fields(SampleConfig)}:
+            return action.help
+        value = getattr(SampleConfig(), action.dest)
+        shown = f"{value:g}" if isinstance(value, float) else value
+        return f"{action.help} (default: the workdir's sample.{action.dest}, normally {shown})"
+
+
+def trained_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workdir", required=True, help="run directory with a trained model")
+    p.add_argument("--checkpoint", type=int, default=None,
+                   help="transformer checkpoint step (default: the latest)")
+
+
+def sampling_flags(p: argparse.ArgumentParser, flow: bool = True) -> None:
+    """--workdir, --checkpoint, --seed and, with `flow`, the flow options (every default
+    None: the workdir's `sample` section fills it in)."""
+    trained_model(p)
+    p.add_argument("--seed", type=int, help="sampling seed")
+    if not flow:
+        return
+    p.add_argument("--steps", type=int, help="denoising steps")
+    p.add_argument("--solver",
+                   help="ODE solver: euler, or heun, which calls the model twice a step")
+    p.add_argument("--shift", type=float,
+                   help="noise-level grid shift; > 1 spends more steps at high noise")
+    p.add_argument("--cfg-video", type=float, help="guidance scale on video, 1 = none")
+    p.add_argument("--cfg-audio", type=float, help="guidance scale on audio, 1 = none")
+
+
+def sample_config(args: argparse.Namespace):
+    """The workdir's `sample` section, read before the model loads so that bad options and
+    a bad workdir are refused at once."""
+    from o1.serve.pipeline import load_config
+
+    return load_config(args.workdir).sample
+
+
+def flow_options(args: argparse.Namespace, sample):
+    """The flow flags given, the rest from `sample`; RequestError names a bad one."""
+    from o1.sampler import FlowOptions
+
+    return FlowOptions.of(sample, steps=args.steps, solver=args.solver, shift=args.shift,
+                          cfg_video=args.cfg_video, cfg_audio=args.cfg_audio)
+
+
+def _sampled(args: argparse.Namespace):
+    """(the pipeline, its flow options, the seed), every option checked before the model
+    loads."""
+    from o1.sampler import seed_of
+    from o1.serve.pipeline import Pipeline
+
+    sample = sample_config(args)
+    flow, seed = flow_options(args, sample), seed_of(sample, args.seed)
+    return Pipeline(args.workdir, args.checkpoint), flow, seed
+
+
+def _input(path: str, what: str = "input") -> str:
+    import pathlib
+
+    from o1.serve.pipeline import RequestError
+
+    if not pathlib.Path(path).is_file():
+        raise RequestError(f"{path}: no such file (the {what})")
+    return path
+
+
+def _output(path: str) -> str:
+    import pathlib
+
+    from o1.serve.pipeline import RequestError
+
+    out = pathlib.Path(path)
+    if out.suffix.lower() != ".mp4":
+        raise RequestError(f"--out {path}: outputs are H.264 + AAC mp4 files; name it *.mp4")
+    if not out.parent.is_dir():
+        raise RequestError(f"--out {path}: the folder {out.parent} does not exist")
+    return path
+
+
+def _wrote(clip, path: str) -> None:
+    clip.write(path)
+    print(f"wrote {path}: {clip.seconds:.2f} s, {clip.frames.shape[2]}x{clip.frames.shape[1]} "
+          f"at {clip.fps} fps, audio {clip.sample_rate} Hz")
+
+
+def _generate(args: argparse.Namespace) -> None:
+    from o1.serve.pipeline import format_profile
+
+    out = _output(args.out)
+    pipe, flow, seed = _sampled(args)
+    pipe.prompt_ids(args.prompt)
+    if args.seconds is not None:
+        pipe.check_seconds(args.seconds)
+    if args.profile:  # compile every program first, so the timed run is the steady state
+        pipe.generate(args.prompt, args.seconds, flow, seed).write(out)
+    start = time.perf_counter()
+    clip = pipe.generate(args.prompt, args.seconds, flow, seed)
+    _wrote(clip, out)
+    wall = time.perf_counter() - start
+    if args.profile:
+        print(format_profile(clip.timings, clip.seconds, wall))
+
+
+def _caption(args: argparse.Namespace) -> None:
+    import json
+
+    from o1.sampler import TextOptions, seed_of
+    from o1.serve.pipeline import Pipeline, read_clip
+
+    path = _input(args.input, "video to caption")
+    sample = sample_config(args)
+    options = TextOptions.of(sample, max_tokens=args.max_tokens, temperature=args.temperature,
+                             top_p=args.top_p)
+    seed = seed_of(sample, args.seed)
+    pipe = Pipeline(args.workdir, args.checkpoint)
+    clip = read_clip(path, pipe.config)
+    text = pipe.caption(clip, options, seed)
+    if args.json:
+        print(json.dumps({"file": path, "caption": text, "seconds": round(clip.seconds, 4),
+                          "checkpoint": pipe.step}))
+    else:
+        print(text)
+
+
+def _dub(args: argparse.Namespace) -> None:
+    from o1.serve.pipeline import read_clip
+
+    path, out = _input(args.input, "video to dub"), _output(args.out)
+    pipe, flow, seed = _sampled(args)
+    pipe.prompt_ids(args.prompt, required=False)
+    _wrote(pipe.dub(read_clip(path, pipe.config), args.prompt, flow, seed), out)
+
+
+def _animate(args: argparse.Namespace) -> None:
+    from o1.serve.pipeline import read_image
+
+    path, out = _input(args.image, "image to animate"), _output(args.out)
+    pipe, flow, seed = _sampled(args)
+    pipe.prompt_ids(args.prompt)
+    image = read_image(path, pipe.config)
+    _wrote(pipe.animate(image, args.prompt, args.seconds, flow, seed), out)
+
+
+def _extend(args: argparse.Namespace) -> None:
+    from o1.serve.pipeline import read_clip
+
+    path, out = _input(args.input, "clip to extend"), _output(args.out)
+    pipe, flow, seed = _sampled(args)
+    pipe.prompt_ids(args.prompt, required=False)
+    pipe.check_seconds(args.seconds)
+    clip = read_clip(path, pipe.config)
+    _wrote(pipe.extend(clip, args.seconds, args.prompt, flow, seed), out)
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    gen = commands.add_parser(
+        "generate", help="text -> video with sound (mp4)", formatter_class=SampleDefaults,
+        description="Sample a clip with native sound from a prompt. Clips longer than the "
+                    "model's clip length are continued window by window.")
+    gen.add_argument("--prompt", required=True, help="what the clip shows")
+    gen.add_argument("--out", required=True, help="mp4 file to write")
+    gen.add_argument("--seconds", type=float, default=None,
+                     help="length in seconds (default: one model clip)")
+    gen.add_argument("--profile", action="store_true",
+                     help="compile first, then print the time of every stage and the "
+                          "real-time factor")
+    sampling_flags(gen)
+    gen.set_defaults(func=_generate)
+
+    cap = commands.add_parser("caption", help="video -> caption", formatter_class=SampleDefaults,
+                              description="Describe a video (its first model clip of frames).")
+    cap.add_argument("input", help="video file")
+    cap.add_argument("--json", action="store_true", help="print a JSON object")
+    cap.add_argument("--max-tokens", type=int, help="longest caption in tokens")
+    cap.add_argument("--temperature", type=float, help="sampling temperature, 0 = greedy")
+    cap.add_argument("--top-p", type=float, help="nucleus mass")
+    sampling_flags(cap, flow=False)
+    cap.set_defaults(func=_caption)
+
+    dub = commands.add_parser("dub", help="silent video -> video with generated sound",
+                              formatter_class=SampleDefaults,
+                              description="Generate the sound of a video (any length up to "
+                                          "a minute; the output is at the model's frame size "
+                                          "and rate).")
+    dub.add_argument("input", help="video file (its own sound, if any, is replaced)")
+    dub.add_argument("--out", required=True, help="mp4 file to write")
+    dub.add_argument("--prompt", default=None, help="optional description to guide the sound")
+    sampling_flags(dub)
+    dub.set_defaults(func=_dub)
+
+    ani = commands.add_parser("animate", help="image + prompt -> video with sound",
+                              formatter_class=SampleDefaults,
+                              description="Make a clip whose first frame is the image.")
+    ani.add_argument("--image", required=True, help="first frame (png, jpg, ...)")
+    ani.add_argument("--prompt", required=True, help="what happens")
+    ani.add_argument("--out", required=True, help="mp4 file to write")
+    ani.add_argument("--seconds", type=float, default=None,
+                     help="length in seconds (default: one model clip)")
+    sampling_flags(ani)
+    ani.set_defaults(func=_animate)
+
+    ext = commands.add_parser("extend", help="clip -> the same clip continued",
+                              formatter_class=SampleDefaults,
+                              description="Continue a clip's video and sound.")
+    ext.add_argument("input", help="video file to continue")
+    ext.add_argument("--seconds", type=float, required=True, help="seconds to add")
+    ext.add_argument("--out", required=True, help="mp4 file to write")
+    ext.add_argument("--prompt", default=None, help="optional description to guide it")
+    sampling_flags(ext)
+    ext.set_defaults(func=_extend)
