@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from o1 import configs
-from o1.avshapes import generator, world
+from o1.avshapes import analysis, generator, world
 from o1.eval import captions, judge
 
 NUM_GROUND_TRUTH = 200  # quickstart test clips; most of the file's run time
@@ -15,7 +15,7 @@ NUM_GROUND_TRUTH = 200  # quickstart test clips; most of the file's run time
 
 @pytest.fixture(scope="module")
 def quickstart():
-    """The geometry the judge was tuned on (judge.py): 64x64 clips with objects of 0.22. The
+    """The geometry the judge was tuned on (o1.avshapes.analysis): 64x64 clips with objects of 0.22. The
     32x32 quickstart with objects of 0.35 scores 0.975-0.99 on 200 ground-truth clips (two
     large objects overlap for most of a clip in a few of them), recorded in the README."""
     return configs.get("quickstart", ["data.height=64", "data.width=64",
@@ -135,15 +135,15 @@ def test_garbage_scores_zero_without_errors(quickstart, video, audio):
 
 def test_analyze_video_rejects_frames_of_the_wrong_rank_and_takes_empty_ones():
     with pytest.raises(ValueError, match=r"\[T, H, W, 3\]"):
-        judge.analyze_video(np.zeros((4, 8, 8)), fps=16)
-    assert judge.analyze_video(np.zeros((0, 8, 8, 3)), fps=16)["count"] == 0
+        analysis.analyze_video(np.zeros((4, 8, 8)), fps=16)
+    assert analysis.analyze_video(np.zeros((0, 8, 8, 3)), fps=16)["count"] == 0
 
 
 def test_sync_offsets_and_shuffled_pairing():
-    offsets = judge.sync_offsets([0.5, 1.0, 1.9], [0.52, 0.9, 1.2])
+    offsets = analysis.sync_offsets([0.5, 1.0, 1.9], [0.52, 0.9, 1.2])
     np.testing.assert_allclose(offsets, [0.02, -0.1, -0.7])
-    assert np.all(np.isinf(judge.sync_offsets([0.5, 1.0], [])))
-    assert judge.sync_offsets([], [0.5]).shape == (0,)
+    assert np.all(np.isinf(analysis.sync_offsets([0.5, 1.0], [])))
+    assert analysis.sync_offsets([], [0.5]).shape == (0,)
     scores = [{"colour": 1.0, "shape": 1.0, "count": 1.0, "speed": 0.0, "audio_colour": a,
                "bounce_times": b, "onset_times": o}
               for a, b, o in ((1.0, [0.5], [0.5]), (float("nan"), [1.5], [1.5]))]
@@ -162,12 +162,12 @@ def test_analyze_audio_names_each_colour_by_its_tone(quickstart):
                               d.sample_rate)
         start = i * d.sample_rate // 4 + d.sample_rate // 8
         wave[start:start + len(burst)] += burst
-    audio = judge.analyze_audio(wave, d.sample_rate, quickstart.audio.hop)
+    audio = analysis.analyze_audio(wave, d.sample_rate, quickstart.audio.hop)
     assert audio["colours"] == list(world.PITCH_HZ)
     starts = [(i + 0.5) / 4 for i in range(len(world.PITCH_HZ))]
     np.testing.assert_allclose(audio["onset_times"], starts,
                                atol=quickstart.audio.hop / d.sample_rate + 1e-9)
-    assert judge.colour_of_pitch(world.PITCH_HZ["red"] * 2 ** (1.5 / 12)) is None
+    assert analysis.colour_of_pitch(world.PITCH_HZ["red"] * 2 ** (1.5 / 12)) is None
 
 
 def test_parse_caption_recovers_every_template(ground_truth):
