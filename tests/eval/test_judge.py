@@ -15,7 +15,7 @@ NUM_GROUND_TRUTH = 200  # quickstart test clips; most of the file's run time
 
 @pytest.fixture(scope="module")
 def quickstart():
-    """The geometry the judge was tuned on (o1.avshapes.analysis): 64x64 clips with objects of 0.22. The
+    """The geometry the analysis was tuned on: 64x64 clips with objects of 0.22. The
     32x32 quickstart with objects of 0.35 scores 0.975-0.99 on 200 ground-truth clips (two
     large objects overlap for most of a clip in a few of them), recorded in the README."""
     return configs.get("quickstart", ["data.height=64", "data.width=64",
