@@ -12,6 +12,7 @@ import os
 import pathlib
 from typing import Any
 
+import jax
 import orbax.checkpoint as ocp
 
 
@@ -32,14 +33,26 @@ def committed_steps(directory: str | os.PathLike) -> list[int]:
         (p / "commit_success.txt").exists() or (p / "_CHECKPOINT_METADATA").exists()))
 
 
+def abstract(tree):
+    """`tree`'s arrays as `jax.ShapeDtypeStruct`s with their shardings: a restore target."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+                        tree)
+
+
+def state_keys(directory: str | os.PathLike, step: int) -> set[str]:
+    """The top-level keys of the `state` saved at `step` in `directory`."""
+    path = pathlib.Path(directory).resolve() / str(step) / "state"
+    return set(ocp.PyTreeCheckpointHandler().metadata(path).keys())
+
+
 def restore(directory: str | os.PathLike, target: dict[str, Any], step: int | None = None
             ) -> tuple[dict[str, Any], int]:
     """Reads the parts of a checkpoint's `state` named by `target`'s keys.
 
     Args:
       directory: a checkpoint directory written by the training loop.
-      target: a subtree of the saved state (e.g. `{"params": ...}`) of arrays or
-        `jax.ShapeDtypeStruct`s, which give the restored arrays' shapes, dtypes and shardings.
+      target: a subtree of the saved state (e.g. `{"params": ...}`) of `jax.ShapeDtypeStruct`s
+        (`abstract(arrays)`), which give the restored arrays' shapes, dtypes and shardings.
       step: the step to read; default the latest.
 
     Returns:
@@ -47,6 +60,7 @@ def restore(directory: str | os.PathLike, target: dict[str, Any], step: int | No
 
     Raises:
       FileNotFoundError: `directory` holds no checkpoint (or not `step`).
+      KeyError: a leaf of `target` is not in the checkpoint.
     """
     with manager(directory) as m:
         step = m.latest_step() if step is None else step
@@ -56,4 +70,10 @@ def restore(directory: str | os.PathLike, target: dict[str, Any], step: int | No
         restored = m.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
             target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
             partial_restore=True)))
+    # A partial restore hands back the target's own leaf where the checkpoint has none.
+    missing = [jax.tree_util.keystr(path) for path, x in jax.tree_util.tree_leaves_with_path(
+        restored["state"]) if isinstance(x, jax.ShapeDtypeStruct)]
+    if missing:
+        raise KeyError(f"the checkpoint {step} in {directory} has no {', '.join(missing[:3])}"
+                       f"{' ...' if len(missing) > 3 else ''}")
     return dict(restored["state"]), step

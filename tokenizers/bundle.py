@@ -63,10 +63,19 @@ def new_video_vae(config: Config, seed: int) -> video_lib.VideoVAE:
 
 def restore_vae(directory: str | os.PathLike, model: nnx.Module) -> int:
     """Loads the latest checkpoint's parameters in `directory` into `model`; returns its step."""
+    steps = checkpoint.committed_steps(directory)
+    if not steps:
+        raise FileNotFoundError(f"no checkpoint in {directory}")
     state = nnx.state(model)
-    restored, step = checkpoint.restore(directory, {"model": nnx.to_pure_dict(state)})
-    nnx.replace_by_pure_dict(state, restored["model"])
-    nnx.update(model, state)
+    if "params" in checkpoint.state_keys(directory, steps[-1]):
+        restored, step = checkpoint.restore(directory, {"params": checkpoint.abstract(state)},
+                                            steps[-1])
+        nnx.update(model, restored["params"])
+    else:  # written before the VAEs shared the transformer's loop: {model, opt}
+        restored, step = checkpoint.restore(
+            directory, {"model": checkpoint.abstract(nnx.to_pure_dict(state))}, steps[-1])
+        nnx.replace_by_pure_dict(state, restored["model"])
+        nnx.update(model, state)
     return step
 
 
