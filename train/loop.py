@@ -1,28 +1,38 @@
-"""A resumable training loop for one flax.nnx model: optax, orbax checkpoints, grain state.
+"""The training loop of every model o1 trains: the tokenizer VAEs and the transformer.
 
-Used by every stage that trains a model on batches (the tokenizer VAEs now, the transformer
-later). A checkpoint holds the model, the optimizer, and the data iterator's state, and the
-step's random key is derived from (seed, step), so a run that is stopped (SIGTERM, Ctrl-C)
-or killed resumes from its latest committed checkpoint and takes exactly the steps an
-uninterrupted run would have taken.
+A trainer describes its model as a `Stage` (the initial state, the jitted step, the batches,
+optionally validation and the cost of a batch); `fit` does the rest the same way for every
+model: resume, the steps, metrics (TensorBoard, `metrics.jsonl`, a progress bar), periodic
+validation, checkpoints, and stopping on SIGTERM or Ctrl-C.
+
+The state is a pytree `{params, opt, step, key}` that the step donates. A checkpoint holds it
+and every process's data-iterator state, and the step's random key is derived from (key, step)
+inside the step, so a run that is stopped (SIGTERM, Ctrl-C) or killed resumes from its latest
+committed checkpoint and takes exactly the steps an uninterrupted run would have taken.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
+import logging
 import pathlib
 import signal
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable
 from typing import Any
 
+import grain
 import jax
+import jax.numpy as jnp
 import optax
 import orbax.checkpoint as ocp
 from flax import nnx
 from tqdm import tqdm
 
+from o1 import checkpoint
 from o1.train.metrics import MetricWriter
+
+log = logging.getLogger(__name__)
 
 
 class Preempted(Exception):
@@ -51,135 +61,184 @@ class StopRequest:
             signal.signal(sig, handler)
 
 
-@dataclasses.dataclass(frozen=True)
-class LoopConfig:
-    """What one training run does; filled from a config section by the caller."""
+# ---------------------------------------------------------------------------------------------
+# The state and the step.
+# ---------------------------------------------------------------------------------------------
 
-    name: str  # stage name: checkpoint folder, metric prefix, progress bar label
-    steps: int  # total optimizer steps
-    learning_rate: float  # peak learning rate
-    log_every: int  # steps between metric writes
-    checkpoint_every: int  # steps between checkpoints
-    seed: int  # base of every step's random key
-    optimizer: str = "adam"  # adam, or muon (orthogonalized updates for weight matrices)
-    adam_learning_rate: float = 3e-3  # with muon: the peak rate of biases, norms, vectors
-    warmup_steps: int = 30  # steps of linearly rising learning rate (capped at steps / 10)
+def initial_state(params, tx: optax.GradientTransformation, seed: int) -> dict[str, Any]:
+    """{params, opt, step, key}: optimizer state in the parameters' shardings, step 0, and the
+    key data every step's key is derived from."""
+    return {"params": params, "opt": jax.jit(tx.init)(params),
+            "step": jnp.zeros((), jnp.int32),
+            "key": jax.random.key_data(jax.random.key(seed))}
 
 
-def _muon_dimensions(params):
-    """Which axes of each weight Muon treats as the matrix: inputs reduced, outputs kept."""
-    def dims(x):
-        if x.ndim >= 2:  # dense [in, out]; conv [*kernel, in, out]
-            return optax.contrib.MuonDimensionNumbers(tuple(range(x.ndim - 1)), (x.ndim - 1,))
-        return None  # biases and scales take the Adam path
-    return jax.tree.map(dims, params)
+def step_key(state: dict[str, Any]) -> jax.Array:
+    """The random key of the step `state` is about to take."""
+    return jax.random.fold_in(jax.random.wrap_key_data(state["key"]), state["step"])
 
 
-def make_optimizer(cfg: LoopConfig) -> optax.GradientTransformation:
-    warmup = max(1, min(cfg.warmup_steps, cfg.steps // 10))
-
-    def schedule(peak):
-        return optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(cfg.steps, warmup + 1),
-                                                  peak * 0.05)
-
-    if cfg.optimizer == "adam":
-        return optax.chain(optax.clip_by_global_norm(1.0),
-                           optax.adam(schedule(cfg.learning_rate), b2=0.99))
-    if cfg.optimizer == "muon":
-        return optax.contrib.muon(schedule(cfg.learning_rate),
-                                  adam_learning_rate=schedule(cfg.adam_learning_rate),
-                                  adam_b2=0.99, muon_weight_dimension_numbers=_muon_dimensions)
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; use adam or muon")
+def apply_gradients(tx: optax.GradientTransformation, state: dict[str, Any], grads
+                    ) -> dict[str, Any]:
+    """The state after one optimizer step with `grads`."""
+    updates, opt = tx.update(grads, state["opt"], state["params"])
+    return {"params": optax.apply_updates(state["params"], updates), "opt": opt,
+            "step": state["step"] + 1, "key": state["key"]}
 
 
-def _pure(model: nnx.Module, optimizer: nnx.Optimizer) -> dict:
-    return {"model": nnx.to_pure_dict(nnx.state(model)),
-            "opt": nnx.to_pure_dict(nnx.state(optimizer))}
+def loss_step(graphdef, tx: optax.GradientTransformation,
+              loss_fn: Callable[[nnx.Module, Any, jax.Array], tuple[jax.Array, dict]]
+              ) -> Callable:
+    """(state, batch) -> (state, {loss, **metrics}): one gradient step of
+    `loss_fn(model, batch, key) -> (scalar loss, dict of scalar metrics)`."""
+    def step(state, batch):
+        key = step_key(state)
 
+        def loss_of(params):
+            return loss_fn(nnx.merge(graphdef, params), batch, key)
 
-def _load(obj, values) -> None:
-    state = nnx.state(obj)
-    nnx.replace_by_pure_dict(state, values)
-    nnx.update(obj, state)
-
-
-def checkpoint_manager(directory: str | os.PathLike) -> ocp.CheckpointManager:
-    return ocp.CheckpointManager(
-        pathlib.Path(directory).resolve(),
-        options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
-
-
-def restore_model(directory: str | os.PathLike, model: nnx.Module) -> int:
-    """Loads the latest checkpoint's parameters into `model`; returns its step."""
-    manager = checkpoint_manager(directory)
-    step = manager.latest_step()
-    if step is None:
-        raise FileNotFoundError(f"no checkpoint in {directory}")
-    target = {"model": nnx.to_pure_dict(nnx.state(model))}
-    # Only the parameters: the optimizer state in the checkpoint is left unread.
-    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-        target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-        partial_restore=True)))
-    _load(model, restored["state"]["model"])
+        (loss, metrics), grads = jax.value_and_grad(loss_of, has_aux=True)(state["params"])
+        return apply_gradients(tx, state, grads), {"loss": loss, **metrics}
     return step
 
 
-def fit(cfg: LoopConfig, model: nnx.Module,
-        loss_fn: Callable[[nnx.Module, Any, jax.Array], tuple[jax.Array, dict]],
-        batches: Iterator, prepare: Callable[[dict], Any], directory: str | os.PathLike,
-        writer: MetricWriter, stop: StopRequest) -> nnx.Module:
-    """Trains `model` in place for `cfg.steps` steps, resuming from `directory` if it can.
+def compile_step(step: Callable, state: dict[str, Any]) -> Callable:
+    """`step` jitted with `state` donated and kept in its shardings."""
+    shardings = jax.tree.map(lambda x: x.sharding, state)
+    return jax.jit(step, donate_argnums=0, in_shardings=(shardings, None),
+                   out_shardings=(shardings, None))
 
-    Args:
-      loss_fn: (model, batch, key) -> (scalar loss, dict of scalar metrics).
-      batches: a grain iterator (with get_state/set_state) over raw batches.
-      prepare: raw batch -> model input (runs outside jit).
-      directory: where this stage's orbax checkpoints live.
+
+# ---------------------------------------------------------------------------------------------
+# The loop.
+# ---------------------------------------------------------------------------------------------
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items()}
+
+
+@dataclasses.dataclass
+class Stage:
+    """One model's training, as the loop needs it; the model's trainer builds it."""
+
+    name: str  # metric stage, progress-bar label, the word in messages
+    workdir: pathlib.Path  # metrics.jsonl and tb/ are written here
+    checkpoints: pathlib.Path  # this stage's checkpoint directory
+    steps: int  # total optimizer steps
+    log_every: int  # steps between metric writes (and at the end)
+    checkpoint_every: int  # steps between checkpoints (and at the end, and on a stop)
+    state: dict[str, Any]  # the initial {params, opt, step, key}; a resume replaces it
+    step: Callable[[dict, Any], tuple[dict, dict]]  # (state, input) -> (state, metrics), jitted
+    loader: grain.DataLoader  # endless batches of this process's examples
+    prepare: Callable[[Any], Any] = lambda batch: batch  # batch -> step input, on the host
+    scalars: Callable[[Any], dict[str, float]] = _scalars  # fetched metrics -> logged numbers
+    keep_checkpoints: int = 2  # committed checkpoints kept
+    eval_every: int = 0  # steps between validations (and at the end); 0 = none
+    validate: Callable[[dict], dict[str, float]] | None = None  # state -> numbers of `val`
+    # this process's batch -> (tokens, FLOPs of the step), for tokens_per_s and mfu
+    cost: Callable[[Any], tuple[int, float]] | None = None
+    peak_flops: float = 0.0  # FLOP/s of all devices together, for mfu
+    progress: bool = True  # a progress bar and validation lines on stderr
+
+
+@dataclasses.dataclass
+class _Window:
+    """Throughput over the steps since the last log line."""
+
+    start: float
+    steps: int = 0
+    tokens: int = 0
+    flops: float = 0.0
+
+    def rates(self, now: float, peak: float) -> dict[str, float]:
+        seconds = now - self.start
+        out = {"step_time": seconds / self.steps, "steps_per_s": self.steps / seconds}
+        if self.flops:
+            out.update(tokens_per_s=self.tokens / seconds)
+            if peak:
+                out.update(mfu=self.flops / seconds / peak)
+        return out
+
+
+def fit(stage: Stage, stop: StopRequest) -> dict[str, float]:
+    """Trains (or resumes) `stage` up to `stage.steps`; returns the last logged metrics.
 
     Raises:
       Preempted: `stop` was requested; a checkpoint of the last finished step was saved.
     """
-    optimizer = nnx.Optimizer(model, make_optimizer(cfg), wrt=nnx.Param)
-    manager = checkpoint_manager(directory)
+    s = stage
+    lead = jax.process_index() == 0
+    manager = checkpoint.manager(s.checkpoints, s.keep_checkpoints, asynchronous=True)
     start = manager.latest_step() or 0
+    if start >= s.steps:
+        manager.close()
+        return {}
+    state = s.state
+    batches = iter(s.loader)
     if start:
         restored = manager.restore(start, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(_pure(model, optimizer)),
-            loader=ocp.args.JsonRestore()))
-        _load(model, restored["state"]["model"])
-        _load(optimizer, restored["state"]["opt"])
-        batches.set_state(restored["loader"]["state"].encode())
-    if start >= cfg.steps:
-        return model
-
-    @nnx.jit
-    def train_step(model, optimizer, batch, key):
-        grad_fn = nnx.value_and_grad(loss_fn, has_aux=True)
-        (loss, metrics), grads = grad_fn(model, batch, key)
-        optimizer.update(model, grads)
-        return {"loss": loss, **metrics}
+            state=ocp.args.StandardRestore(checkpoint.abstract(state)),
+            loader=grain.checkpoint.CheckpointRestore(batches)))
+        state = restored["state"]
+        log.info("%s: resumed from step %d of %s", s.name, start, s.checkpoints)
+        if s.progress and lead:
+            tqdm.write(f"{s.name}: resuming at step {start}")
 
     def save(step: int) -> None:
         manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(_pure(model, optimizer)),
-            loader=ocp.args.JsonSave({"state": batches.get_state().decode()})))
-        manager.wait_until_finished()
+            state=ocp.args.StandardSave(state),
+            loader=grain.checkpoint.CheckpointSave(batches)))
 
-    base_key = jax.random.key(cfg.seed)
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=cfg.name,
-               unit="step", dynamic_ncols=True)
-    for step in bar:
-        metrics = train_step(model, optimizer, prepare(next(batches)),
-                             jax.random.fold_in(base_key, step))
-        done = step + 1
-        if done % cfg.log_every == 0 or done == cfg.steps:
-            values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-            writer.write(done, values)
-            bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()}, refresh=False)
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps or stop.requested:
-            save(done)
-        if stop.requested and done < cfg.steps:
-            bar.close()
-            raise Preempted(f"{cfg.name} stopped at step {done}/{cfg.steps}; checkpoint "
-                            f"saved in {directory}, run the same command again to resume")
-    return model
+    writer = MetricWriter(s.workdir, s.name) if lead else None
+    val_writer = MetricWriter(s.workdir, "val") if lead and s.validate else None
+    last: dict[str, float] = {}
+    # smoothing=0: the rate (and ETA) averaged since the start; steps are dispatched ahead and
+    # complete in bursts at each metrics fetch, which tqdm's moving average misreads.
+    bar = tqdm(range(start, s.steps), initial=start, total=s.steps, desc=s.name, unit="step",
+               dynamic_ncols=True, smoothing=0.0, disable=not s.progress or not lead)
+    window = None
+    try:
+        for step in bar:
+            batch = next(batches)
+            state, metrics = s.step(state, s.prepare(batch))
+            done = step + 1
+            if window is None:  # the first step compiles: time from its end
+                jax.block_until_ready(metrics)
+                window = _Window(time.perf_counter())
+            else:
+                window.steps += 1
+                if s.cost:
+                    tokens, flops = s.cost(batch)
+                    window.tokens += tokens * jax.process_count()
+                    window.flops += flops * jax.process_count()
+            if done % s.log_every == 0 or done == s.steps:
+                last = s.scalars(jax.device_get(metrics))
+                now = time.perf_counter()
+                if window.steps:
+                    last.update(window.rates(now, s.peak_flops))
+                window = _Window(now)
+                if writer:
+                    writer.write(done, last)
+                bar.set_postfix({k: f"{last[k]:.4g}" for k in ("loss", "steps_per_s", "mfu")
+                                 if k in last}, refresh=False)
+            if s.validate and (done % s.eval_every == 0 or done == s.steps):
+                values = s.validate(state)
+                if val_writer:
+                    val_writer.write(done, values)
+                if s.progress and lead:
+                    tqdm.write(f"step {done}: validation " + ", ".join(
+                        f"{k} {v:.4f}" for k, v in sorted(values.items())))
+            if done % s.checkpoint_every == 0 or done == s.steps or stop.requested:
+                save(done)
+            if stop.requested and done < s.steps:
+                manager.wait_until_finished()
+                raise Preempted(f"{s.name} stopped at step {done}/{s.steps}; checkpoint saved "
+                                f"in {s.checkpoints}, run the same command again to resume")
+    finally:
+        bar.close()
+        manager.wait_until_finished()
+        manager.close()
+        for w in (writer, val_writer):
+            if w:
+                w.close()
+    return last

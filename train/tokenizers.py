@@ -19,17 +19,17 @@ import time
 
 import jax
 import numpy as np
+import optax
 from flax import nnx
 from tqdm import tqdm
 
 from o1 import config as config_lib
-from o1.config import Config, ConfigError, LoaderConfig
+from o1.config import Config, ConfigError
 from o1.tokenizers import audio as audio_lib
 from o1.tokenizers import bundle
 from o1.tokenizers import text as text_lib
 from o1.tokenizers import video_vae as video_lib
-from o1.train import datasets, loader, loop
-from o1.train.metrics import MetricWriter
+from o1.train import datasets, loader, loop, optim
 
 log = logging.getLogger(__name__)
 
@@ -80,19 +80,35 @@ def _train_text(workdir: pathlib.Path, config: Config, data) -> None:
     log.info("text tokenizer: %d pieces from %d captions", tok.vocab_size, len(captions))
 
 
-def _loop_config(name: str, section, config: Config) -> loop.LoopConfig:
+def _optimizer(section) -> optax.GradientTransformation:
+    """Adam (clipped to norm 1) or Muon (unclipped), b2 0.99, on a warm-up of at most a tenth
+    of the steps and a cosine to 5% of the peak."""
+    warmup = max(1, min(section.warmup_steps, section.steps // 10))
+
+    def schedule(peak):
+        return optim.schedule(peak, section.steps, warmup, 0.05)
+
+    if section.optimizer == "muon":
+        return optim.make_optimizer("muon", schedule(section.learning_rate), b2=0.99,
+                                    adam_learning_rate=schedule(section.adam_learning_rate))
+    return optim.make_optimizer("adamw", schedule(section.learning_rate), b2=0.99, clip=1.0)
+
+
+def _fit(name: str, workdir: pathlib.Path, data, config: Config, section, model: nnx.Module,
+         loss_fn, prepare, stop: loop.StopRequest) -> None:
+    """Trains (or resumes) one VAE: `section` (video_vae or audio) holds its steps, batch size
+    and optimizer; checkpoints go to `<workdir>/<name>/checkpoints`."""
     run = config.tokenizer_train
-    return loop.LoopConfig(name=name, steps=section.steps, learning_rate=section.learning_rate,
-                           log_every=run.log_every, checkpoint_every=run.checkpoint_every,
-                           seed=run.seed, optimizer=section.optimizer,
-                           adam_learning_rate=section.adam_learning_rate,
-                           warmup_steps=section.warmup_steps)
-
-
-def _batches(data, config: Config, batch_size: int):
-    cfg = LoaderConfig(batch_size=batch_size, shuffle=True, seed=config.tokenizer_train.seed,
-                       worker_count=0)
-    return iter(loader.make_loader(data, "train", cfg))
+    graphdef, params = nnx.split(model)
+    tx = _optimizer(section)
+    state = loop.initial_state(params, tx, run.seed)
+    batches = loader.make_loader(data, "train", batch_size=section.batch_size, seed=run.seed,
+                                 worker_count=config.loader.worker_count)
+    loop.fit(loop.Stage(
+        name=name, workdir=workdir, checkpoints=workdir / name / "checkpoints",
+        steps=section.steps, log_every=run.log_every, checkpoint_every=run.checkpoint_every,
+        state=state, step=loop.compile_step(loop.loss_step(graphdef, tx, loss_fn), state),
+        loader=batches, prepare=prepare), stop)
 
 
 def _video_loss(config: Config):
@@ -114,30 +130,17 @@ def _video_loss(config: Config):
 
 
 def _train_video(workdir: pathlib.Path, config: Config, data, stop) -> None:
-    v = config.video_vae
-    model = bundle.new_video_vae(config, config.tokenizer_train.seed)
-    writer = MetricWriter(workdir, "video_vae")
-    try:
-        loop.fit(_loop_config("video_vae", v, config), model, _video_loss(config),
-                 _batches(data, config, v.batch_size),
-                 lambda batch: bundle.video_pixels(batch["video"]),
-                 workdir / "video_vae" / "checkpoints", writer, stop)
-    finally:
-        writer.close()
+    _fit("video_vae", workdir, data, config, config.video_vae,
+         bundle.new_video_vae(config, config.tokenizer_train.seed), _video_loss(config),
+         lambda batch: bundle.video_pixels(batch["video"]), stop)
 
 
 def _train_audio(workdir: pathlib.Path, config: Config, data, stop) -> None:
     a = config.audio
-    model = audio_lib.AudioVAE(a, rngs=nnx.Rngs(config.tokenizer_train.seed))
-    writer = MetricWriter(workdir, "audio_vae")
-    try:
-        loop.fit(_loop_config("audio_vae", a, config), model,
-                 lambda m, x, key: audio_lib.loss_fn(m, x, key, a.kl_weight),
-                 _batches(data, config, a.batch_size),
-                 lambda batch: audio_lib.log_mel(batch["audio"], a, config.data.sample_rate),
-                 workdir / "audio_vae" / "checkpoints", writer, stop)
-    finally:
-        writer.close()
+    _fit("audio_vae", workdir, data, config, a,
+         audio_lib.AudioVAE(a, rngs=nnx.Rngs(config.tokenizer_train.seed)),
+         lambda m, x, key: audio_lib.loss_fn(m, x, key, a.kl_weight),
+         lambda batch: audio_lib.log_mel(batch["audio"], a, config.data.sample_rate), stop)
 
 
 def _measure_stats(workdir: pathlib.Path, config: Config, data) -> None:

@@ -2,15 +2,11 @@
 
     o1 train --workdir runs/quickstart [--config quickstart] [key=value ...]
 
-One loop, in sections: set-up (mesh, model created in its sharding, optimizer), data (grain
-over `<workdir>/latents`, sequences built per example), the jitted train step (donated state,
-gradient accumulation, non-finite updates skipped), checkpoints (orbax, async, keep last N:
-parameters, optimizer, step, RNG and every process's data-iterator state), validation per
-task, and metrics (TensorBoard, `metrics.jsonl`, a progress bar).
-
-A run started again resumes from its latest committed checkpoint and takes exactly the steps an
-uninterrupted run would have taken: the step's random key is derived from (seed, step) and
-the data iterator's state is part of the checkpoint. SIGTERM or Ctrl-C saves and exits.
+What is particular to the transformer, in sections: set-up (config checks, mesh, model created
+in its sharding, optimizer), data (sequences built per example of `<workdir>/latents`, packed
+into rows), the train step (gradient accumulation, non-finite updates skipped), validation per
+task, and the metrics of a step (per-task losses, tokens and FLOPs for MFU). The loop itself
+(resume, checkpoints, metrics, SIGTERM) is `o1.train.loop`'s, shared with the tokenizers.
 """
 
 from __future__ import annotations
@@ -19,8 +15,7 @@ import dataclasses
 import logging
 import os
 import pathlib
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import grain
@@ -28,7 +23,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 from flax import nnx
 from tqdm import tqdm
 
@@ -38,9 +32,8 @@ from o1 import sharding as sh
 from o1.batch import only_batch
 from o1.config import TASKS, Config, ConfigError, TrainConfig
 from o1.model import Model
-from o1.train import datasets
-from o1.train.loop import Preempted, StopRequest
-from o1.train.metrics import MetricWriter
+from o1.train import datasets, loader, loop, optim
+from o1.train.loop import StopRequest
 
 log = logging.getLogger(__name__)
 
@@ -82,28 +75,22 @@ def check_workdir(workdir: pathlib.Path, config: Config) -> None:
 
 
 def schedule(t: TrainConfig) -> optax.Schedule:
-    warmup = min(t.warmup_steps, max(t.steps - 1, 0))
-    return optax.warmup_cosine_decay_schedule(
-        0.0, t.learning_rate, warmup, max(t.steps, warmup + 1), t.learning_rate * t.min_lr_ratio)
-
-
-def _names(path) -> list[str]:
-    names = [str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path]
-    return [n for n in names if n != "value"]
+    return optim.schedule(t.learning_rate, t.steps, min(t.warmup_steps, max(t.steps - 1, 0)),
+                          t.min_lr_ratio)
 
 
 def _matrices(params):
     """True for weight matrices (decayed); False for norms, scales and adaLN's per-block
     offsets, which are biases however many axes they have."""
     return jax.tree_util.tree_map_with_path(
-        lambda path, x: x.ndim >= 2 and _names(path)[-1] != "adaln_offset", params)
+        lambda path, x: x.ndim >= 2 and optim.path_names(path)[-1] != "adaln_offset", params)
 
 
 def _muon_dimensions(params):
     """Muon's matrix view of the decoder blocks' weights (model inputs reduced, outputs kept);
     None (the AdamW path) for the embeddings, heads, noise MLP, norms, scales and offsets."""
     def dims(path, x):
-        names = _names(path)
+        names = optim.path_names(path)
         if "blocks" not in names or x.ndim < 2 or names[-1] == "adaln_offset":
             return None
         if names[-1] == "o":  # [heads, head_dim, d]
@@ -115,17 +102,11 @@ def _muon_dimensions(params):
 def make_optimizer(t: TrainConfig) -> optax.GradientTransformation:
     """AdamW or Muon (`train.optimizer`; decay on matrices only) after global-norm clipping;
     a step whose gradients are not finite leaves parameters and moments untouched and is
-    counted."""
-    if t.optimizer == "muon":
-        opt = optax.contrib.muon(
-            schedule(t), weight_decay=t.weight_decay, weight_decay_mask=_matrices,
-            adam_b1=t.b1, adam_b2=t.b2, adam_weight_decay=t.weight_decay,
-            muon_weight_dimension_numbers=_muon_dimensions, consistent_rms=0.2)
-    else:
-        opt = optax.adamw(schedule(t), b1=t.b1, b2=t.b2, weight_decay=t.weight_decay,
-                          mask=_matrices)
-    tx = optax.chain(optax.clip_by_global_norm(t.grad_clip), opt)
-    return optax.apply_if_finite(tx, max_consecutive_errors=2 ** 30)
+    counted. Muon's updates are scaled to AdamW's RMS, so one learning rate serves both."""
+    return optim.make_optimizer(
+        t.optimizer, schedule(t), b1=t.b1, b2=t.b2, weight_decay=t.weight_decay,
+        decay_mask=_matrices, muon_dimensions=_muon_dimensions, consistent_rms=0.2,
+        clip=t.grad_clip, skip_non_finite=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,20 +136,15 @@ def make_loader(workdir: pathlib.Path, config: Config) -> grain.DataLoader:
     """Endless, shuffled, process-sharded batches of packed rows from the train split."""
     builder = sequence.SequenceBuilder(config)
     per_row = config.sequence.examples_per_row
-    source = datasets.data_source(workdir / "latents", "train")
-    sampler = grain.samplers.IndexSampler(
-        num_records=len(source), shuffle=True, num_epochs=None, seed=config.train.seed,
-        shard_options=grain.sharding.ShardByJaxProcess(drop_remainder=True))
+    rows_per_process(config)  # the batch must split over processes: say so in train.* terms
 
     def pack(examples):
         rows = [examples[i:i + per_row] for i in range(0, len(examples), per_row)]
         return builder.batch(rows, config.seq_len)
 
-    return grain.DataLoader(
-        data_source=source, sampler=sampler,
-        operations=[_Build(builder),
-                    grain.transforms.Batch(rows_per_process(config) * per_row,
-                                           drop_remainder=True, batch_fn=pack)],
+    return loader.make_loader(
+        workdir / "latents", "train", batch_size=config.train.batch_size * per_row,
+        seed=config.train.seed, transforms=[_Build(builder)], batch_fn=pack,
         worker_count=config.loader.worker_count)
 
 
@@ -208,7 +184,7 @@ def make_train_step(config: Config, graphdef, tx) -> Callable:
         return losses.loss_fn(config, nnx.merge(graphdef, params), batch, key, denom)
 
     def step(state, batch):
-        key = jax.random.fold_in(jax.random.wrap_key_data(state["key"]), state["step"])
+        key = loop.step_key(state)
         denom = losses.denominators(batch)
         # Micro-batch i takes rows i, i + accum, ...: every device keeps a share of each.
         micro = jax.tree.map(lambda x: jnp.swapaxes(
@@ -228,14 +204,12 @@ def make_train_step(config: Config, graphdef, tx) -> Callable:
         (grads, loss, sums, counts), _ = jax.lax.scan(
             accumulate, (zeros, jnp.zeros((), jnp.float32), grid, grid),
             (micro, jnp.arange(accum)))
-        updates, opt = tx.update(grads, state["opt"], state["params"])
-        params = optax.apply_updates(state["params"], updates)
+        new = loop.apply_gradients(tx, state, grads)
         # Skipped steps do not advance the optimizer's schedule.
         applied = state["step"] - state["opt"].total_notfinite
         metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": lr(applied),
-                   "skipped": opt.total_notfinite, "sums": sums, "counts": counts}
-        return {"params": params, "opt": opt, "step": state["step"] + 1,
-                "key": state["key"]}, metrics
+                   "skipped": new["opt"].total_notfinite, "sums": sums, "counts": counts}
+        return new, metrics
 
     return step
 
@@ -249,13 +223,8 @@ def init_state(config: Config, mesh) -> tuple[Any, dict, Callable]:
     graphdef, params = nnx.split(model)
     tx = make_optimizer(t)
     with jax.set_mesh(mesh):
-        state = {"params": params, "opt": jax.jit(tx.init)(params),
-                 "step": jnp.zeros((), jnp.int32),
-                 "key": jax.random.key_data(jax.random.key(t.seed))}
-    shardings = jax.tree.map(lambda x: x.sharding, state)
-    step = jax.jit(make_train_step(config, graphdef, tx), donate_argnums=0,
-                   in_shardings=(shardings, None), out_shardings=(shardings, None))
-    return graphdef, state, step
+        state = loop.initial_state(params, tx, t.seed)
+    return graphdef, state, loop.compile_step(make_train_step(config, graphdef, tx), state)
 
 
 def make_eval_step(config: Config, graphdef) -> Callable:
@@ -267,36 +236,22 @@ def make_eval_step(config: Config, graphdef) -> Callable:
     return evaluate
 
 
-# ---------------------------------------------------------------------------------------------
-# Checkpoints.
-# ---------------------------------------------------------------------------------------------
-
-def checkpoint_manager(workdir: pathlib.Path, config: Config) -> ocp.CheckpointManager:
-    return ocp.CheckpointManager(
-        (workdir / "checkpoints").resolve(),
-        options=ocp.CheckpointManagerOptions(
-            max_to_keep=config.train.keep_checkpoints, create=True,
-            enable_async_checkpointing=True, cleanup_tmp_directories=True))
+def step_scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    """A fetched step's metrics as logged: loss, grad_norm, lr, skipped, and the loss of each
+    task and modality."""
+    return {"loss": float(metrics["loss"]), "grad_norm": float(metrics["grad_norm"]),
+            "lr": float(metrics["lr"]), "skipped": float(metrics["skipped"]),
+            **losses.report(metrics["sums"], metrics["counts"])}
 
 
-def _abstract(tree):
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-                        tree)
+def step_cost(config: Config, batch: dict[str, np.ndarray]) -> tuple[int, float]:
+    """(real tokens, training FLOPs) of this process's rows."""
+    return int((batch["segment_ids"] > 0).sum()), flops.train_flops(config, batch)
 
 
 # ---------------------------------------------------------------------------------------------
-# The loop.
+# The run.
 # ---------------------------------------------------------------------------------------------
-
-@dataclasses.dataclass
-class _Window:
-    """Throughput over the steps since the last log line."""
-
-    start: float
-    steps: int = 0
-    tokens: int = 0
-    flops: float = 0.0
-
 
 def train(workdir: str | os.PathLike, config: Config, stop: StopRequest | None = None,
           progress: bool = True) -> dict[str, float]:
@@ -307,7 +262,6 @@ def train(workdir: str | os.PathLike, config: Config, stop: StopRequest | None =
       Preempted: `stop` was requested; a checkpoint of the last finished step was saved.
     """
     workdir = pathlib.Path(workdir)
-    stop = stop or StopRequest()
     t = config.train
     check_workdir(workdir, config)
     mesh = sh.make_mesh(config.mesh)
@@ -319,35 +273,19 @@ def train(workdir: str | os.PathLike, config: Config, stop: StopRequest | None =
 
     graphdef, state, train_step = init_state(config, mesh)
     eval_step = jax.jit(make_eval_step(config, graphdef))
-
-    loader = make_loader(workdir, config)
-    batches: Iterator = iter(loader)
-    manager = checkpoint_manager(workdir, config)
-    start = manager.latest_step() or 0
-    if start:
-        restored = manager.restore(start, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(_abstract(state)),
-            loader=grain.checkpoint.CheckpointRestore(batches)))
-        state = restored["state"]
-        log.info("resumed from step %d of %s", start, workdir / "checkpoints")
-
-    def save(step: int) -> None:
-        manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state),
-            loader=grain.checkpoint.CheckpointSave(batches)))
-
-    writer = MetricWriter(workdir, "train") if jax.process_index() == 0 else None
-    val_writer = MetricWriter(workdir, "val") if jax.process_index() == 0 else None
     validation = validation_batches(workdir, config)
     peak, peak_source = flops.peak_flops(config)
     log.info("peak %.3g FLOP/s (%s); %d devices, mesh %s", peak, peak_source,
              jax.device_count(), dict(mesh.shape))
     if progress and jax.process_index() == 0:
         tqdm.write(f"o1 train: {len(jax.devices())} devices, mesh {dict(mesh.shape)}, peak "
-                   f"{peak / 1e9:.1f} GFLOP/s ({peak_source})"
-                   + (f"; resuming at step {start}" if start else ""))
+                   f"{peak / 1e9:.1f} GFLOP/s ({peak_source})")
 
-    def run_validation(step: int) -> dict[str, float]:
+    def step(state, batch):
+        with jax.set_mesh(mesh):
+            return train_step(state, sh.global_batch(only_batch(batch), mesh))
+
+    def validate(state) -> dict[str, float]:
         values = {}
         with jax.set_mesh(mesh):
             for batches_of_task in validation.values():
@@ -357,64 +295,12 @@ def train(workdir: str | os.PathLike, config: Config, stop: StopRequest | None =
                     sums, counts = sums + np.asarray(s), counts + np.asarray(c)
                 values.update({k: v for k, v in losses.report(sums, counts).items()
                                if not k.startswith("all/")})
-        if val_writer:
-            val_writer.write(step, values)
         return values
 
-    last: dict[str, float] = {}
-    # smoothing=0: the rate (and ETA) averaged since the start; steps are dispatched ahead and
-    # complete in bursts at each metrics fetch, which tqdm's moving average misreads.
-    bar = tqdm(range(start, t.steps), initial=start, total=t.steps, desc="train", unit="step",
-               dynamic_ncols=True, smoothing=0.0,
-               disable=not progress or jax.process_index() != 0)
-    window = None
-    try:
-        for step in bar:
-            batch = next(batches)
-            with jax.set_mesh(mesh):
-                state, metrics = train_step(state, sh.global_batch(only_batch(batch), mesh))
-            done = step + 1
-            if window is None:  # the first step compiles: time from its end
-                jax.block_until_ready(metrics)
-                window = _Window(time.perf_counter())
-            else:
-                window.steps += 1
-                window.tokens += int((batch["segment_ids"] > 0).sum()) * jax.process_count()
-                window.flops += flops.train_flops(config, batch) * jax.process_count()
-            if done % t.log_every == 0 or done == t.steps:
-                host = jax.device_get(metrics)
-                last = {"loss": float(host["loss"]), "grad_norm": float(host["grad_norm"]),
-                        "lr": float(host["lr"]), "skipped": float(host["skipped"]),
-                        **losses.report(host["sums"], host["counts"])}
-                now = time.perf_counter()
-                if window.steps:
-                    seconds = now - window.start
-                    last.update(step_time=seconds / window.steps,
-                                steps_per_s=window.steps / seconds,
-                                tokens_per_s=window.tokens / seconds,
-                                mfu=window.flops / seconds / peak)
-                window = _Window(now)
-                if writer:
-                    writer.write(done, last)
-                bar.set_postfix({k: f"{last[k]:.4g}" for k in
-                                 ("loss", "steps_per_s", "mfu") if k in last}, refresh=False)
-            if done % t.eval_every == 0 or done == t.steps:
-                values = run_validation(done)
-                if progress and jax.process_index() == 0:
-                    tqdm.write(f"step {done}: validation " + ", ".join(
-                        f"{k} {v:.4f}" for k, v in sorted(values.items())))
-            if done % t.checkpoint_every == 0 or done == t.steps or stop.requested:
-                save(done)
-            if stop.requested and done < t.steps:
-                manager.wait_until_finished()
-                raise Preempted(f"training stopped at step {done}/{t.steps}; checkpoint saved "
-                                f"in {workdir / 'checkpoints'}, run the same command again to "
-                                f"resume")
-    finally:
-        bar.close()
-        manager.wait_until_finished()
-        manager.close()
-        for w in (writer, val_writer):
-            if w:
-                w.close()
-    return last
+    return loop.fit(loop.Stage(
+        name="train", workdir=workdir, checkpoints=workdir / "checkpoints", steps=t.steps,
+        log_every=t.log_every, checkpoint_every=t.checkpoint_every,
+        keep_checkpoints=t.keep_checkpoints, state=state, step=step,
+        loader=make_loader(workdir, config), scalars=step_scalars, eval_every=t.eval_every,
+        validate=validate, cost=lambda batch: step_cost(config, batch), peak_flops=peak,
+        progress=progress), stop or StopRequest())

@@ -5,11 +5,14 @@ import os
 import signal
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
+import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
-from o1 import configs
+from o1 import checkpoint, configs
 from o1.cli import main
 from o1.config import ConfigError
 from o1.eval import tokenizers as tok_eval
@@ -34,7 +37,7 @@ def test_training_writes_every_artifact(trained):
     assert json.loads((workdir / "config.json").read_text())["name"] == "tiny"
     for vae in ("video_vae", "audio_vae"):
         steps = getattr(config, vae if vae == "video_vae" else "audio").steps
-        assert loop.checkpoint_manager(workdir / vae / "checkpoints").latest_step() == steps
+        assert checkpoint.committed_steps(workdir / vae / "checkpoints")[-1] == steps
         stats = json.loads((workdir / vae / "latent_stats.json").read_text())
         assert len(stats["mean"]) == len(stats["std"]) > 0
     lines = [json.loads(s) for s in (workdir / "metrics.jsonl").read_text().splitlines()]
@@ -112,12 +115,63 @@ def test_resume_after_sigterm_matches_an_uninterrupted_run(tmp_path, tiny_datase
     with pytest.raises(loop.Preempted, match="step 3/6"):
         tok_train.train_tokenizers(tmp_path / "resumed", tiny_dataset, config)
     ckpt = tmp_path / "resumed" / "video_vae" / "checkpoints"
-    assert loop.checkpoint_manager(ckpt).latest_step() == 3
+    assert checkpoint.committed_steps(ckpt)[-1] == 3
     monkeypatch.setattr(MetricWriter, "write", real_write)
     tok_train.train_tokenizers(tmp_path / "resumed", tiny_dataset, config)
     for a, b in zip(_params(tmp_path / "straight", config), _params(tmp_path / "resumed", config),
                     strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_restore_vae_reads_checkpoints_written_before_the_shared_loop(trained, tmp_path):
+    """Those held `{model, opt}` rather than `{params, opt, step, key}`; and a checkpoint
+    without what is asked for is an error, never the target handed back."""
+    workdir, config, _ = trained
+    model = bundle.new_video_vae(config, 0)
+    bundle.restore_vae(workdir / "video_vae" / "checkpoints", model)
+    pure = nnx.to_pure_dict(nnx.state(model))
+    with checkpoint.manager(tmp_path / "old") as m:
+        m.save(5, args=ocp.args.Composite(state=ocp.args.StandardSave(
+            {"model": pure, "opt": {"count": jnp.zeros((), jnp.int32)}})))
+    other = bundle.new_video_vae(config, 1)
+    assert bundle.restore_vae(tmp_path / "old", other) == 5
+    for a, b in zip(jax.tree.leaves(pure), jax.tree.leaves(nnx.to_pure_dict(nnx.state(other))),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(KeyError, match=r"checkpoint 5 .* has no \['params'\]"):
+        checkpoint.restore(tmp_path / "old", {"params": checkpoint.abstract(jnp.zeros(2))})
+
+
+def _optimize(tx, params, steps):
+    """`params` after `steps` jitted updates with seeded random gradients."""
+    @jax.jit
+    def step(params, state, grads):
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    state = tx.init(params)
+    for i in range(steps):
+        rng = np.random.default_rng(i)
+        params, state = step(params, state, jax.tree.map(
+            lambda x, rng=rng: jnp.asarray(rng.normal(size=x.shape), jnp.float32), params))
+    return jax.device_get(params)
+
+
+def test_vae_adam_computes_the_floats_of_optax_adam():
+    """The shared factory gives the VAEs AdamW without decay; the VAEs were tuned with
+    optax.adam (clip 1, b2 0.99), and the two must agree to the bit."""
+    a = configs.get("tiny", ["audio.steps=20"]).audio
+    rng = np.random.default_rng(0)
+    params = {"w": jnp.asarray(rng.normal(size=(16, 8)), jnp.float32),
+              "b": jnp.zeros(8, jnp.float32)}
+    warmup = max(1, min(a.warmup_steps, a.steps // 10))
+    adam = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(
+        optax.warmup_cosine_decay_schedule(0.0, a.learning_rate, warmup, a.steps,
+                                           a.learning_rate * 0.05), b2=0.99))
+    ours = _optimize(tok_train._optimizer(a), params, a.steps)
+    for x, y in zip(jax.tree.leaves(ours), jax.tree.leaves(_optimize(adam, params, a.steps)),
+                    strict=True):
+        assert x.tobytes() == y.tobytes()
 
 
 def test_workdir_and_dataset_mismatches_are_refused(trained, tiny_dataset, tmp_path):

@@ -1,6 +1,5 @@
 """Building, reading, loading and exporting datasets."""
 
-import dataclasses
 import json
 import pathlib
 
@@ -68,12 +67,16 @@ def test_missing_dataset_and_split_errors_say_what_to_do(tmp_path, tiny_dataset)
         datasets.data_source(tiny_dataset, "nope")
 
 
+# Batches of 4 of the 16 tiny train clips.
+BATCHES = {"batch_size": 4, "seed": 0}
+
+
 def _ids(it, n):
     return [next(it)["id"] for _ in range(n)]
 
 
-def test_restored_iterator_yields_the_same_next_batches(tiny_dataset, tiny_config):
-    make = lambda: loader.make_loader(tiny_dataset, "train", tiny_config.loader)  # noqa: E731
+def test_restored_iterator_yields_the_same_next_batches(tiny_dataset):
+    make = lambda: loader.make_loader(tiny_dataset, "train", **BATCHES)  # noqa: E731
     it = iter(make())
     _ids(it, 5)  # past the end of the first epoch (16 clips, batches of 4)
     state = it.get_state()
@@ -82,13 +85,12 @@ def test_restored_iterator_yields_the_same_next_batches(tiny_dataset, tiny_confi
     restored.set_state(state)
     assert _ids(restored, 6) == expected
     # A different seed sees a different order.
-    other = iter(loader.make_loader(tiny_dataset, "train",
-                                    tiny_config.loader.__class__(batch_size=4, seed=1)))
+    other = iter(loader.make_loader(tiny_dataset, "train", **{**BATCHES, "seed": 1}))
     assert _ids(other, 4) != _ids(iter(make()), 4)
 
 
 def test_batches_stack_arrays_and_list_strings(tiny_dataset, tiny_config):
-    batch = next(iter(loader.make_loader(tiny_dataset, "train", tiny_config.loader)))
+    batch = next(iter(loader.make_loader(tiny_dataset, "train", **BATCHES)))
     assert batch["video"].shape == (4, tiny_config.num_frames, 32, 32, 3)
     assert batch["audio"].shape == (4, tiny_config.num_samples)
     assert len(batch["caption"]) == 4 and all(isinstance(c, str) for c in batch["caption"])
@@ -97,7 +99,7 @@ def test_batches_stack_arrays_and_list_strings(tiny_dataset, tiny_config):
 def test_process_shards_are_disjoint_and_cover_the_split(tiny_dataset, tiny_config):
     seen = []
     for index in range(2):
-        shard = loader.make_loader(tiny_dataset, "train", tiny_config.loader, num_epochs=1,
+        shard = loader.make_loader(tiny_dataset, "train", **BATCHES, num_epochs=1,
                                    shard_index=index, shard_count=2)
         seen.append({i for batch in shard for i in batch["id"]})
     assert not seen[0] & seen[1]
@@ -132,13 +134,12 @@ def test_cli_builds_and_exports(tmp_path, capsys):
     assert not (tmp_path / "y").exists()
 
 
-def test_iterator_with_worker_processes_restores(tiny_dataset, tiny_config):
-    workers = dataclasses.replace(tiny_config.loader, worker_count=2)
-    it = iter(loader.make_loader(tiny_dataset, "train", workers))
+def test_iterator_with_worker_processes_restores(tiny_dataset):
+    it = iter(loader.make_loader(tiny_dataset, "train", **BATCHES, worker_count=2))
     first = _ids(it, 3)
     state = it.get_state()
     expected = _ids(it, 3)
-    restored = iter(loader.make_loader(tiny_dataset, "train", workers))
+    restored = iter(loader.make_loader(tiny_dataset, "train", **BATCHES, worker_count=2))
     restored.set_state(state)
     assert _ids(restored, 3) == expected
     # Every worker batch is a full batch of distinct clips from the split.
