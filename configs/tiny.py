@@ -10,7 +10,6 @@ from o1.config import (
     AudioConfig,
     Config,
     DataConfig,
-    LoaderConfig,
     ModelConfig,
     SequenceConfig,
     TextConfig,
@@ -34,7 +33,6 @@ def get_config() -> Config:
                                  batch_size=2, learning_rate=1e-3),
         audio=AudioConfig(n_fft=512, hop=250, n_mels=32, a_down=4, channels=4, widths=(16, 32),
                           steps=8, batch_size=4, learning_rate=1e-3, griffin_lim_iters=4),
-        loader=LoaderConfig(batch_size=4),
         tokenizer_train=TokenizerTrainConfig(log_every=2, checkpoint_every=4, stats_clips=16),
         # Grouped KV heads (4 query heads over 2) and two examples per row, so tests exercise
         # both; float32 so sharded and single-device losses agree to float tolerance.

@@ -214,12 +214,9 @@ class TokenizerTrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class LoaderConfig:
-    """The grain pipeline that feeds training."""
+    """The grain pipeline that feeds training (batch sizes and seeds are each stage's own)."""
 
-    batch_size: int = 8  # global batch size, split evenly over processes
-    shuffle: bool = True  # reshuffle every epoch with `seed`
     worker_count: int = 0  # grain worker processes (0 = load in the main process)
-    seed: int = 0  # shuffle seed
 
 
 TASKS = ("text_to_av", "video_to_caption", "video_to_audio", "audio_to_video", "image_to_video",
@@ -683,13 +680,28 @@ def from_dict(data: dict[str, Any]) -> Config:
     """Rebuilds a Config from `dataclasses.asdict` output (e.g. a workdir's config.json).
 
     Keys missing from `data` (a file written before a section existed) take the values of the
-    named config `data["name"]` when there is one, else the dataclass defaults.
+    named config `data["name"]` when there is one, else the dataclass defaults; keys the
+    dataclasses no longer have (a file written before a key was removed) are ignored.
     """
     from o1 import configs  # configs imports this module
 
     name = data.get("name")
     base = configs.get(name) if name in configs.NAMES else Config
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(base), data))  # type: ignore
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(base),  # type: ignore
+                                               _known(Config, data)))
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """`data` without the keys that no field of the dataclass `cls` (or its sections) has."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        section = f.default_factory if f.default_factory is not dataclasses.MISSING else None
+        out[f.name] = (_known(section, data[f.name])  # type: ignore[arg-type]
+                       if dataclasses.is_dataclass(section) and isinstance(data[f.name], dict)
+                       else data[f.name])
+    return out
 
 
 def load(path: str | os.PathLike) -> Config:

@@ -82,10 +82,21 @@ def test_config_json_round_trip():
     assert config_lib.from_dict(json.loads(config.to_json())) == config
 
 
+def test_config_json_with_removed_keys_still_loads():
+    """A workdir's config.json from before keys were removed (the loader's batch size,
+    shuffle and seed, which nothing read) loads as the same config without them."""
+    config = configs.get("quickstart")
+    old = json.loads(config.to_json())
+    old["loader"].update(batch_size=8, shuffle=True, seed=0)
+    old["train"]["retired_option"] = 1
+    old["retired_section"] = {"x": 1}
+    assert config_lib.from_dict(old) == config
+
+
 def test_every_field_is_overridable():
     keys = config_lib.valid_keys()
-    assert "data.fps" in keys and "video_vae.t_down" in keys and "loader.batch_size" in keys
-    assert "data" not in keys
+    assert "data.fps" in keys and "video_vae.t_down" in keys and "loader.worker_count" in keys
+    assert "data" not in keys and "loader.batch_size" not in keys
 
 
 @pytest.mark.parametrize("override, message", [
