@@ -10,8 +10,8 @@ import pytest
 from flax import nnx
 
 from o1 import configs
-from o1.avshapes import generator, world
-from o1.tokenizers import audio, audio_metrics
+from o1.avshapes import audio_metrics, generator, world
+from o1.tokenizers import audio
 
 SR = 16_000
 
