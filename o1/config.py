@@ -5,6 +5,10 @@ A `Config` is a tree of frozen dataclasses. Named configs (`o1.configs.tiny`,
 (`data.fps=8 video_vae.t_down=2`) parsed by OmegaConf, and every dataclass validates itself in
 `__post_init__` with a message that says what to change.
 
+The module is long (about 700 lines) on purpose: it is the one place every setting is named,
+with a comment and a check each, and the checks that span sections (clip geometry against the
+VAEs and the patch size, the audio/video latent-rate ratio) need them all in view.
+
 Clip geometry (see docs/design.md, "Clip geometry and time alignment"):
 
   T = 1 + t_down * n video frames at `fps`; frame i shows time i / fps.
