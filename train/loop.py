@@ -30,6 +30,7 @@ from flax import nnx
 from tqdm import tqdm
 
 from o1 import checkpoint
+from o1.config import ConfigError
 from o1.train.metrics import MetricWriter
 
 log = logging.getLogger(__name__)
@@ -176,6 +177,13 @@ def fit(stage: Stage, stop: StopRequest) -> dict[str, float]:
     state = s.state
     batches = iter(s.loader)
     if start:
+        saved = checkpoint.state_keys(s.checkpoints, start)
+        if saved != set(state):
+            manager.close()
+            raise ConfigError(
+                f"{s.checkpoints} holds an unfinished {s.name} run saved by an earlier version "
+                f"of o1 (its state has {sorted(saved)}, not {sorted(state)}), which cannot "
+                f"resume; move that folder away to train {s.name} from the start")
         restored = manager.restore(start, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(checkpoint.abstract(state)),
             loader=grain.checkpoint.CheckpointRestore(batches)))

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 
 import jax
@@ -140,6 +141,27 @@ def test_restore_vae_reads_checkpoints_written_before_the_shared_loop(trained, t
         np.testing.assert_array_equal(a, b)
     with pytest.raises(KeyError, match=r"checkpoint 5 .* has no \['params'\]"):
         checkpoint.restore(tmp_path / "old", {"params": checkpoint.abstract(jnp.zeros(2))})
+
+
+def test_an_unfinished_run_of_the_earlier_format_is_refused_clearly(tiny_dataset, tmp_path):
+    """An interrupted VAE run saved as `{model, opt}` cannot resume in the shared loop: one
+    error names the folder and what to do, and nothing in it is touched."""
+    new = tmp_path / "run"
+    tok_train.train_tokenizers(new, tiny_dataset, configs.get("tiny", ["video_vae.steps=2",
+                                                                       "audio.steps=2"]))
+    ckpt = new / "audio_vae" / "checkpoints"
+    for path in list(ckpt.iterdir()):
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    for stats in new.glob("*_vae/latent_stats.json"):
+        stats.unlink()
+    with checkpoint.manager(ckpt) as m:
+        m.save(1, args=ocp.args.Composite(state=ocp.args.StandardSave(
+            {"model": {"w": jnp.zeros(2)}, "opt": {"count": jnp.zeros((), jnp.int32)}})))
+    before = sorted(p.name for p in ckpt.iterdir())
+    with pytest.raises(ConfigError, match="earlier version of o1 .* move that folder away"):
+        tok_train.train_tokenizers(new, tiny_dataset, configs.get(
+            "tiny", ["video_vae.steps=2", "audio.steps=2"]))
+    assert sorted(p.name for p in ckpt.iterdir()) == before
 
 
 def _optimize(tx, params, steps):
