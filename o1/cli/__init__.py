@@ -34,8 +34,6 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from o1.cli.train import train_config as _train_config  # noqa: F401 (tests/train import it)
-
 # The modules of o1.cli that add commands, in the order `o1 --help` lists them.
 GROUPS = ("data", "tokenizers", "train", "sample", "eval", "quickstart", "serve", "bench",
           "config")

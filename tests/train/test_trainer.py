@@ -296,13 +296,13 @@ def test_cli_config_of_a_workdir_fills_missing_sections_from_its_named_config(tm
     import argparse
     import dataclasses
 
-    from o1.cli import _train_config
+    from o1.cli.train import train_config
 
     config = configs.get("quickstart")
     old = dataclasses.asdict(config)
     del old["model"], old["train"]  # a config.json written before these sections existed
     (tmp_path / "config.json").write_text(json.dumps(old))
     args = argparse.Namespace(config=None, workdir=str(tmp_path), overrides=["train.steps=7"])
-    loaded = _train_config(args)
+    loaded = train_config(args)
     assert loaded.model == config.model
     assert loaded.train == dataclasses.replace(config.train, steps=7)
