@@ -197,8 +197,8 @@ def fit(stage: Stage, stop: StopRequest) -> dict[str, float]:
             state=ocp.args.StandardSave(state),
             loader=grain.checkpoint.CheckpointSave(batches)))
 
-    writer = MetricWriter(s.workdir, s.name) if lead else None
-    val_writer = MetricWriter(s.workdir, "val") if lead and s.validate else None
+    writer = MetricWriter(s.workdir, s.name, start) if lead else None
+    val_writer = MetricWriter(s.workdir, "val", start) if lead and s.validate else None
     last: dict[str, float] = {}
     # smoothing=0: the rate (and ETA) averaged since the start; steps are dispatched ahead and
     # complete in bursts at each metrics fetch, which tqdm's moving average misreads.
