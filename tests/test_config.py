@@ -136,3 +136,13 @@ def test_a_config_json_from_before_the_sample_section_loads_its_defaults():
 def test_sample_section_is_validated(override, message):
     with pytest.raises(ConfigError, match=message):
         configs.get("tiny", [override])
+
+
+def test_config_show_prints_json_that_loads_back(capsys):
+    from o1.cli import main
+
+    assert main(["config", "show", "--config", "tiny", "train.steps=7"]) == 0
+    out, err = capsys.readouterr()
+    loaded = config_lib.from_dict(json.loads(out))
+    assert loaded == configs.get("tiny", ["train.steps=7"])
+    assert "frames T=" in err
