@@ -90,10 +90,29 @@ def load_model(workdir: str | os.PathLike, step: int | None = None) -> tuple[Con
     return config, nnx.merge(graphdef, state["params"]), step
 
 
+def check_video_file(path: str | os.PathLike, max_seconds: float | None = None,
+                     image_hint: str = "animate an image with `o1 animate --image`") -> None:
+    """Refuses, from the container's header alone (nothing decoded, no model loaded), what a
+    task that reads a video cannot use: an image, a file without a video stream, or one longer
+    than `max_seconds`. `image_hint` says where an image belongs. Raises RequestError, or
+    media.MediaError for a file that cannot be opened."""
+    name = pathlib.Path(path).name
+    info = media.probe(path)
+    if info["format"].endswith("_pipe") or info["format"] == "image2":
+        raise RequestError(f"{name} is an image, not a video; give a video here, or "
+                           f"{image_hint}")
+    if not info["has_video"]:
+        raise RequestError(f"{name} has no video stream; give a video file (mp4, webm, mov)")
+    if max_seconds is not None and (info["duration"] or 0) > max_seconds + 1:
+        raise RequestError(f"{name} is {info['duration']:.1f} s long; videos up to "
+                           f"{max_seconds:g} s are taken here; cut it")
+
+
 def read_clip(path: str | os.PathLike, config: Config, require_audio: bool = False
               ) -> Clip:
     """A video file brought to the model's frame rate, frame size and sample rate
-    (silent audio when it has none and `require_audio` is False)."""
+    (silent audio when it has none and `require_audio` is False); see `check_video_file` for
+    the checks to make before."""
     d = config.data
     clip = media.read_media(path, fps=d.fps, size=(d.height, d.width),
                             sample_rate=d.sample_rate, require_audio=require_audio)

@@ -34,7 +34,13 @@ from o1.config import SampleConfig
 from o1.media import Clip
 from o1.sampler import FlowOptions, seed_of
 from o1.serve import picture
-from o1.serve.pipeline import Pipeline, RequestError, read_clip, read_image
+from o1.serve.pipeline import (
+    Pipeline,
+    RequestError,
+    check_video_file,
+    read_clip,
+    read_image,
+)
 
 log = logging.getLogger(__name__)
 
@@ -123,15 +129,8 @@ class Studio:
             raise RequestError(f"no {what} was given; upload a video file (mp4, webm, mov)")
         name = pathlib.Path(path).name
         try:
-            info = media.probe(path)
-            if info["format"].endswith("_pipe") or info["format"] == "image2":
-                raise RequestError(f"{name} is an image, not a video; upload a video here, or "
-                                   "animate the image in the Image -> Video tab")
-            if not info["has_video"]:
-                raise RequestError(f"{name} has no video stream; upload a video file")
-            if (info["duration"] or 0) > self.options.max_seconds + 1:  # before decoding it
-                raise RequestError(f"{name} is {info['duration']:.1f} s long; this studio takes "
-                                   f"videos up to {self.options.max_seconds:g} s; cut it")
+            check_video_file(path, self.options.max_seconds,  # before decoding it
+                             image_hint="animate the image in the Image -> Video tab")
             return read_clip(path, self.config)
         except media.MediaError as e:
             raise RequestError(f"{name}: {e.reason}" + (f" ({e.hint})" if e.hint else "")) \

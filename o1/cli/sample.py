@@ -127,9 +127,10 @@ def _caption(args: argparse.Namespace) -> None:
     import json
 
     from o1.sampler import TextOptions, seed_of
-    from o1.serve.pipeline import Pipeline, read_clip
+    from o1.serve.pipeline import Pipeline, check_video_file, read_clip
 
     path = _input(args.input, "video to caption")
+    check_video_file(path)
     sample = sample_config(args)
     options = TextOptions.of(sample, max_tokens=args.max_tokens, temperature=args.temperature,
                              top_p=args.top_p)
@@ -145,9 +146,10 @@ def _caption(args: argparse.Namespace) -> None:
 
 
 def _dub(args: argparse.Namespace) -> None:
-    from o1.serve.pipeline import read_clip
+    from o1.serve.pipeline import MAX_SECONDS, check_video_file, read_clip
 
     path, out = _input(args.input, "video to dub"), _output(args.out)
+    check_video_file(path, MAX_SECONDS)
     pipe, flow, seed = _sampled(args)
     pipe.prompt_ids(args.prompt, required=False)
     _wrote(pipe.dub(read_clip(path, pipe.config), args.prompt, flow, seed), out)
@@ -164,9 +166,10 @@ def _animate(args: argparse.Namespace) -> None:
 
 
 def _extend(args: argparse.Namespace) -> None:
-    from o1.serve.pipeline import read_clip
+    from o1.serve.pipeline import check_video_file, read_clip
 
     path, out = _input(args.input, "clip to extend"), _output(args.out)
+    check_video_file(path)
     pipe, flow, seed = _sampled(args)
     pipe.prompt_ids(args.prompt, required=False)
     pipe.check_seconds(args.seconds)
