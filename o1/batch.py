@@ -44,11 +44,6 @@ BATCH_KEYS: tuple[str, ...] = tuple(Batch.__annotations__)
 EXAMPLE_KEYS: tuple[str, ...] = tuple(k for k in BATCH_KEYS if k != "segment_ids")
 
 
-def model_inputs(batch: Batch | dict) -> ModelInputs:
-    """The model's inputs of a batch (other keys dropped)."""
-    return {k: batch[k] for k in MODEL_INPUTS}  # type: ignore[return-value]
-
-
 def only_batch(batch: dict) -> Batch:
     """The `Batch` keys of a dict (extra keys a pipeline carries dropped)."""
     return {k: batch[k] for k in BATCH_KEYS}  # type: ignore[return-value]

@@ -207,7 +207,10 @@ def test_padding_does_not_affect_real_tokens(config, forward, packed, packed_out
     assert np.isfinite(logits2).all() and np.isfinite(velocity2).all()
 
 
-def test_model_mask_agrees_with_the_reference_on_every_task(config, builder):
+def test_mask_is_the_same_in_jax_and_numpy_and_for_a_cached_chunk(config, builder):
+    """The rule itself is checked against hand-written masks in test_sequence.py; here, on
+    packed rows of every task, the jax arrays the model passes give the numpy mask, and a chunk
+    of queries against every key (the KV-cache form) gives those rows of it."""
     rng = np.random.default_rng(3)
     built = [builder.build(random_example(config, i), task, rng) for i, task in enumerate(TASKS)]
     rows = [built[0:2], built[2:4], built[4:6], built[6:]]  # the last row: one example
