@@ -202,7 +202,9 @@ def _check_clip(frames, fps, audio, sample_rate) -> None:
 def _encode(out, frames, fps, audio, sample_rate, crf) -> None:
     """Encodes the validated clip into the open output container `out`."""
     rate = fractions.Fraction(fps).limit_denominator(1001)
-    video = out.add_stream("libx264", rate=rate, options={"crf": str(crf)})
+    # One encoder thread: x264's frame threads make its decisions depend on timing, so the
+    # same frames could give different bytes from one call to the next.
+    video = out.add_stream("libx264", rate=rate, options={"crf": str(crf), "threads": "1"})
     video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
     if audio is not None:
         sound = out.add_stream("aac", rate=sample_rate, layout="mono")
