@@ -91,25 +91,31 @@ class Avshapes(_ClipBuilder):
 class MediaFolder(_ClipBuilder):
     """Clips cut from a user's own videos with sound, with their captions."""
 
-    def __init__(self, *, examples: Callable[[], Iterator[tuple[str, dict]]], **kwargs):
-        self._examples = examples
+    def __init__(self, *, splits: Callable[[], dict[str, Iterator[tuple[str, dict]]]],
+                 **kwargs):
+        self._splits = splits
         super().__init__(**kwargs)
 
     def _split_generators(self, dl_manager):
-        return {"train": self._examples()}
+        # TFDS drains the generators one after another in this order (o1.train.folder relies
+        # on it: its splits take files from one shared queue).
+        return self._splits()
 
     def _generate_examples(self, *args):  # the split generator above is the examples' source
         raise NotImplementedError
 
 
 def build(builder_factory: Callable[[str], tfds.core.DatasetBuilder], out: str | os.PathLike,
-          overwrite: bool = False) -> pathlib.Path:
+          overwrite: bool = False,
+          finish: Callable[[pathlib.Path], Any] | None = None) -> pathlib.Path:
     """Builds a dataset into `out`, atomically.
 
     Args:
       builder_factory: called with a temporary data_dir; returns the builder to prepare there.
       out: the final dataset directory.
       overwrite: replace an existing dataset at `out`.
+      finish: called with the temporary directory once the dataset is prepared, to add files
+        (a build report) that appear at `out` together with it.
     """
     out = pathlib.Path(out).resolve()
     if out.exists() and any(out.iterdir()) and not overwrite:
@@ -126,6 +132,8 @@ def build(builder_factory: Callable[[str], tfds.core.DatasetBuilder], out: str |
             builder.download_and_prepare(
                 download_config=tfds.download.DownloadConfig(try_download_gcs=False))
         shutil.rmtree(tmp / "downloads", ignore_errors=True)
+        if finish is not None:
+            finish(tmp)
         if out.exists():
             old = out.with_name(f".{out.name}.old-{os.getpid()}")
             out.rename(old)

@@ -12,6 +12,13 @@ from o1 import media
 from o1.train import datasets
 
 
+def default_split(data: str | os.PathLike) -> str:
+    """The split to show when none is named: test, else validation, else train (a folder
+    dataset of few videos may lack test, or both)."""
+    splits = datasets.load_builder(data).info.splits
+    return next((s for s in ("test", "validation", "train") if s in splits), "test")
+
+
 def export(data: str | os.PathLike, split: str, num: int, out: str | os.PathLike
            ) -> list[pathlib.Path]:
     """Writes the first `num` clips of `split` as `ID.mp4` (H.264 + AAC) and `ID.json`.

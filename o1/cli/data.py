@@ -31,13 +31,14 @@ def _build_avshapes(args: argparse.Namespace) -> None:
 def _build_folder(args: argparse.Namespace) -> None:
     from o1.train import folder
 
-    config = named_config(args)
+    config = named_config(args, [f"seed={args.seed}"] if args.seed is not None else [])
     start = time.perf_counter()
     report = folder.build_folder(config, args.src, args.captions, args.out,
-                                 allow_silent=args.allow_silent, overwrite=args.overwrite)
+                                 allow_silent=args.allow_silent, overwrite=args.overwrite,
+                                 val_share=args.val_share, test_share=args.test_share)
     print(report.summary())
-    if report.num_clips:
-        _print_summary(args.out, time.perf_counter() - start)
+    _print_summary(args.out, time.perf_counter() - start)
+    print(f"report: {args.out}/{folder.REPORT_FILE}")
 
 
 def _print_summary(out, seconds: float) -> None:
@@ -54,18 +55,24 @@ def _print_summary(out, seconds: float) -> None:
 def _export(args: argparse.Namespace) -> None:
     from o1.train import export
 
-    paths = export.export(args.data, args.split, args.num, args.out)
-    print(f"wrote {len(paths)} clips (.mp4 + .json) to {args.out}")
+    split = args.split or export.default_split(args.data)
+    paths = export.export(args.data, split, args.num, args.out)
+    print(f"wrote {len(paths)} {split} clips (.mp4 + .json) to {args.out}")
 
 
 def _info(args: argparse.Namespace) -> None:
-    from o1.train import datasets
+    import pathlib
+
+    from o1.train import datasets, folder
 
     builder = datasets.load_builder(args.data)
-    config = datasets.loadnamed_config(args.data)
+    config = datasets.load_config(args.data)
     print(f"{datasets.dataset_dir(args.data)}  (config {config.name})")
     for name, info in sorted(builder.info.splits.items()):
         print(f"  {name:<11} {info.num_examples:>7} clips")
+    report = pathlib.Path(args.data) / folder.REPORT_FILE
+    if report.exists():
+        print(f"  build report: {report}")
     print(config.to_json())
 
 
@@ -75,6 +82,27 @@ def _encode(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     out = latents.encode_dataset(args.workdir, args.data, overwrite=args.overwrite)
     _print_summary(out, time.perf_counter() - start)
+    _print_cut_captions(out)
+
+
+def _print_cut_captions(latents_dir) -> None:
+    """Names the captions whose ids training cuts to sequence.max_text_len (the workdir's)."""
+    from o1.train import datasets
+
+    limit = datasets.load_config(latents_dir).sequence.max_text_len
+    builder = datasets.load_builder(latents_dir)
+    cut = []
+    for split in sorted(builder.info.splits.keys()):
+        source = datasets.data_source(latents_dir, split)
+        for i in range(len(source)):
+            ex = source[i]
+            if len(ex["text_ids"]) > limit:
+                cut.append(f"{split} {ex['id'].decode()}: {len(ex['text_ids'])} tokens")
+    if cut:
+        print(f"{len(cut)} captions are longer than sequence.max_text_len = {limit} tokens (with "
+              f"bos and eos); training and the caption loss see only their first {limit - 1} "
+              "tokens and eos:")
+        print("\n".join(f"  {line}" for line in cut))
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -98,15 +126,25 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     fo = build_cmds.add_parser(
         "folder", help="turn a folder of videos with sound into a dataset",
         description="Decode, resample (fps, centre crop + resize, sample rate) and cut a "
-                    "folder of videos into clips of the config's geometry. Files that cannot "
-                    "be used are reported by name and skipped.")
+                    "folder of videos into clips of the config's geometry, split into train, "
+                    "validation and test by video (the clips of one video stay in one split). "
+                    "Files that cannot be used are reported by name and skipped; the report "
+                    "is also saved as report.json in --out.")
     fo.add_argument("--src", required=True, help="folder of videos (searched recursively)")
     fo.add_argument("--captions", required=True,
                     help="JSONL ({\"file\": ..., \"caption\": ...} per line) or CSV with "
                          "columns file,caption; file names relative to --src")
     fo.add_argument("--out", required=True, help="dataset directory to create")
     fo.add_argument("--allow-silent", action="store_true",
-                    help="keep videos without an audio stream, with silent audio")
+                    help="keep videos without sound (no audio stream, or an all-zero track) "
+                         "with silent audio, marked \"silent\": true in their metadata")
+    fo.add_argument("--val-share", type=float, default=0.1,
+                    help="share of the videos held out for validation (default: 0.1; at least "
+                         "one video when there are two or more)")
+    fo.add_argument("--test-share", type=float, default=0.1,
+                    help="share of the videos held out for test (default: 0.1)")
+    fo.add_argument("--seed", type=int,
+                    help="seed of the split of videos (default: the config's seed)")
     fo.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     add_config_args(fo)
     fo.set_defaults(func=_build_folder)
@@ -115,7 +153,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                               description="Write N clips of a split as NAME.mp4 (H.264 + AAC) "
                                           "and NAME.json (caption and metadata).")
     ex.add_argument("--data", required=True, help="dataset directory")
-    ex.add_argument("--split", default="test", help="split to export (default: test)")
+    ex.add_argument("--split", default=None,
+                    help="split to export (default: test, else validation, else train)")
     ex.add_argument("--num", type=int, default=8, help="clips to export (default: 8)")
     ex.add_argument("--out", required=True, help="folder to write into")
     ex.set_defaults(func=_export)
