@@ -527,3 +527,101 @@ def _align_audio(samples, rate, sound_start, frame_size, clock: _Clock, video_st
     if video_samples < end < video_samples + frame_size:
         end = video_samples
     return samples[:end]
+
+
+# ---------------------------------------------------------------------------------------------
+# Sound levels.
+# ---------------------------------------------------------------------------------------------
+
+# Peak level below which a track counts as silent: under one step of 16-bit audio (-90.3 dBFS),
+# so dither and the decoder's rounding noise on a muted track are silence too.
+SILENCE_DBFS = -90.0
+
+
+def levels(audio: np.ndarray) -> dict[str, float]:
+    """Peak and RMS level of a waveform, and how much of it sits at full scale.
+
+    Args:
+        audio: float [N] waveform with full scale at 1.0 (what `read_media` returns).
+
+    Returns:
+        A dict with peak_dbfs (20 log10 max |x|), rms_dbfs (10 log10 mean x^2, so a
+        full-scale sine reads -3.01) and clipped (the fraction of samples at or beyond full
+        scale; `read_media` clips its output, so clipped audio shows as flat tops at 1.0).
+        The levels are -inf for an all-zero or empty waveform.
+    """
+    x = np.asarray(audio, np.float64)
+    peak = float(np.abs(x).max(initial=0.0))
+    power = float(np.mean(x * x)) if len(x) else 0.0
+    with np.errstate(divide="ignore"):
+        return {"peak_dbfs": float(20 * np.log10(peak)),
+                "rms_dbfs": float(10 * np.log10(power)),
+                "clipped": float(np.mean(np.abs(x) >= 1.0)) if len(x) else 0.0}
+
+
+def is_silent(audio: np.ndarray | None, threshold_dbfs: float = SILENCE_DBFS) -> bool:
+    """True if a waveform is missing, empty, or never peaks above `threshold_dbfs`."""
+    if audio is None or not len(audio):
+        return True
+    return levels(audio)["peak_dbfs"] < threshold_dbfs
+
+
+def loudness(audio: np.ndarray, sample_rate: int) -> float:
+    """Integrated loudness of a mono waveform in LUFS, per ITU-R BS.1770-4.
+
+    The waveform is K-weighted (a high shelf for the head, a high pass below 40 Hz), its mean
+    square taken over 400 ms blocks every 100 ms, and blocks gated out below -70 LUFS and then
+    below 10 LU under the loudness of the rest. It is measured as one front channel (weight 1):
+    a full-scale 997 Hz sine reads -3.01 LUFS. Streaming platforms aim at about -14 LUFS.
+
+    Args:
+        audio: float [N] mono waveform, at least 400 ms long.
+        sample_rate: Samples per second of `audio`.
+
+    Returns:
+        Loudness in LUFS; -inf when every block is under the absolute gate (silence).
+
+    Raises:
+        ValueError: The waveform is shorter than one 400 ms block.
+    """
+    from scipy import signal
+
+    block, hop = round(0.4 * sample_rate), round(0.1 * sample_rate)
+    if len(audio) < block:
+        raise ValueError(f"loudness needs at least 400 ms of audio, got {len(audio)} samples "
+                         f"at {sample_rate} Hz")
+    (b_shelf, a_shelf), (b_pass, a_pass) = _k_weighting(sample_rate)
+    weighted = signal.lfilter(b_pass, a_pass,
+                              signal.lfilter(b_shelf, a_shelf, np.asarray(audio, np.float64)))
+    energy = np.concatenate([[0.0], np.cumsum(weighted * weighted)])
+    starts = np.arange(0, len(weighted) - block + 1, hop)
+    power = (energy[starts + block] - energy[starts]) / block
+    with np.errstate(divide="ignore"):
+        block_lufs = -0.691 + 10 * np.log10(power)
+        kept = block_lufs > -70.0
+        if not kept.any():
+            return -math.inf
+        relative = -0.691 + 10 * np.log10(power[kept].mean()) - 10.0
+        kept &= block_lufs > relative
+        return float(-0.691 + 10 * np.log10(power[kept].mean()))
+
+
+def _k_weighting(rate: int) -> tuple[tuple[list[float], list[float]], ...]:
+    """The two biquads of BS.1770's K-weighting at `rate`, as ((b, a) shelf, (b, a) high pass).
+
+    BS.1770 tabulates the coefficients at 48 kHz only; these are its analogue prototypes
+    (as libebur128 derives them) through the bilinear transform, which give the table's
+    values at 48 kHz and the same response at any other rate.
+    """
+    gain_db, q, f0 = 3.999843853973347, 0.7071752369554196, 1681.974450955533
+    k = math.tan(math.pi * f0 / rate)
+    vh, a0 = 10 ** (gain_db / 20), 1 + k / q + k * k
+    vb = vh ** 0.4996667741545416
+    shelf = ([(vh + vb * k / q + k * k) / a0, 2 * (k * k - vh) / a0,
+              (vh - vb * k / q + k * k) / a0],
+             [1.0, 2 * (k * k - 1) / a0, (1 - k / q + k * k) / a0])
+    q, f0 = 0.5003270373238773, 38.13547087602444
+    k = math.tan(math.pi * f0 / rate)
+    a0 = 1 + k / q + k * k
+    high_pass = ([1.0, -2.0, 1.0], [1.0, 2 * (k * k - 1) / a0, (1 - k / q + k * k) / a0])
+    return shelf, high_pass

@@ -284,3 +284,53 @@ def test_write_rejects_bad_clips_and_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         media.write_mp4(target, smooth_frames(4, 16, 16), 16)
     assert list(tmp_path.iterdir()) == [target] and target.read_bytes() == before
+
+
+def sine(seconds: float, rate: int, freq: float = 997.0, amplitude: float = 1.0) -> np.ndarray:
+    return amplitude * np.sin(2 * np.pi * freq * np.arange(round(seconds * rate)) / rate)
+
+
+def test_levels_and_silence():
+    level = media.levels(sine(1.0, SR, amplitude=0.5))
+    assert level["peak_dbfs"] == pytest.approx(-6.02, abs=0.01)
+    assert level["rms_dbfs"] == pytest.approx(-9.03, abs=0.01)
+    assert level["clipped"] == 0.0
+    assert media.levels(np.clip(sine(1.0, SR, amplitude=2.0), -1, 1))["clipped"] > 0.5
+    assert media.levels(np.zeros(10))["peak_dbfs"] == -np.inf
+    assert media.is_silent(np.zeros(100)) and media.is_silent(np.zeros(0))
+    assert media.is_silent(None)
+    # One step of 16-bit audio (-90.3 dBFS) is silence; two steps (-84.3 dBFS) is not.
+    assert media.is_silent(np.full(100, 1 / 32768))
+    assert not media.is_silent(np.full(100, 2 / 32768))
+    assert media.is_silent(np.full(100, 2 / 32768), threshold_dbfs=-80)
+
+
+def test_k_weighting_matches_bs1770_table():
+    # ITU-R BS.1770-4, tables 1 and 2: the two stages at 48 kHz.
+    (b1, a1), (b2, a2) = media._k_weighting(48_000)
+    np.testing.assert_allclose(b1, [1.53512485958697, -2.69169618940638, 1.19839281085285],
+                               atol=1e-12)
+    np.testing.assert_allclose(a1, [1.0, -1.69065929318241, 0.73248077421585], atol=1e-12)
+    np.testing.assert_allclose(b2, [1.0, -2.0, 1.0])
+    np.testing.assert_allclose(a2, [1.0, -1.99004745483398, 0.99007225036621], atol=1e-12)
+
+
+@pytest.mark.parametrize("rate", [48_000, 44_100, 16_000])
+def test_loudness_of_a_full_scale_sine(rate):
+    # BS.1770: a 0 dBFS 997 Hz sine in one front channel reads -3.01 LKFS. Measured -3.010
+    # at 48 kHz, -3.008 at 44.1 kHz, -2.970 at 16 kHz (the bilinear transform's warping).
+    assert media.loudness(sine(5.0, rate), rate) == pytest.approx(-3.01, abs=0.05)
+    # 20 dB down reads 20 LU less.
+    assert media.loudness(sine(5.0, rate, amplitude=0.1), rate) == pytest.approx(-23.01,
+                                                                                  abs=0.05)
+
+
+def test_loudness_gates_out_silence():
+    tone = sine(10.0, 48_000)
+    # Ungated, half silence would read 3 dB lower; the gates keep only the blocks with sound
+    # (measured -3.08: a few 400 ms blocks straddle the edge).
+    gated = media.loudness(np.concatenate([tone, np.zeros_like(tone)]), 48_000)
+    assert gated == pytest.approx(-3.01, abs=0.1)
+    assert media.loudness(np.zeros(48_000), 48_000) == -np.inf
+    with pytest.raises(ValueError, match="400 ms"):
+        media.loudness(np.zeros(1000), 48_000)
