@@ -1,8 +1,11 @@
 """Reading and writing video files with sound, for the model's inputs and outputs.
 
 `read_media` decodes any container FFmpeg (through PyAV) can open into RGB frames and a
-mono waveform that share one time axis: audio sample 0 plays with video frame 0. It can
-also bring a clip to a fixed frame rate, frame size and sample rate on the way in.
+mono waveform that share one time axis: audio sample 0 plays with video frame 0. It reads a
+file as a player presents it: the picture turned (and mirrored) as its display matrix or
+`rotate` tag asks, the sound downmixed to mono by ITU-R BS.775 and clipped at full scale. It
+can also bring a clip to a fixed frame rate, frame size and sample rate on the way in.
+`levels`, `is_silent` and `loudness` (ITU-R BS.1770) measure a waveform.
 `write_mp4` writes the model's output as an H.264 + AAC MP4 that browsers play.
 
 Every failure that comes from the file rather than from the caller is raised as
@@ -106,9 +109,15 @@ def _av_errors(path: pathlib.Path, action: str, hint: str = _READ_HINT) -> Itera
 def probe(path: str | os.PathLike) -> dict:
     """Describes a file's streams from its header, without decoding.
 
+    The one exception is the picture's orientation, which FFmpeg hands on with the decoded
+    frames: the first frame is decoded to read it.
+
     Returns:
         A dict with format (FFmpeg's demuxer names, e.g. "mov,mp4,m4a,3gp,3g2,mj2" or
-        "png_pipe"), has_video, has_audio, duration (seconds), fps, width, height and
+        "png_pipe"), has_video, has_audio, duration (seconds), fps, width and height (of the
+        picture as a player shows it, which `read_media` returns), rotation (degrees a player
+        turns the stored picture clockwise: 0, 90, 180 or 270; a phone held upright records
+        90), mirrored (whether it is mirrored left to right before the turn) and
         sample_rate; fields about a missing stream, or unknown to the container, are None.
 
     Raises:
@@ -118,14 +127,26 @@ def probe(path: str | os.PathLike) -> dict:
     with _av_errors(path, "opening"), av.open(str(path)) as container:
         _check_complete(path, container)
         video, audio = _streams(container)
+        width = height = turns = mirrored = None
+        if video is not None:
+            width, height = video.codec_context.width, video.codec_context.height
+            turns, mirrored = _tag_turns(video.metadata), False
+            # FFmpeg hands the display matrix on with each decoded frame, not in the header
+            # PyAV exposes; a first frame that does not decode leaves the tag's answer.
+            with contextlib.suppress(av.error.FFmpegError, StopIteration):
+                turns, mirrored = _display_turns(next(container.decode(video)), turns)
+            if turns % 2:
+                width, height = height, width
         return {
             "format": container.format.name,
             "has_video": video is not None,
             "has_audio": audio is not None,
             "duration": container.duration / av.time_base if container.duration else None,
             "fps": float(video.average_rate) if video and video.average_rate else None,
-            "width": video.codec_context.width if video else None,
-            "height": video.codec_context.height if video else None,
+            "width": width,
+            "height": height,
+            "rotation": 90 * turns if video else None,
+            "mirrored": mirrored,
             "sample_rate": audio.codec_context.sample_rate if audio else None,
         }
 
@@ -253,8 +274,13 @@ def read_media(
         require_audio: Raise if the file has no audio; otherwise return audio=None.
 
     Returns:
-        A Clip with uint8 [T, H, W, 3] frames and float32 [N] mono audio, where N covers
-        the audio stream's own duration (padding the encoder added at the end removed).
+        A Clip with uint8 [T, H, W, 3] frames as a player shows them (turned and mirrored by
+        the display matrix or `rotate` tag, before the crop) and float32 [N] mono audio,
+        where N covers the audio stream's own duration (padding the encoder added at the end
+        removed). Several channels are downmixed as BS.775's stereo downmix halved:
+        (L + R) / 2 + 0.707 C + 0.354 (each surround), LFE dropped. Samples beyond full
+        scale (float decoders and resampling give some) are clipped to [-1, 1], as a player
+        clips them.
 
     Raises:
         MediaError: The file cannot be decoded, is truncated, has no video, or lacks
@@ -417,31 +443,104 @@ def _decode(container, video, audio, size) -> _Decoded:
     """Decodes the video (and audio, if not None) streams in one pass over the file."""
     streams = [s for s in (video, audio) if s is not None]
     video.thread_type = "AUTO"
-    # Keep the decoder's sample format and channels; downmixing is done below by averaging.
+    tag_turns = _tag_turns(video.metadata)
+    # Keep the decoder's sample format and channels for the downmix.
     resampler = av.AudioResampler(format="fltp")
     decoded = _Decoded()
     sound_samples = 0  # decoded so far, to date the first sample from a later timestamp
     for frame in container.decode(*streams):
         if isinstance(frame, av.VideoFrame):
             decoded.times.append(math.nan if frame.time is None else frame.time)
-            decoded.images.append(_to_rgb(frame, size))
+            decoded.images.append(_to_rgb(frame, size, tag_turns))
             continue
         decoded.sound_rate = decoded.sound_rate or frame.sample_rate
         if decoded.sound_start is None and frame.time is not None and decoded.sound_rate:
             decoded.sound_start = frame.time - sound_samples / decoded.sound_rate
         sound_samples += frame.samples
         decoded.sound_frame = max(decoded.sound_frame, frame.samples)
-        decoded.sounds += [f.to_ndarray().mean(axis=0) for f in resampler.resample(frame)]
+        decoded.sounds += [_to_mono(f) for f in resampler.resample(frame)]
     if audio is not None:
-        decoded.sounds += [f.to_ndarray().mean(axis=0) for f in resampler.resample(None)]
+        decoded.sounds += [_to_mono(f) for f in resampler.resample(None)]
     return decoded
 
 
-def _to_rgb(frame: av.VideoFrame, size: tuple[int, int] | None) -> np.ndarray:
-    """Converts a decoded frame to uint8 [H, W, 3] RGB, centre-cropped and resized to size."""
+# The mono downmix, by FFmpeg's channel names: ITU-R BS.775's stereo downmix Lt = L + 0.707 C +
+# 0.707 Ls, Rt = R + 0.707 C + 0.707 Rs, LFE dropped, then mono = (Lt + Rt) / 2. Stereo keeps
+# its (L + R) / 2, a centre-only sound comes out at 0.707 of its level (as it plays from a
+# stereo pair), and LFE and surrounds no longer dilute the dialogue as a plain average of six
+# channels did (-15.6 dB for a centre-only sound). Back, side, height and other surrounds count
+# as surrounds; centre ones at the back or top go to both sides like the front centre.
+_MONO_WEIGHTS = {
+    **dict.fromkeys(("FL", "FR", "FLC", "FRC", "DL", "DR", "WL", "WR"), 0.5),
+    **dict.fromkeys(("FC", "BC", "TC", "TFC", "TBC", "BFC"), math.sqrt(0.5)),
+    **dict.fromkeys(("BL", "BR", "SL", "SR", "SDL", "SDR", "TFL", "TFR", "TBL", "TBR", "TSL",
+                     "TSR", "BFL", "BFR"), 0.5 * math.sqrt(0.5)),
+    **dict.fromkeys(("LFE", "LFE2", "LFE3", "LFE1"), 0.0),
+}
+
+
+# Layouts FFmpeg's own tools assume for a stream that gives only its channel count (an mp4
+# can carry 5.1 with side surrounds that way), where the guess is safe.
+_UNNAMED_LAYOUTS = {2: ("FL", "FR"), 6: ("FL", "FR", "FC", "LFE", "BL", "BR"),
+                    8: ("FL", "FR", "FC", "LFE", "BL", "BR", "SL", "SR")}
+
+
+def _to_mono(frame: av.AudioFrame) -> np.ndarray:
+    """A planar float frame [C, n] downmixed to float32 [n] by its channels' names."""
+    samples = frame.to_ndarray()
+    names = tuple(c.name for c in frame.layout.channels)
+    if len(names) == 1:
+        return samples[0]
+    if set(names) == {"NONE"}:
+        names = _UNNAMED_LAYOUTS.get(len(names), names)
+    weights = [_MONO_WEIGHTS.get(name) for name in names]
+    if None in weights:  # channels with no known place: nothing to weigh them by
+        return samples.mean(axis=0)
+    return (np.asarray(weights, np.float32) @ samples).astype(np.float32)
+
+
+def _tag_turns(metadata) -> int:
+    """Clockwise quarter turns asked by a stream's `rotate` tag (older phones and FFmpeg)."""
+    for key, value in metadata.items():
+        if key.lower() == "rotate":
+            with contextlib.suppress(ValueError):
+                return round(float(value) / 90) % 4
+    return 0
+
+
+def _display_turns(frame: av.VideoFrame, tag_turns: int) -> tuple[int, bool]:
+    """(clockwise quarter turns, mirrored first) that show `frame` as a player does.
+
+    The display matrix (ISO 14496-12's, which FFmpeg attaches to each frame) maps a stored
+    pixel (p, q) to the shown (a p + c q, b p + d q), y pointing down; a negative determinant
+    mirrors. Angles between quarter turns are rounded to the nearest, as the picture is only
+    ever turned by quarters here. Without a matrix, the stream's `rotate` tag decides.
+    """
+    for data in frame.side_data:
+        if data.type == _DISPLAYMATRIX:
+            a, b, _, c, d = (int(v) for v in np.frombuffer(bytes(data), np.int32)[:5])
+            mirrored = a * d - b * c < 0
+            if mirrored:  # undo a mirror of p, leaving a pure rotation
+                a, b = -a, -b
+            return round(math.degrees(math.atan2(b, a)) / 90) % 4, mirrored
+    return tag_turns, False
+
+
+_DISPLAYMATRIX = av.sidedata.sidedata.Type.DISPLAYMATRIX
+
+
+def _to_rgb(frame: av.VideoFrame, size: tuple[int, int] | None, tag_turns: int = 0
+            ) -> np.ndarray:
+    """Converts a decoded frame to uint8 [H, W, 3] RGB as a player shows it (turned and
+    mirrored by its display matrix or `rotate` tag), centre-cropped and resized to size."""
     image = frame.to_ndarray(format="rgb24")
+    turns, mirrored = _display_turns(frame, tag_turns)
+    if mirrored:
+        image = image[:, ::-1]
+    if turns:
+        image = np.rot90(image, -turns)  # np.rot90 turns counter-clockwise
     if size is None:
-        return image
+        return np.ascontiguousarray(image)
     out_h, out_w = size
     h, w = image.shape[:2]
     # Cropping before resizing keeps the picture's proportions instead of stretching it.

@@ -334,3 +334,156 @@ def test_loudness_gates_out_silence():
     assert media.loudness(np.zeros(48_000), 48_000) == -np.inf
     with pytest.raises(ValueError, match="400 ms"):
         media.loudness(np.zeros(1000), 48_000)
+
+
+def quadrants(height: int = 32, width: int = 48) -> np.ndarray:
+    """uint8 [height, width, 3], a different colour in each quarter: no turn or mirror of it
+    looks the same."""
+    image = np.zeros((height, width, 3), np.uint8)
+    h, w = height // 2, width // 2
+    image[:h, :w], image[:h, w:] = (255, 0, 0), (0, 255, 0)
+    image[h:, :w], image[h:, w:] = (0, 0, 255), (255, 255, 255)
+    return image
+
+
+def write_turned(path, image, count=3, degrees=None, hflip=False, tag=None):
+    """`count` copies of `image` with a display matrix (PyAV: `degrees` counter-clockwise,
+    then `hflip`) or a `rotate` tag."""
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=10)
+        video.width, video.height, video.pix_fmt = image.shape[1], image.shape[0], "yuv420p"
+        if degrees is not None:
+            video.set_display_rotation(degrees, hflip=hflip)
+        if tag is not None:
+            video.metadata["rotate"] = tag
+        for i in range(count):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    return path
+
+
+def set_tkhd_matrix(path, matrix):
+    """Writes a track header's display matrix (as a phone records it) into an mp4."""
+    data = bytearray(path.read_bytes())
+    tkhd = data.find(b"tkhd")
+    # Version 0: after the version and flags, times, track id, duration, layer, group and
+    # volume, the matrix is 36 bytes at 44 past the box's type (48 past its start).
+    assert data[tkhd + 4] == 0
+    data[tkhd + 44:tkhd + 80] = b"".join((v & 0xFFFFFFFF).to_bytes(4, "big") for v in matrix)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(("degrees", "hflip", "shown", "rotation"), [
+    (90, False, lambda im: np.rot90(im, 1), 270),
+    (-90, False, lambda im: np.rot90(im, -1), 90),
+    (180, False, lambda im: im[::-1, ::-1], 180),
+    (0, True, lambda im: im[:, ::-1], 0),
+    (90, True, lambda im: np.rot90(im, 1)[:, ::-1], 90),
+])
+def test_frames_come_out_as_a_player_shows_them(tmp_path, degrees, hflip, shown, rotation):
+    image = quadrants()
+    path = write_turned(tmp_path / "turned.mp4", image, degrees=degrees, hflip=hflip)
+    expected = shown(image)
+    clip = media.read_media(path, require_audio=False)
+    assert clip.frames.shape == (3, *expected.shape)
+    # Measured at most 2.2 (chroma subsampling at the colour edges); a wrong turn is ~100.
+    for frame in clip.frames:
+        assert np.abs(frame.astype(int) - expected).mean() < 5
+    info = media.probe(path)
+    assert (info["height"], info["width"]) == expected.shape[:2]
+    assert info["rotation"] == rotation and info["mirrored"] == hflip
+
+
+def test_phone_clips_are_turned_before_the_crop(tmp_path):
+    # Phones held upright store a landscape picture and a quarter turn clockwise in the
+    # track header: {0, 1, -1, 0} in 16.16.
+    image = quadrants()
+    path = write_turned(tmp_path / "phone.mp4", image)
+    set_tkhd_matrix(path, (0, 1 << 16, 0, -1 << 16, 0, 0, 0, 0, 1 << 30))
+    upright = np.rot90(image, -1)  # 48 high, 32 wide
+    info = media.probe(path)
+    assert (info["rotation"], info["width"], info["height"]) == (90, 32, 48)
+    # A portrait size of the same shape is a pure resize: each corner keeps its colour.
+    clip = media.read_media(path, size=(24, 16), require_audio=False)
+    assert clip.frames.shape == (3, 24, 16, 3)
+    for (y, x) in [(0, 0), (0, -1), (-1, 0), (-1, -1)]:
+        assert np.abs(clip.frames[0, y, x].astype(int) - upright[y, x]).max() < 40
+
+
+def test_a_rotate_tag_turns_the_picture(tmp_path):
+    # Older phones and FFmpeg wrote `rotate=90` (clockwise) as a stream tag; Matroska keeps it.
+    image = quadrants()
+    path = write_turned(tmp_path / "tagged.mkv", image, tag="90")
+    clip = media.read_media(path, require_audio=False)
+    assert np.abs(clip.frames[0].astype(int) - np.rot90(image, -1)).mean() < 5
+    assert media.probe(path)["rotation"] == 90
+
+
+def write_channels(path, layout: str, channels: np.ndarray, rate: int = SR):
+    """A short mp4 with float [C, N] sound in `layout` (FFmpeg's channel order) under a few
+    plain frames."""
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=16)
+        video.width, video.height, video.pix_fmt = 16, 16, "yuv420p"
+        sound = out.add_stream("aac", rate=rate, layout=layout)
+        for i in range(round(channels.shape[1] / rate * 16)):
+            frame = av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")
+            frame.pts = i
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        size = sound.codec_context.frame_size
+        for start in range(0, channels.shape[1], size):
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(channels[:, start:start + size], np.float32),
+                format="fltp", layout=layout)
+            frame.sample_rate, frame.pts = rate, start
+            out.mux(sound.encode(frame))
+        out.mux(sound.encode(None))
+    return path
+
+
+def rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+
+
+@pytest.mark.parametrize(("layout", "channel", "gain"), [
+    ("5.1", "FC", np.sqrt(0.5)),  # the centre at -3 dB, as a stereo pair plays it
+    ("5.1", "FL", 0.5),  # a front side as in stereo
+    ("5.1", "BR", 0.5 * np.sqrt(0.5)),  # a surround at -3 dB into its side
+    # The mp4 keeps this layout as 6 unnamed channels, read as FFmpeg guesses them (5.1).
+    ("5.1(side)", "SL", 0.5 * np.sqrt(0.5)),
+    ("5.1", "LFE", 0.0),  # dropped
+    ("stereo", "FL", 0.5),  # (L + R) / 2, as before
+    ("mono", "FC", 1.0),
+])
+def test_surround_is_downmixed_by_bs775(tmp_path, layout, channel, gain):
+    names = [c.name for c in av.AudioLayout(layout).channels]
+    # 100 Hz: the LFE channel's band, which AAC keeps.
+    tone = sine(1.0, SR, freq=100, amplitude=0.5)
+    channels = np.zeros((len(names), len(tone)))
+    channels[names.index(channel)] = tone
+    clip = media.read_media(write_channels(tmp_path / "a.mp4", layout, channels))
+    if gain == 0:
+        assert media.is_silent(clip.audio), media.levels(clip.audio)
+    else:
+        # Measured within 0.3% of the gain (AAC at 128 kbit/s).
+        assert rms(clip.audio) / rms(tone) == pytest.approx(gain, rel=0.02)
+
+
+def test_over_full_scale_sound_is_clipped_as_a_player_clips_it(tmp_path):
+    # AAC decodes to floats: a sine encoded at 1.5 comes back over full scale (FFmpeg's
+    # encoder gives up to 1.51 in its first frames, then about 0.8). A player's output stage
+    # clips it; scaling the whole track down would need its peak before the first chunk is
+    # handed out, which a streaming read does not have.
+    path = write_channels(tmp_path / "loud.mp4", "mono", sine(1.0, SR, 440, 1.5)[None])
+    with av.open(str(path)) as container:
+        decoded = np.concatenate([f.to_ndarray()[0] for f in container.decode(audio=0)])
+    assert np.abs(decoded).max() > 1.2
+    clip = media.read_media(path)
+    assert np.abs(clip.audio).max() == 1.0
+    assert media.levels(clip.audio)["clipped"] == pytest.approx(np.mean(np.abs(decoded) >= 1),
+                                                                abs=0.002)
+    # Resampling (which can overshoot on its own) gives the same bound.
+    assert np.abs(media.read_media(path, sample_rate=8000).audio).max() == 1.0
