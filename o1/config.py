@@ -121,8 +121,12 @@ class TextConfig:
 
     vocab_size: int = 512  # lowered, with a warning, when the captions cannot support it
     model_type: str = "unigram"  # SentencePiece model: unigram or bpe
+    # languages of the training captions (ISO 639-1), named when a prompt has unknown words
+    languages: tuple[str, ...] = ("en",)
 
     def __post_init__(self):
+        if not self.languages:
+            raise ConfigError("text.languages must name at least one language, e.g. ['en']")
         if self.vocab_size < 16:
             raise ConfigError(f"text.vocab_size must be >= 16, got {self.vocab_size}")
         if self.model_type not in ("unigram", "bpe"):
@@ -455,43 +459,54 @@ class SampleConfig:
     max_tokens: int = 32  # longest caption `o1 caption` writes, in tokens (eos included)
     temperature: float = 0.0  # caption sampling temperature (0 = greedy)
     top_p: float = 1.0  # nucleus mass of caption sampling (1 = every id)
+    # What one request may cost, the same from the CLI, the Python API and the studio:
+    max_steps: int = 100  # most denoising steps
+    max_guidance: float = 20.0  # largest guidance scale
+    max_seconds: float = 60.0  # longest video a request reads or writes
+    max_prompt_chars: int = 1000  # longest prompt in characters, refused before tokenizing
 
     SOLVERS: ClassVar[tuple[str, ...]] = ("euler", "heun")
     MAX_SEED: ClassVar[int] = 2**31 - 1  # seeds are int32 (the studio's seed box holds them)
 
     def __post_init__(self):
-        for field in dataclasses.fields(self):
-            problem = self.problem(field.name, getattr(self, field.name))
+        names = [f.name for f in dataclasses.fields(self)]
+        # The limits first: the options are checked against them.
+        for name in sorted(names, key=lambda n: not n.startswith("max_")):
+            problem = self.problem(name, getattr(self, name))
             if problem:
-                raise ConfigError(f"sample.{problem}")
+                raise ConfigError(f"sample.{name} {problem}")
 
-    @classmethod
-    def problem(cls, name: str, value: Any) -> str | None:
-        """What is wrong with `value` as the sampling option `name`, as a sentence that starts
-        with the name and says what would work; None when it is fine."""
+    def problem(self, name: str, value: Any) -> str | None:
+        """What is wrong with `value` as the sampling option `name`, as the rest of a sentence
+        that starts with the name ("must be ..., got ..."), within this section's limits;
+        None when it is fine."""
         number = (isinstance(value, numbers.Real) and not isinstance(value, bool)
                   and math.isfinite(value))
         whole = number and value == int(value)
         if name == "solver":
-            ok, want = value in cls.SOLVERS, f"one of {', '.join(cls.SOLVERS)}"
-        elif name in ("steps", "max_tokens"):
+            ok, want = value in self.SOLVERS, f"one of {', '.join(self.SOLVERS)}"
+        elif name == "steps":
+            ok = whole and 1 <= value <= self.max_steps
+            want = f"a whole number from 1 to {self.max_steps} (sample.max_steps)"
+        elif name in ("max_tokens", "max_steps", "max_prompt_chars"):
             ok, want = whole and value >= 1, ">= 1 (a whole number)"
         elif name == "seed":
-            ok = whole and 0 <= value <= cls.MAX_SEED
-            want = f"a whole number from 0 to {cls.MAX_SEED}"
-        elif name == "shift":
+            ok = whole and 0 <= value <= self.MAX_SEED
+            want = f"a whole number from 0 to {self.MAX_SEED}"
+        elif name in ("shift", "max_seconds"):
             ok, want = number and value > 0, "a finite number > 0"
         elif name in ("cfg_video", "cfg_audio"):
-            ok, want = number and value >= 0, "a finite number >= 0 (1 = no guidance)"
-        elif name == "temperature":
-            ok, want = number and value >= 0, "a finite number >= 0 (0 = greedy)"
+            ok = number and 0 <= value <= self.max_guidance
+            want = f"from 0 to {self.max_guidance:g} (1 = no guidance; sample.max_guidance)"
+        elif name in ("temperature", "max_guidance"):
+            ok, want = number and value >= 0, "a finite number >= 0"
         elif name == "top_p":
             ok, want = number and 0 < value <= 1, "in (0, 1]"
         else:
             raise KeyError(f"{name!r} is not a sampling option; they are "
-                           f"{[f.name for f in dataclasses.fields(cls)]}")
+                           f"{[f.name for f in dataclasses.fields(self)]}")
         shown = repr(value) if isinstance(value, str) else value
-        return None if ok else f"{name} must be {want}, got {shown}"
+        return None if ok else f"must be {want}, got {shown}"
 
 
 @dataclasses.dataclass(frozen=True)

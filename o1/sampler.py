@@ -55,18 +55,44 @@ _BANNED_IDS = (PAD_ID, BOS_ID, MEDIA_START_ID, MEDIA_END_ID)
 _DEFAULTS = SampleConfig()
 
 
+# Checks the type and range of options built directly (FlowOptions(steps=...)); what one
+# request may cost is checked against a workdir's own `sample` section (`within`).
+_UNLIMITED = SampleConfig(max_steps=SampleConfig.MAX_SEED, max_guidance=1e300)
+
+
 class RequestError(ValueError):
     """A request that cannot be served: a sampling option out of range here, a bad prompt,
-    length, file or workdir in `o1.serve.pipeline`. The message names the value and what
-    would work; the CLI prints it as one line and the studio shows it."""
+    length, file or workdir in `o1.serve`. The message names the value and what would work;
+    the CLI prints it as one line and the studio shows it.
+
+    Args:
+      message: the rest of a sentence that starts with the field's name ("must be ..., got
+        ..."), or, with `sentence`, a whole sentence (one that names a file, say).
+      field: the option or input the message is about (e.g. "steps", "prompt", "video"),
+        which each front end names its own way (`--steps` in the CLI, the label on the page
+        in the studio).
+      sentence: `message` is whole; a front end may put the field's name before it.
+    """
+
+    def __init__(self, message: str, field: str | None = None, *, sentence: bool = False):
+        super().__init__(message)
+        self.field, self.message, self.sentence = field, message, sentence or field is None
+
+    def named(self, name: Callable[[str], str] = str) -> str:
+        """The message, its field named by `name(field)` where the sentence starts with it."""
+        return self.message if self.sentence else f"{name(self.field)} {self.message}"
+
+    def __str__(self) -> str:
+        return self.named()
 
 
-def check(name: str, value) -> None:
-    """RequestError unless `value` is a valid sampling option `name` (e.g. "seed"): the
-    checks of `SampleConfig.problem`, which the config's `sample` section runs too."""
-    problem = SampleConfig.problem(name, value)
+def check(name: str, value, sample: SampleConfig = _DEFAULTS) -> None:
+    """RequestError unless `value` is a valid sampling option `name` (e.g. "seed") within the
+    limits of `sample`: the checks of `SampleConfig.problem`, which the config's `sample`
+    section runs too."""
+    problem = sample.problem(name, value)
     if problem:
-        raise RequestError(problem)
+        raise RequestError(problem, name)
 
 
 def seed_of(sample: SampleConfig, seed: int | None) -> int:
@@ -76,22 +102,31 @@ def seed_of(sample: SampleConfig, seed: int | None) -> int:
     return int(seed)
 
 
+def within(sample: SampleConfig, options: FlowOptions | TextOptions) -> None:
+    """RequestError unless every field of `options` is within the limits of `sample`."""
+    for field in dataclasses.fields(options):
+        check(field.name, getattr(options, field.name), sample)
+
+
 class _Options:
     """What FlowOptions and TextOptions share: each field is checked and brought to the type
     of its SampleConfig default (a web form sends 12.0 for 12), and `of` builds them from a
-    config's `sample` section."""
+    config's `sample` section, within its limits."""
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            check(field.name, value)
+            check(field.name, value, _UNLIMITED)
             object.__setattr__(self, field.name, type(getattr(_DEFAULTS, field.name))(value))
 
     @classmethod
     def of(cls, sample: SampleConfig, **given):
         """The options of `sample`, with each value of `given` that is not None instead."""
         values = {f.name: getattr(sample, f.name) for f in dataclasses.fields(cls)}
-        return cls(**{**values, **{k: v for k, v in given.items() if v is not None}})
+        values.update({k: v for k, v in given.items() if v is not None})
+        for name, value in values.items():
+            check(name, value, sample)
+        return cls(**values)
 
 
 @dataclasses.dataclass(frozen=True)

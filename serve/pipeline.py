@@ -20,7 +20,7 @@ Axes: T frames, H W pixels, N samples, M media tokens.
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import os
 import pathlib
 import time
@@ -31,8 +31,7 @@ import numpy as np
 from flax import nnx
 
 from o1 import checkpoint, media
-from o1 import config as config_lib
-from o1.config import Config
+from o1.config import Config, ConfigError
 from o1.media import Clip
 from o1.model import Model
 from o1.sampler import (
@@ -42,44 +41,24 @@ from o1.sampler import (
     Sampler,
     TextOptions,
     buckets,
-    seed_of,
+    within,
 )
+from o1.serve.checks import Checks, check_video_file, committed_steps, load_config
 from o1.tokenizers import bundle
 
-MAX_SECONDS = 60.0  # the longest output a single call makes
+__all__ = ["Pipeline", "RequestError", "check_video_file", "committed_steps", "load_config",
+           "load_model", "read_clip", "read_image", "format_profile", "step_times"]
+
 CONTEXT_FRACTION = 0.5  # share of a window's latent steps kept as context when extending
 
 Progress = Callable[[int, int], None]  # (denoising steps done, steps in the whole request)
-
-
-def committed_steps(workdir: str | os.PathLike) -> list[int]:
-    """The committed transformer checkpoints of `workdir`, oldest first, or RequestError."""
-    directory = pathlib.Path(workdir) / "checkpoints"
-    steps = checkpoint.committed_steps(directory)
-    if not steps or not (directory / "config.json").exists():
-        raise RequestError(f"{workdir} has no trained model (no committed checkpoint in "
-                           f"{directory}); train one with `o1 train --workdir {workdir}`")
-    return steps
-
-
-def load_config(workdir: str | os.PathLike) -> Config:
-    """The config of `workdir`'s transformer, read without loading it (its `sample` section
-    holds the sampling defaults), or RequestError."""
-    if not pathlib.Path(workdir).is_dir():
-        raise RequestError(f"workdir {workdir} does not exist")
-    committed_steps(workdir)
-    return config_lib.load(pathlib.Path(workdir) / "checkpoints" / "config.json")
 
 
 def load_model(workdir: str | os.PathLike, step: int | None = None) -> tuple[Config, Model, int]:
     """The transformer of `workdir` at `step` (default: the latest), on the default device."""
     config = load_config(workdir)
     workdir = pathlib.Path(workdir)
-    steps = committed_steps(workdir)
-    if step is not None and step not in steps:
-        raise RequestError(f"{workdir} has no checkpoint {step}; its committed checkpoints are "
-                           f"{', '.join(map(str, steps))}")
-    step = steps[-1] if step is None else step
+    step = _step(workdir, step)
     with nnx.use_eager_sharding(False):
         model = Model(config, nnx.Rngs(0))
     graphdef, params = nnx.split(model)
@@ -90,32 +69,24 @@ def load_model(workdir: str | os.PathLike, step: int | None = None) -> tuple[Con
     return config, nnx.merge(graphdef, state["params"]), step
 
 
-def check_video_file(path: str | os.PathLike, max_seconds: float | None = None,
-                     image_hint: str = "animate an image with `o1 animate --image`") -> None:
-    """Refuses, from the container's header alone (nothing decoded, no model loaded), what a
-    task that reads a video cannot use: an image, a file without a video stream, or one longer
-    than `max_seconds`. `image_hint` says where an image belongs. Raises RequestError, or
-    media.MediaError for a file that cannot be opened."""
-    name = pathlib.Path(path).name
-    info = media.probe(path)
-    if info["format"].endswith("_pipe") or info["format"] == "image2":
-        raise RequestError(f"{name} is an image, not a video; give a video here, or "
-                           f"{image_hint}")
-    if not info["has_video"]:
-        raise RequestError(f"{name} has no video stream; give a video file (mp4, webm, mov)")
-    if max_seconds is not None and (info["duration"] or 0) > max_seconds + 1:
-        raise RequestError(f"{name} is {info['duration']:.1f} s long; videos up to "
-                           f"{max_seconds:g} s are taken here; cut it")
+def _step(workdir: pathlib.Path, step: int | None) -> int:
+    """`step` if `workdir` has it committed (default: its latest), or RequestError."""
+    steps = committed_steps(workdir)
+    if step is not None and step not in steps:
+        raise RequestError(f"{workdir} has no checkpoint {step}; its committed checkpoints are "
+                           f"{', '.join(map(str, steps))}", "checkpoint")
+    return steps[-1] if step is None else step
 
 
-def read_clip(path: str | os.PathLike, config: Config, require_audio: bool = False
-              ) -> Clip:
-    """A video file brought to the model's frame rate, frame size and sample rate
-    (silent audio when it has none and `require_audio` is False); see `check_video_file` for
-    the checks to make before."""
+def read_clip(path: str | os.PathLike, config: Config, require_audio: bool = False,
+              seconds: float | None = None) -> Clip:
+    """A video file brought to the model's frame rate, frame size and sample rate (silent
+    audio when it has none and `require_audio` is False); only its first `seconds` when given.
+    See `check_video_file` for the checks to make before."""
     d = config.data
     clip = media.read_media(path, fps=d.fps, size=(d.height, d.width),
-                            sample_rate=d.sample_rate, require_audio=require_audio)
+                            sample_rate=d.sample_rate, require_audio=require_audio,
+                            **({} if seconds is None else {"seconds": seconds}))
     audio = clip.audio if clip.audio is not None else np.zeros(0, np.float32)
     n = len(clip.frames) * d.samples_per_frame
     audio = np.pad(audio[:n], (0, max(0, n - len(audio))))
@@ -131,31 +102,66 @@ def read_image(path: str | os.PathLike, config: Config) -> np.ndarray:
 class Pipeline:
     """The tokenizers and transformer of a workdir, ready to sample.
 
+    Every request is checked (`self.checks`, from the config and text tokenizer alone) before
+    any work; the model and the media tokenizers load at the first request that passes, or at
+    `load()`.
+
     Args:
       workdir: a run directory with trained tokenizers and transformer checkpoints.
       step: the checkpoint to load (default: the latest).
       longest_prefix_only: pad every prompt to the longest prefix, so one compiled program
         serves all prompt lengths (a server's warm-up), instead of one per length bucket.
+      limits: `sample` limits to use instead of the config's (e.g. {"max_seconds": 20}).
     """
 
     def __init__(self, workdir: str | os.PathLike, step: int | None = None,
-                 longest_prefix_only: bool = False):
+                 longest_prefix_only: bool = False, limits: dict | None = None):
         self.workdir = pathlib.Path(workdir)
-        self.config, model, self.step = load_model(workdir, step)
-        try:
-            self.tokenizers = bundle.Tokenizers(workdir)
-        except FileNotFoundError as e:
-            raise RequestError(str(e)) from None
-        self.sampler = Sampler(self.config, model, buckets(self.config)[-1:] if longest_prefix_only
-                               else None)
-        self.truncate_prompts = False  # cut over-long prompts instead of refusing them
-        self.max_seconds = MAX_SECONDS  # the longest input or output a call accepts
+        config = load_config(workdir)
+        if limits:
+            try:
+                config = dataclasses.replace(config, sample=dataclasses.replace(
+                    config.sample, **limits))
+            except ConfigError as e:
+                raise RequestError(str(e)) from None
+        self.checks = Checks(workdir, config)
+        self.config = self.checks.config
+        self.step = _step(self.workdir, step)
+        self._longest_prefix_only = longest_prefix_only
+        self._sampler: Sampler | None = None
+        self._tokenizers: bundle.Tokenizers | None = None
+        self.truncate_prompts = False  # take prompts as reference captions (Checks.prompt)
         c = self.config
         self.fps, self.sample_rate = c.data.fps, c.data.sample_rate
         self.clip_frames = c.num_frames
         self.spf = c.data.samples_per_frame
         self.context_steps = max(1, min(c.num_video_latents - 1,
                                         round(c.num_video_latents * CONTEXT_FRACTION)))
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model and media tokenizers are in memory."""
+        return self._sampler is not None
+
+    def load(self) -> Pipeline:
+        """Loads the model and the media tokenizers (once)."""
+        if self._sampler is None:
+            config, model, self.step = load_model(self.workdir, self.step)
+            try:
+                self._tokenizers = bundle.Tokenizers(self.workdir)
+            except FileNotFoundError as e:
+                raise RequestError(str(e)) from None
+            self._sampler = Sampler(config, model, buckets(config)[-1:]
+                                    if self._longest_prefix_only else None)
+        return self
+
+    @property
+    def sampler(self) -> Sampler:
+        return self.load()._sampler
+
+    @property
+    def tokenizers(self) -> bundle.Tokenizers:
+        return self.load()._tokenizers
 
     @property
     def clip_seconds(self) -> float:
@@ -167,32 +173,29 @@ class Pipeline:
     # ------------------------------------------------------------------------------------------
 
     def prompt_ids(self, prompt: str | None, required: bool = True) -> np.ndarray | None:
-        """Caption ids (bos .. eos) of a prompt, or RequestError."""
-        if prompt is None or not prompt.strip():
-            if required:
-                raise RequestError("the prompt is empty; describe the clip, e.g. "
-                                   "'a red circle bouncing fast'")
-            return None
-        ids = np.array(self.tokenizers.text.encode(prompt.strip()), np.int32)
-        limit = self.config.sequence.max_text_len
-        if len(ids) > limit and self.truncate_prompts:
+        """Caption ids (bos .. eos) of a prompt, or RequestError (`Checks.prompt`)."""
+        ids = self.checks.prompt(prompt, required, reference=self.truncate_prompts)
+        if ids is not None and len(ids) > self.config.sequence.max_text_len:
             return self.sampler.builder.cut_caption(ids)  # as training cuts captions
-        if len(ids) > limit:
-            raise RequestError(f"the prompt is {len(ids)} tokens (with bos and eos); this model "
-                               f"reads at most {limit} (sequence.max_text_len); shorten it")
         return ids
 
-    def check_seconds(self, seconds: float, what: str = "--seconds") -> int:
+    def check_seconds(self, seconds: float, field: str = "seconds") -> int:
         """Frames of `seconds` of output, or RequestError."""
-        if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or \
-                not 1 / self.fps <= seconds <= self.max_seconds:
-            raise RequestError(f"{what} must be between {1 / self.fps:.4g} (one frame) and "
-                               f"{self.max_seconds:g} seconds, got {seconds}")
-        return max(1, round(seconds * self.fps))
+        return self.checks.seconds(seconds, field)
 
     def _sampling(self, flow: FlowOptions | None, seed: int | None) -> tuple[FlowOptions, int]:
-        """`flow` and `seed`, the config's `sample` section standing in for those not given."""
-        return flow or FlowOptions.of(self.config.sample), seed_of(self.config.sample, seed)
+        """`flow` (within the config's limits) and `seed`, the config's `sample` section
+        standing in for those not given."""
+        if flow is None:
+            flow = self.checks.flow()
+        within(self.config.sample, flow)
+        return flow, self.checks.seed(seed)
+
+    def _media(self, clip: Clip, field: str) -> None:
+        """RequestError for a clip this pipeline cannot take (empty, or too long)."""
+        if not isinstance(clip, Clip) or not len(clip.frames):
+            raise RequestError("must be a Clip with at least one frame (see read_clip)", field)
+        self.check_seconds(len(clip.frames) / self.fps, field)
 
     # ------------------------------------------------------------------------------------------
     # Tasks: options not given (None) come from the config's `sample` section.
@@ -219,9 +222,11 @@ class Pipeline:
                 ) -> str:
         """Video (and its sound) -> caption, from the clip's first model-clip of frames (at
         most sequence.max_text_len tokens, as in training, unless `text` says otherwise)."""
-        text = text or TextOptions.of(self.config.sample,
-                                      max_tokens=self.config.sequence.max_text_len)
-        seed = seed_of(self.config.sample, seed)
+        text = text or self.checks.text_options(max_tokens=self.config.sequence.max_text_len)
+        within(self.config.sample, text)
+        seed = self.checks.seed(seed)
+        if not isinstance(clip, Clip) or not len(clip.frames):
+            raise RequestError("must be a Clip with at least one frame (see read_clip)", "video")
         frames, audio = self._fit(clip.frames, clip.audio)
         video_z = self.tokenizers.encode_video(frames[None])[0]
         audio_z = self.tokenizers.encode_audio(audio[None])[0]
@@ -235,7 +240,7 @@ class Pipeline:
         """Silent video -> the same video with generated sound, in windows of one clip."""
         flow, seed = self._sampling(flow, seed)
         ids = self.prompt_ids(prompt, required=False)
-        self.check_seconds(len(clip.frames) / self.fps, "the video's length")
+        self._media(clip, "video")
         timings: dict[str, float] = {}
         waves = []
         starts = range(0, len(clip.frames), self.clip_frames)
@@ -256,9 +261,9 @@ class Pipeline:
         ids = self.prompt_ids(prompt)
         frames = self.check_seconds(seconds if seconds is not None else self.clip_seconds)
         d = self.config.data
-        if image.shape != (d.height, d.width, 3):
-            raise RequestError(f"the image is {image.shape}; this model needs "
-                               f"({d.height}, {d.width}, 3) (use read_image)")
+        if getattr(image, "shape", None) != (d.height, d.width, 3):
+            raise RequestError(f"is {getattr(image, 'shape', type(image).__name__)}; this model "
+                               f"needs ({d.height}, {d.width}, 3) (use read_image)", "image")
         timings: dict[str, float] = {}
         ticks = _Ticks(flow.steps * (1 + self.continuation_windows(self.clip_frames, frames)),
                        progress)
@@ -274,7 +279,12 @@ class Pipeline:
         flow, seed = self._sampling(flow, seed)
         ids = self.prompt_ids(prompt, required=False)
         added = self.check_seconds(seconds)
-        self.check_seconds(len(clip.frames) / self.fps + seconds, "the extended clip's length")
+        self._media(clip, "video")
+        total = len(clip.frames) / self.fps + seconds
+        if total > self.config.sample.max_seconds:
+            raise RequestError(f"would make the clip {total:.2f} s long; clips up to "
+                               f"{self.config.sample.max_seconds:g} s are made here "
+                               f"(sample.max_seconds); add less", "seconds")
         audio = clip.audio if clip.audio is not None else np.zeros(
             len(clip.frames) * self.spf, np.float32)
         start = Clip(clip.frames, self.fps, audio, self.sample_rate)

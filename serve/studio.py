@@ -32,46 +32,85 @@ import numpy as np
 from o1 import media
 from o1.config import SampleConfig
 from o1.media import Clip
-from o1.sampler import FlowOptions, seed_of
+from o1.sampler import FlowOptions
 from o1.serve import picture
-from o1.serve.pipeline import (
-    Pipeline,
-    RequestError,
-    check_video_file,
-    read_clip,
-    read_image,
-)
+from o1.serve.checks import check_image_file
+from o1.serve.pipeline import Pipeline, RequestError, read_clip, read_image
 
 log = logging.getLogger(__name__)
 
 EXAMPLES = 4  # AV-Shapes test clips offered as examples
-MAX_PROMPT_CHARS = 1000  # longer prompts are refused before they are tokenized
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+
+# How the page names each field of a request (RequestError.field).
+LABELS = {"prompt": "Prompt", "seconds": "Seconds", "steps": "Denoising steps",
+          "cfg_video": "Guidance on video", "cfg_audio": "Guidance on sound", "seed": "Seed",
+          "video": "Video", "image": "First frame", "checkpoint": "Checkpoint"}
 
 
 @dataclasses.dataclass(frozen=True)
 class StudioOptions:
-    """How the studio serves."""
+    """How the studio serves. What one request may cost is the served config's `sample`
+    section (max_steps, max_seconds, max_guidance, max_prompt_chars), as in the CLI;
+    `max_steps` and `max_seconds` here, when given, replace those two for this studio."""
 
     host: str = "127.0.0.1"  # interface to bind; 0.0.0.0 exposes it to the network
     port: int = 7860
     out_dir: str | None = None  # uploads and outputs (default: <workdir>/samples/studio)
     max_upload: str = "50mb"  # largest upload
+    max_storage: str = "2gb"  # most the served folder may hold; uploads beyond are refused
     concurrency: int = 1  # requests running at once on the device
     queue_size: int = 16  # requests waiting; more are refused with "Queue is full"
     cleanup_age: int = 3600  # seconds after which uploads and outputs are deleted
-    max_seconds: float = 20.0  # longest clip a request may ask for
-    max_steps: int = 100  # most denoising steps a request may ask for
-    max_guidance: float = 20.0  # largest guidance scale
+    max_seconds: float | None = None  # longest clip a request may ask for (sample.max_seconds)
+    max_steps: int | None = None  # most denoising steps a request may ask for (sample.max_steps)
+    # Host header values answered (the names a browser uses to reach the studio). Empty: the
+    # loopback names when bound to loopback, else `host` itself and the loopback names; "*"
+    # answers any (only behind a proxy that checks the name itself).
+    allowed_hosts: tuple[str, ...] = ()
     warmup: bool = True  # compile every task before listening
 
     def __post_init__(self):
-        for name in ("concurrency", "queue_size", "cleanup_age", "max_steps"):
+        for name in ("concurrency", "queue_size", "cleanup_age"):
             if getattr(self, name) < 1:
                 raise RequestError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 < self.port < 65536:
             raise RequestError(f"port must be in 1..65535, got {self.port}")
-        if not self.max_seconds > 0:
-            raise RequestError(f"max_seconds must be > 0, got {self.max_seconds}")
+        for name in ("max_upload", "max_storage"):
+            _bytes(getattr(self, name), name)
+        if _bytes(self.max_storage, "max_storage") < _bytes(self.max_upload, "max_upload"):
+            raise RequestError(f"max_storage ({self.max_storage}) must be at least max_upload "
+                               f"({self.max_upload})")
+
+    def limits(self) -> dict:
+        """The `sample` limits this studio replaces."""
+        return {k: v for k, v in (("max_seconds", self.max_seconds),
+                                  ("max_steps", self.max_steps)) if v is not None}
+
+    def hosts(self) -> list[str]:
+        """The Host header values answered."""
+        if self.allowed_hosts:
+            return list(self.allowed_hosts)
+        if self.host in LOOPBACK_NAMES:
+            return [*LOOPBACK_NAMES, "[::1]"]
+        if self.host in ("0.0.0.0", "::"):
+            return ["*"]  # any address of this machine; pass allowed_hosts to restrict
+        return [self.host, *LOOPBACK_NAMES, "[::1]"]
+
+
+def _bytes(size: str, name: str) -> int:
+    """"50mb" -> bytes (kb, mb, gb: powers of 1024, as Gradio reads max_file_size)."""
+    units = {"kb": 1024, "mb": 1024**2, "gb": 1024**3, "b": 1}
+    text = str(size).strip().lower()
+    for unit, scale in units.items():
+        if text.endswith(unit):
+            try:
+                value = float(text[:-len(unit)])
+            except ValueError:
+                break
+            if value > 0:
+                return int(value * scale)
+    raise RequestError(f"{name} must be a size like 50mb or 2gb, got {size!r}")
 
 
 class Studio:
@@ -88,8 +127,9 @@ class Studio:
         self.options = options
         self.workdir = pathlib.Path(workdir)
         # One prefix length for every prompt: the warm-up then compiles all that requests need.
-        self.pipe = Pipeline(workdir, step, longest_prefix_only=True)
-        self.pipe.max_seconds = options.max_seconds
+        self.pipe = Pipeline(workdir, step, longest_prefix_only=True,
+                             limits=options.limits()).load()
+        self.checks = self.pipe.checks
         self.config = self.pipe.config
         self.out_dir = prepare_out_dir(workdir, options.out_dir)
         self.outputs = self.out_dir / "outputs"
@@ -98,52 +138,40 @@ class Studio:
         self.examples = self._write_examples()
 
     # ------------------------------------------------------------------------------------------
-    # Checks
+    # Checks: the pipeline's (`o1.serve.checks`), with uploads named as the page names them.
     # ------------------------------------------------------------------------------------------
 
-    def _prompt(self, prompt: str | None, required: bool) -> str | None:
-        if prompt is not None and len(prompt) > MAX_PROMPT_CHARS:
-            raise RequestError(f"the prompt is {len(prompt)} characters; keep it under "
-                               f"{MAX_PROMPT_CHARS} (this model reads "
-                               f"{self.config.sequence.max_text_len} tokens)")
-        self.pipe.prompt_ids(prompt, required=required)
-        return prompt.strip() if prompt and prompt.strip() else None
-
     def _options(self, steps, cfg_video, cfg_audio, seed) -> tuple[FlowOptions, int]:
-        """The request's flow options and seed, checked by the sampler (the config's `sample`
-        section for those not given) and within what this studio lets a request cost."""
-        o, sample = self.options, self.config.sample
-        flow = FlowOptions.of(sample, steps=steps, cfg_video=cfg_video, cfg_audio=cfg_audio)
-        seed = seed_of(sample, seed)
-        if flow.steps > o.max_steps:
-            raise RequestError(f"steps must be at most {o.max_steps} on this studio, got {steps}")
-        for name in ("cfg_video", "cfg_audio"):
-            if getattr(flow, name) > o.max_guidance:
-                raise RequestError(f"{name} must be at most {o.max_guidance:g} on this studio, "
-                                   f"got {getattr(flow, name):g}")
-        return flow, seed
+        """The request's flow options and seed, within the served config's limits (its
+        `sample` section for those not given)."""
+        flow = self.checks.flow(steps=steps, cfg_video=cfg_video, cfg_audio=cfg_audio)
+        return flow, self.checks.seed(seed)
 
     def _video(self, path: str | None, what: str) -> Clip:
         """An uploaded video, at the model's rates; images and non-videos are refused."""
         if not path:
-            raise RequestError(f"no {what} was given; upload a video file (mp4, webm, mov)")
-        name = pathlib.Path(path).name
-        try:
-            check_video_file(path, self.options.max_seconds,  # before decoding it
-                             image_hint="animate the image in the Image -> Video tab")
-            return read_clip(path, self.config)
-        except media.MediaError as e:
-            raise RequestError(f"{name}: {e.reason}" + (f" ({e.hint})" if e.hint else "")) \
-                from None
+            raise RequestError(f"no {what} was given; upload a video file (mp4, webm, mov)",
+                               "video", sentence=True)
+        self.checks.video(path, "video", image_hint="animate the image in the Image -> Video "
+                                                     "tab")
+        return self._read(path, "video", lambda: read_clip(path, self.config))
 
     def _image(self, path: str | None) -> np.ndarray:
         if not path:
             raise RequestError("no image was given; upload a picture (png, jpg) for the first "
-                               "frame")
+                               "frame", "image", sentence=True)
+        check_image_file(path, "image")
+        return self._read(path, "image", lambda: read_image(path, self.config))
+
+    @staticmethod
+    def _read(path: str, field: str, read: Callable):
+        """`read()`, a file that fails to decode refused by its name alone."""
         try:
-            return read_image(path, self.config)
+            return read()
         except media.MediaError as e:
-            raise RequestError(f"{pathlib.Path(path).name}: {e.reason}") from None
+            raise RequestError(f"{pathlib.Path(path).name} {e.reason}" +
+                               (f" ({e.hint})" if e.hint else ""), field, sentence=True) \
+                from None
 
     # ------------------------------------------------------------------------------------------
     # Tasks: plain Python values in, paths and text out. The app wraps them.
@@ -153,7 +181,6 @@ class Studio:
                  cfg_video: float | None = None, cfg_audio: float | None = None,
                  seed: int | None = None, progress: Callable | None = None
                  ) -> tuple[str, str, str]:
-        prompt = self._prompt(prompt, required=True)
         flow, seed = self._options(steps, cfg_video, cfg_audio, seed)
         return self._publish(self.pipe.generate(prompt, seconds, flow, seed, progress))
 
@@ -164,8 +191,8 @@ class Studio:
             cfg_video: float | None = None, cfg_audio: float | None = None,
             seed: int | None = None, progress: Callable | None = None
             ) -> tuple[str, str, str]:
-        prompt = self._prompt(prompt, required=False)
         flow, seed = self._options(steps, cfg_video, cfg_audio, seed)
+        self.checks.prompt(prompt, required=False)
         clip = self._video(video, "video to dub")
         return self._publish(self.pipe.dub(clip, prompt, flow, seed, progress))
 
@@ -173,9 +200,9 @@ class Studio:
                 cfg_video: float | None = None, cfg_audio: float | None = None,
                 seed: int | None = None, progress: Callable | None = None
                 ) -> tuple[str, str, str]:
-        prompt = self._prompt(prompt, required=True)
         flow, seed = self._options(steps, cfg_video, cfg_audio, seed)
-        self.pipe.check_seconds(seconds, "seconds")
+        self.checks.prompt(prompt)
+        self.checks.seconds(seconds)
         first = self._image(image)
         return self._publish(self.pipe.animate(first, prompt, seconds, flow, seed, progress))
 
@@ -183,9 +210,9 @@ class Studio:
                steps: int | None = None, cfg_video: float | None = None,
                cfg_audio: float | None = None, seed: int | None = None,
                progress: Callable | None = None) -> tuple[str, str, str]:
-        prompt = self._prompt(prompt, required=False)
         flow, seed = self._options(steps, cfg_video, cfg_audio, seed)
-        self.pipe.check_seconds(seconds, "seconds to add")
+        self.checks.prompt(prompt, required=False)
+        self.checks.seconds(seconds)
         clip = self._video(video, "video to extend")
         return self._publish(self.pipe.extend(clip, seconds, prompt, flow, seed, progress))
 
@@ -213,13 +240,15 @@ class Studio:
 
         folder = self.out_dir / "examples"
         folder.mkdir(exist_ok=True)
-        d, limit = self.config.data, self.config.sequence.max_text_len
+        d = self.config.data
         examples = []
         for i in range(100 * EXAMPLES):
             if len(examples) == EXAMPLES:
                 break
             clip = generator.generate(self.config, "test", i)
-            if len(self.pipe.tokenizers.text.encode(clip.caption)) > limit:
+            try:
+                self.checks.prompt(clip.caption)
+            except RequestError:
                 continue  # a prompt this model would refuse
             n = len(examples)
             paths = {k: folder / f"{n}{k}" for k in (".mp4", "_silent.mp4", ".png")}
@@ -248,12 +277,16 @@ class Studio:
                 pathlib.Path(path).unlink()
         return time.perf_counter() - start
 
-    def _sweep(self) -> None:
-        """Deletes outputs older than `cleanup_age` left by an earlier run."""
+    def _sweep(self, folder: pathlib.Path | None = None) -> None:
+        """Deletes outputs (or every file under `folder`) older than `cleanup_age`."""
         limit = time.time() - self.options.cleanup_age
-        for path in self.outputs.iterdir():
-            if path.is_file() and path.stat().st_mtime < limit:
+        for path in (folder or self.outputs).rglob("*"):
+            if path.is_file() and path.stat().st_mtime < limit and \
+                    path.parent != self.out_dir / "examples":
                 path.unlink(missing_ok=True)
+
+    def _sweep_all(self) -> None:
+        self._sweep(self.out_dir)
 
     # ------------------------------------------------------------------------------------------
     # The app
@@ -281,18 +314,18 @@ class Studio:
 
             def sampling():
                 with gr.Accordion("Sampling", open=False):
-                    steps = gr.Slider(1, o.max_steps, value=s.steps, step=1,
+                    steps = gr.Slider(1, s.max_steps, value=s.steps, step=1,
                                       label="Denoising steps")
-                    cfg_v = gr.Slider(0, o.max_guidance, value=s.cfg_video, step=0.5,
+                    cfg_v = gr.Slider(0, s.max_guidance, value=s.cfg_video, step=0.5,
                                       label="Guidance on video (1 = none)")
-                    cfg_a = gr.Slider(0, o.max_guidance, value=s.cfg_audio, step=0.5,
+                    cfg_a = gr.Slider(0, s.max_guidance, value=s.cfg_audio, step=0.5,
                                       label="Guidance on sound (1 = none)")
                     seed = gr.Number(s.seed, precision=0, minimum=0,
                                      maximum=SampleConfig.MAX_SEED, label="Seed")
                 return [steps, cfg_v, cfg_a, seed]
 
             def seconds_slider(label: str, value: float, low: float):
-                return gr.Slider(low, o.max_seconds, value=value, step=1 / c.data.fps,
+                return gr.Slider(low, s.max_seconds, value=value, step=1 / c.data.fps,
                                  label=label)
 
             def results(tab: str):
@@ -367,17 +400,28 @@ class Studio:
                     out = results("extend")
                 task(self.extend, [video, seconds, prompt, *flow], out, go, "extend")
 
+        _named_inputs(app)
         app.queue(max_size=o.queue_size, default_concurrency_limit=o.concurrency)
         return app
 
     def launch(self, block: bool = True):
         """Builds the app and serves it; returns (app, local_url)."""
+        from starlette.middleware import Middleware
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
         app = self.build()
+        o = self.options
+        middleware = [
+            # A page on another site that resolves its own name to this machine (DNS
+            # rebinding) sends its name as Host; only the names the studio is reached by pass.
+            Middleware(TrustedHostMiddleware, allowed_hosts=o.hosts()),
+            Middleware(_StorageCap, folder=self.out_dir, limit=_bytes(o.max_storage, ""),
+                       sweep=self._sweep_all)]
         _, url, _ = app.launch(
-            server_name=self.options.host, server_port=self.options.port,
-            max_file_size=self.options.max_upload, allowed_paths=[str(self.out_dir)],
-            show_error=True, quiet=True, ssr_mode=False, prevent_thread_lock=not block,
-            footer_links=["api"])
+            server_name=o.host, server_port=o.port, max_file_size=o.max_upload,
+            allowed_paths=[str(self.out_dir)], show_error=True, quiet=True, ssr_mode=False,
+            prevent_thread_lock=not block, footer_links=["api"],
+            app_kwargs={"middleware": middleware})
         return app, url
 
 
@@ -400,13 +444,82 @@ def _gradio_task(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except RequestError as e:
-            raise gr.Error(str(e), print_exception=False) from None
+            raise gr.Error(_on_page(e), print_exception=False) from None
 
     if takes_progress:  # Gradio finds the tracker by its default value
         params.append(inspect.Parameter("progress", inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                         default=gr.Progress()))
     handler.__signature__ = inspect.Signature(params)
     return handler
+
+
+def _on_page(error: RequestError) -> str:
+    """A refusal as the page shows it: the field by its label."""
+    label = LABELS.get(error.field, error.field)
+    return f"{label}: {error.message}" if error.sentence and error.field else \
+        error.named(lambda field: label)
+
+
+def _named_inputs(app) -> None:
+    """Makes every input component of `app` name itself when Gradio refuses its value (a
+    slider out of range, a file it cannot open): Gradio's own message names no field and may
+    hold the server's path to the upload."""
+    import gradio as gr
+
+    for block in app.blocks.values():
+        if isinstance(block, gr.components.Component) and getattr(block, "label", None) and \
+                not getattr(block, "_o1_named", False):
+            block.preprocess = _named_preprocess(block, block.preprocess)
+            block._o1_named = True
+
+
+def _named_preprocess(block, preprocess: Callable) -> Callable:
+    import gradio as gr
+
+    @functools.wraps(preprocess)
+    def named(payload):
+        try:
+            return preprocess(payload)
+        except gr.Error as e:
+            message = str(e.message) if not _has_path(str(e.message)) else "cannot be read"
+            raise gr.Error(f"{block.label}: {message}", print_exception=False) from None
+        except Exception:  # noqa: BLE001 - Gradio's decoders raise anything; none may leak
+            log.exception("%s: the upload could not be read", block.label)
+            raise gr.Error(f"{block.label}: the upload could not be read; give a "
+                           f"{'picture (png, jpg)' if isinstance(block, gr.Image) else 'file'} "
+                           f"of a kind this field takes", print_exception=False) from None
+    return named
+
+
+def _has_path(message: str) -> bool:
+    return "/" in message or "\\" in message
+
+
+class _StorageCap:
+    """ASGI middleware that refuses an upload (HTTP 507) while the served folder holds
+    `limit` bytes or more, after deleting what is older than the cleanup age."""
+
+    def __init__(self, app, folder: pathlib.Path, limit: int, sweep: Callable[[], None]):
+        self.app, self.folder, self.limit, self.sweep = app, folder, limit, sweep
+
+    def used(self) -> int:
+        return sum(f.stat().st_size for f in self.folder.rglob("*") if f.is_file())
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] == "POST" and \
+                scope["path"].rstrip("/").endswith("/upload"):
+            length = int(dict(scope["headers"]).get(b"content-length", b"0") or 0)
+            if self.used() + length > self.limit:
+                self.sweep()
+            if self.used() + length > self.limit:
+                from starlette.responses import PlainTextResponse
+
+                response = PlainTextResponse(
+                    "The studio's upload space is full; try again when older files have been "
+                    "deleted.", status_code=507)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def prepare_out_dir(workdir: str | os.PathLike, out_dir: str | None) -> pathlib.Path:

@@ -125,10 +125,15 @@ def test_a_config_json_from_before_the_sample_section_loads_its_defaults():
 
 
 @pytest.mark.parametrize("override, message", [
-    ("sample.steps=0", "sample.steps must be >= 1"),
+    ("sample.steps=0", "sample.steps must be a whole number from 1 to 100"),
+    ("sample.steps=101", r"sample.steps must be a whole number from 1 to 100 \(sample.max_steps"),
+    ("sample.max_steps=0", "sample.max_steps must be >= 1"),
+    ("sample.max_seconds=nan", "sample.max_seconds must be a finite number > 0"),
     ("sample.solver=rk4", "sample.solver must be one of euler, heun, got 'rk4'"),
-    ("sample.cfg_audio=-1", "sample.cfg_audio must be a finite number >= 0"),
-    ("sample.cfg_video=inf", "sample.cfg_video must be a finite number"),
+    ("sample.cfg_audio=-1", "sample.cfg_audio must be from 0 to 20 .*got -1"),
+    ("sample.cfg_video=inf", "sample.cfg_video must be from 0 to 20 .*got inf"),
+    ("sample.cfg_video=25", r"sample.cfg_video must be from 0 to 20 \(1 = no guidance; "
+                            r"sample.max_guidance\), got 25"),
     ("sample.seed=-1", "sample.seed must be a whole number from 0 to 2147483647"),
     ("sample.top_p=1.5", r"sample.top_p must be in \(0, 1\]"),
     ("sample.temperature=-0.5", "sample.temperature must be a finite number >= 0"),
@@ -136,6 +141,12 @@ def test_a_config_json_from_before_the_sample_section_loads_its_defaults():
 def test_sample_section_is_validated(override, message):
     with pytest.raises(ConfigError, match=message):
         configs.get("tiny", [override])
+
+
+def test_sample_limits_are_the_section_s_own():
+    sample = configs.get("tiny", ["sample.max_steps=500", "sample.steps=300",
+                                  "sample.max_guidance=40", "sample.cfg_video=30"]).sample
+    assert (sample.steps, sample.cfg_video) == (300, 30)
 
 
 def test_config_show_prints_json_that_loads_back(capsys):

@@ -12,6 +12,7 @@ import logging
 import os
 import pathlib
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 
 import sentencepiece as spm
@@ -21,6 +22,9 @@ from o1.sequence import BOS_ID, EOS_ID, MEDIA_END_ID, MEDIA_START_ID, PAD_ID, UN
 # The pieces of the media markers; SentencePiece must give them the sequence's ids.
 MEDIA_START, MEDIA_END = "<media>", "</media>"
 FILENAME = "text_tokenizer.model"
+# The words of the training captions, one a line, beside the model: a prompt word outside
+# them is one the model never read, even where SentencePiece can spell it from pieces.
+WORDS_FILENAME = "text_words.txt"
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +49,20 @@ class TextTokenizer:
         if self._sp.PieceToId(MEDIA_START) != MEDIA_START_ID:
             raise ValueError(f"{model!r} is not an o1 text tokenizer (no {MEDIA_START} at id "
                              f"{MEDIA_START_ID})")
+        words = None if isinstance(model, bytes) else path.with_name(WORDS_FILENAME)
+        # None for a tokenizer saved without its word list: then only spelling is checked.
+        self.words = frozenset(words.read_text("utf-8").split()) \
+            if words is not None and words.is_file() else None
+
+    def unknown_words(self, text: str) -> list[str]:
+        """The words of `text` (in order, once each) that the training captions never had, or,
+        without a word list, that SentencePiece can only write as unk."""
+        unknown = []
+        for word in dict.fromkeys(words_of(text)):
+            if (word not in self.words) if self.words is not None else \
+                    UNK_ID in self._sp.EncodeAsIds(word):
+                unknown.append(word)
+        return unknown
 
     @property
     def vocab_size(self) -> int:
@@ -59,6 +77,21 @@ class TextTokenizer:
         """Text of `ids`; pad, bos, eos and media markers are dropped."""
         special = {PAD_ID, BOS_ID, EOS_ID, MEDIA_START_ID, MEDIA_END_ID}
         return self._sp.DecodeIds([int(i) for i in ids if int(i) not in special])
+
+
+def words_of(text: str) -> list[str]:
+    """The words of `text` as the vocabulary counts them: lower-cased runs of letters and
+    digits, Unicode-normalised (NFKC), so "Red," and "red" are one word."""
+    return re.findall(r"\w+", unicodedata.normalize("NFKC", text).lower())
+
+
+def write_words(captions: Iterable[str], out: str | os.PathLike) -> None:
+    """Writes the sorted words of `captions` to `out` atomically."""
+    out = pathlib.Path(out)
+    words = sorted({w for caption in captions for w in words_of(caption)})
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text("\n".join(words) + "\n", "utf-8")
+    os.replace(tmp, out)
 
 
 def _train_bytes(captions: Sequence[str], vocab_size: int, model_type: str) -> bytes:
@@ -92,6 +125,7 @@ def train(captions: Iterable[str], vocab_size: int, model_type: str,
                     vocab_size, lowered)
         model = _train_bytes(captions, lowered, model_type)
     out = pathlib.Path(out)
+    write_words(captions, out.with_name(WORDS_FILENAME))
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_bytes(model)
     os.replace(tmp, out)

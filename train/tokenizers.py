@@ -70,12 +70,15 @@ def prepare_workdir(workdir: str | os.PathLike, config: Config, data: str | os.P
 
 
 def _train_text(workdir: pathlib.Path, config: Config, data) -> None:
-    out = workdir / text_lib.FILENAME
-    if out.exists():
+    out, words = workdir / text_lib.FILENAME, workdir / text_lib.WORDS_FILENAME
+    if out.exists() and words.exists():
         return
     source = datasets.data_source(data, "train")
     captions = [source[i]["caption"].decode() for i in tqdm(range(len(source)), desc="captions",
                                                            unit="clip", leave=False)]
+    if out.exists():  # a tokenizer trained before its word list was kept
+        text_lib.write_words(captions, words)
+        return
     tok = text_lib.train(captions, config.text.vocab_size, config.text.model_type, out)
     log.info("text tokenizer: %d pieces from %d captions", tok.vocab_size, len(captions))
 

@@ -50,6 +50,11 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _flag(field: str) -> str:
+    """A request field as the sampling commands spell its flag."""
+    return "--" + field.replace("_", "-")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -62,7 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         args.func(args)
-    except (ConfigError, DatasetError, MediaError, RequestError, FileNotFoundError) as e:
+    except RequestError as e:
+        print(f"o1: error: {e.named(_flag)}", file=sys.stderr)
+        return 2
+    except (ConfigError, DatasetError, MediaError, FileNotFoundError) as e:
         print(f"o1: error: {e}", file=sys.stderr)
         return 2
     except Preempted as e:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from o1.cli.sample import SampleDefaults, flow_options, sample_config, sampling_flags
+from o1.cli.sample import SampleDefaults, checks, flow_options, sampling_flags
 
 
 def _eval(args: argparse.Namespace) -> None:
     from o1.eval import evaluate
 
-    flow = flow_options(args, sample_config(args))
+    flow = flow_options(args, checks(args))
     report = evaluate.evaluate(args.workdir, args.split, args.num, args.out, flow, args.seed,
                                step=args.checkpoint)
     print(evaluate.format_report(report))

@@ -49,53 +49,34 @@ def sampling_flags(p: argparse.ArgumentParser, flow: bool = True) -> None:
     p.add_argument("--cfg-audio", type=float, help="guidance scale on audio, 1 = none")
 
 
-def sample_config(args: argparse.Namespace):
-    """The workdir's `sample` section, read before the model loads so that bad options and
-    a bad workdir are refused at once."""
-    from o1.serve.pipeline import load_config
+def checks(args: argparse.Namespace):
+    """The workdir's request checks (`o1.serve.checks.Checks`): its config and text tokenizer,
+    read before the model loads so that bad options and a bad workdir are refused at once."""
+    from o1.serve.checks import Checks
 
-    return load_config(args.workdir).sample
-
-
-def flow_options(args: argparse.Namespace, sample):
-    """The flow flags given, the rest from `sample`; RequestError names a bad one."""
-    from o1.sampler import FlowOptions
-
-    return FlowOptions.of(sample, steps=args.steps, solver=args.solver, shift=args.shift,
-                          cfg_video=args.cfg_video, cfg_audio=args.cfg_audio)
+    return Checks(args.workdir)
 
 
-def _sampled(args: argparse.Namespace):
-    """(the pipeline, its flow options, the seed), every option checked before the model
-    loads."""
-    from o1.sampler import seed_of
+def flow_options(args: argparse.Namespace, check):
+    """The flow flags given, the rest from the workdir's `sample` section; RequestError names
+    a bad one."""
+    return check.flow(steps=args.steps, solver=args.solver, shift=args.shift,
+                      cfg_video=args.cfg_video, cfg_audio=args.cfg_audio)
+
+
+def _pipeline(args: argparse.Namespace, check):
     from o1.serve.pipeline import Pipeline
 
-    sample = sample_config(args)
-    flow, seed = flow_options(args, sample), seed_of(sample, args.seed)
-    return Pipeline(args.workdir, args.checkpoint), flow, seed
+    return Pipeline(args.workdir, args.checkpoint).load()
 
 
 def _input(path: str, what: str = "input") -> str:
     import pathlib
 
-    from o1.serve.pipeline import RequestError
+    from o1.sampler import RequestError
 
     if not pathlib.Path(path).is_file():
         raise RequestError(f"{path}: no such file (the {what})")
-    return path
-
-
-def _output(path: str) -> str:
-    import pathlib
-
-    from o1.serve.pipeline import RequestError
-
-    out = pathlib.Path(path)
-    if out.suffix.lower() != ".mp4":
-        raise RequestError(f"--out {path}: outputs are H.264 + AAC mp4 files; name it *.mp4")
-    if not out.parent.is_dir():
-        raise RequestError(f"--out {path}: the folder {out.parent} does not exist")
     return path
 
 
@@ -106,13 +87,16 @@ def _wrote(clip, path: str) -> None:
 
 
 def _generate(args: argparse.Namespace) -> None:
+    from o1.serve.checks import check_output
     from o1.serve.pipeline import format_profile
 
-    out = _output(args.out)
-    pipe, flow, seed = _sampled(args)
-    pipe.prompt_ids(args.prompt)
+    out = check_output(args.out)
+    check = checks(args)
+    flow, seed = flow_options(args, check), check.seed(args.seed)
+    check.prompt(args.prompt)
     if args.seconds is not None:
-        pipe.check_seconds(args.seconds)
+        check.seconds(args.seconds)
+    pipe = _pipeline(args, check)
     if args.profile:  # compile every program first, so the timed run is the steady state
         pipe.generate(args.prompt, args.seconds, flow, seed).write(out)
     start = time.perf_counter()
@@ -126,16 +110,15 @@ def _generate(args: argparse.Namespace) -> None:
 def _caption(args: argparse.Namespace) -> None:
     import json
 
-    from o1.sampler import TextOptions, seed_of
-    from o1.serve.pipeline import Pipeline, check_video_file, read_clip
+    from o1.serve.pipeline import check_video_file, read_clip
 
     path = _input(args.input, "video to caption")
-    check_video_file(path)
-    sample = sample_config(args)
-    options = TextOptions.of(sample, max_tokens=args.max_tokens, temperature=args.temperature,
-                             top_p=args.top_p)
-    seed = seed_of(sample, args.seed)
-    pipe = Pipeline(args.workdir, args.checkpoint)
+    check_video_file(path, field="input")
+    check = checks(args)
+    options = check.text_options(max_tokens=args.max_tokens, temperature=args.temperature,
+                                 top_p=args.top_p)
+    seed = check.seed(args.seed)
+    pipe = _pipeline(args, check)
     clip = read_clip(path, pipe.config)
     text = pipe.caption(clip, options, seed)
     if args.json:
@@ -146,33 +129,47 @@ def _caption(args: argparse.Namespace) -> None:
 
 
 def _dub(args: argparse.Namespace) -> None:
-    from o1.serve.pipeline import MAX_SECONDS, check_video_file, read_clip
+    from o1.serve.checks import check_output
+    from o1.serve.pipeline import check_video_file, read_clip
 
-    path, out = _input(args.input, "video to dub"), _output(args.out)
-    check_video_file(path, MAX_SECONDS)
-    pipe, flow, seed = _sampled(args)
-    pipe.prompt_ids(args.prompt, required=False)
+    path, out = _input(args.input, "video to dub"), check_output(args.out)
+    check_video_file(path, field="input")
+    check = checks(args)
+    check.video(path, "input")
+    flow, seed = flow_options(args, check), check.seed(args.seed)
+    check.prompt(args.prompt, required=False)
+    pipe = _pipeline(args, check)
     _wrote(pipe.dub(read_clip(path, pipe.config), args.prompt, flow, seed), out)
 
 
 def _animate(args: argparse.Namespace) -> None:
+    from o1.serve.checks import check_image_file, check_output
     from o1.serve.pipeline import read_image
 
-    path, out = _input(args.image, "image to animate"), _output(args.out)
-    pipe, flow, seed = _sampled(args)
-    pipe.prompt_ids(args.prompt)
+    path, out = _input(args.image, "image to animate"), check_output(args.out)
+    check_image_file(path, "image")
+    check = checks(args)
+    flow, seed = flow_options(args, check), check.seed(args.seed)
+    check.prompt(args.prompt)
+    if args.seconds is not None:
+        check.seconds(args.seconds)
+    pipe = _pipeline(args, check)
     image = read_image(path, pipe.config)
     _wrote(pipe.animate(image, args.prompt, args.seconds, flow, seed), out)
 
 
 def _extend(args: argparse.Namespace) -> None:
+    from o1.serve.checks import check_output
     from o1.serve.pipeline import check_video_file, read_clip
 
-    path, out = _input(args.input, "clip to extend"), _output(args.out)
-    check_video_file(path)
-    pipe, flow, seed = _sampled(args)
-    pipe.prompt_ids(args.prompt, required=False)
-    pipe.check_seconds(args.seconds)
+    path, out = _input(args.input, "clip to extend"), check_output(args.out)
+    check_video_file(path, field="input")
+    check = checks(args)
+    check.video(path, "input")
+    flow, seed = flow_options(args, check), check.seed(args.seed)
+    check.prompt(args.prompt, required=False)
+    check.seconds(args.seconds)
+    pipe = _pipeline(args, check)
     clip = read_clip(path, pipe.config)
     _wrote(pipe.extend(clip, args.seconds, args.prompt, flow, seed), out)
 
