@@ -1,10 +1,22 @@
 """Grain pipelines over a dataset directory built by o1.
 
-Every model o1 trains reads its data through `make_loader`: one split through `tfds` random
-access, shuffled with a seed, this process's shard (`jax.process_index()` of
-`jax.process_count()`), per-example transformations, and batches. Its iterator's state is a
-small bytes object: saved with a checkpoint and restored, the iterator yields exactly the
-batches an uninterrupted run would have seen.
+Every model o1 trains reads its data through `make_loader`. The examples of one split form a
+stream: the records shuffled with a seed (a new order every epoch), then transformed, a
+`RandomMap` drawing from a generator seeded by the seed and the example's position in the
+stream. Process p of n (`jax.process_index()` of `jax.process_count()`) reads positions p,
+p + n, p + 2n, ... and batches them in that order. Worker processes, when there are any
+(`worker_count`), each build whole batches (worker w of W builds batches w, w + W, ...), and
+the batches are read back in order. So:
+
+- the batches a process sees depend on the split, the seed, the transformations, the batch
+  size and its shard, never on the number of worker processes;
+- batch i of every process together hold stream positions [i * batch_size, (i + 1) *
+  batch_size) of the split, whatever the number of processes.
+
+An iterator's state is the number of examples its process has read (a small JSON object).
+Saved with a checkpoint and set on an iterator of a loader built the same way, with any
+worker count, it yields exactly the batches an uninterrupted run would have seen; with
+another batch size it goes on from the same example.
 
 Batches of clips (the default transformations) are dicts: numpy arrays stacked on a leading
 batch axis B (`video` uint8 [B, T, H, W, 3], `audio` float32 [B, N]) and lists of B strings
@@ -13,8 +25,10 @@ batch axis B (`video` uint8 [B, T, H, W, 3], `audio` float32 [B, N]) and lists o
 
 from __future__ import annotations
 
+import json
+import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import grain
@@ -24,9 +38,11 @@ from absl import flags
 
 from o1.train import datasets
 
-# Grain's worker processes read absl flags; nothing here defines any, so parsing is a no-op
-# that keeps them from failing on unparsed flags.
-flags.FLAGS.mark_as_parsed()
+log = logging.getLogger(__name__)
+
+# Batches each process computes ahead of the one it hands out, in a background thread (in
+# every worker process, when there are workers): loading overlaps the training step.
+_PREFETCH = grain.ReadOptions(num_threads=1, prefetch_buffer_size=2)
 
 
 class DecodeText(grain.transforms.Map):
@@ -49,24 +65,139 @@ def stack_examples(examples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
+def _absl_flag_defaults() -> None:
+    """Lets grain read its absl flags at their defaults in this process.
+
+    Starting worker processes, grain reads `--grain_enable_multiprocess_worker_profiling`;
+    o1's command line is argparse, so nothing parses absl flags and the read would raise
+    `UnparsedFlagAccessError`. The workers themselves (spawned afresh) need nothing: grain
+    marks the flags it reads there as present.
+    """
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
+
+
+class Loader:
+    """This process's batches of one split; iterating starts from the first batch.
+
+    `make_loader` builds it; each iterator (`BatchIterator`) has its own position.
+    """
+
+    def __init__(self, examples: grain.MapDataset, *, batch_size: int,
+                 batch_fn: Callable[[Sequence[Any]], Any], drop_remainder: bool,
+                 worker_count: int, about: dict[str, Any]):
+        self.examples = examples  # this process's transformed examples, in order
+        self.batch_size = batch_size  # examples per batch of this process
+        self.batch_fn = batch_fn
+        self.drop_remainder = drop_remainder
+        self.worker_count = worker_count
+        self.about = about  # what the batches depend on besides the batch size (in states)
+
+    def batches(self, start: int) -> grain.IterDataset:
+        """The batches of this process's examples from example `start` on."""
+        ds = self.examples[start:].batch(self.batch_size, drop_remainder=self.drop_remainder,
+                                         batch_fn=self.batch_fn)
+        ds = ds.to_iter_dataset(_PREFETCH)
+        if self.worker_count:
+            # Workers slice the batches (not the examples): the order stays the same.
+            ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=self.worker_count))
+        return ds
+
+    def __iter__(self) -> BatchIterator:
+        return BatchIterator(self)
+
+
+class BatchIterator(Iterator[Any]):
+    """Batches of a `Loader`, with a state to save in a checkpoint and restore.
+
+    Orbax saves and restores it through `grain.checkpoint.CheckpointSave/Restore` (one JSON
+    file per process). Worker processes start at the first batch (or `start_prefetch`);
+    `close` stops them.
+    """
+
+    def __init__(self, loader: Loader):
+        self._loader = loader
+        self._read = 0  # examples of this process's stream before the next batch
+        self._it: grain.DatasetIterator | None = None
+
+    def _start(self) -> grain.DatasetIterator:
+        if self._it is None:
+            if self._loader.worker_count:
+                _absl_flag_defaults()
+            self._it = iter(self._loader.batches(self._read))
+        return self._it
+
+    def __next__(self) -> Any:
+        batch = next(self._start())
+        self._read += self._loader.batch_size
+        return batch
+
+    def start_prefetch(self) -> None:
+        """Starts loading (and the worker processes) before the first `next`."""
+        self._start().start_prefetch()
+
+    def close(self) -> None:
+        """Stops the worker processes; the next `next` starts them again."""
+        if self._it is not None:
+            self._it.close()
+            self._it = None
+
+    def get_state(self) -> bytes:
+        return json.dumps({"examples_read": self._read, **self._loader.about},
+                          indent=1).encode()
+
+    def set_state(self, state: bytes) -> None:
+        """Continues after the examples read in `state` (from `get_state`, or the state of
+        the grain DataLoader that o1 used before)."""
+        saved = json.loads(state)
+        if "last_seen_indices" in saved:
+            read = _read_by_data_loader(saved, self._loader.about)
+            log.warning("data iterator: state of an earlier o1 (grain DataLoader); going on "
+                        "after its %d examples, in the order this version reads them", read)
+        else:
+            read = saved["examples_read"]
+            changed = [f"{key} {saved[key]!r} -> {now!r}"
+                       for key, now in self._loader.about.items()
+                       if key in saved and saved[key] != now]
+            if changed:
+                log.warning("data iterator restored with a different %s: the batches from "
+                            "here on are not those of an uninterrupted run",
+                            ", ".join(changed))
+        self.close()
+        self._read = read
+
+
+def _read_by_data_loader(state: dict[str, Any], about: dict[str, Any]) -> int:
+    """Examples a process had read by a grain DataLoader state (format version 2): each of
+    its W workers (W = 0: the process itself) read every W-th example of the process's
+    shard, and `last_seen_indices` holds the global position of each one's last example."""
+    last = {int(k): v for k, v in state["last_seen_indices"].items()}
+    index, count = about["shard_index"], about["shard_count"]
+    workers = max(state["worker_count"], 1)
+    stride = workers * count
+    return sum((seen + stride - index - w * count) // stride for w, seen in last.items())
+
+
 def make_loader(data: str | os.PathLike, split: str, *, batch_size: int, seed: int,
                 transforms: Sequence[grain.transforms.Map | grain.transforms.RandomMap] = (
                     DecodeText(),),
                 batch_fn: Callable[[Sequence[Any]], Any] = stack_examples,
                 worker_count: int = 0, num_epochs: int | None = None,
                 drop_remainder: bool = True, shard_index: int | None = None,
-                shard_count: int | None = None) -> grain.DataLoader:
-    """A grain DataLoader over `split` of the dataset at `data`, shuffled with `seed`.
+                shard_count: int | None = None) -> Loader:
+    """This process's batches of `split` of the dataset at `data`, shuffled with `seed`.
 
     Args:
       data: a dataset directory (`o1 data build ... --out DIR`, or a workdir's `latents`).
       split: "train", "validation", ...
       batch_size: examples per batch over all processes; each process batches its share.
-      seed: the shuffle seed (and the seed of every `RandomMap` in `transforms`).
+      seed: the shuffle seed (and the seed the `RandomMap`s in `transforms` derive theirs from).
       transforms: per-example transformations before batching.
       batch_fn: a list of (transformed) examples -> one batch.
-      worker_count: grain worker processes (0: load in this process).
-      num_epochs: passes over the data; None repeats forever.
+      worker_count: worker processes that build batches (0: build them in this process);
+        the batches are the same for any count.
+      num_epochs: passes over the data; None repeats forever. A pass gives every process
+        the same number of examples: up to `shard_count - 1` examples are left out.
       drop_remainder: drop a last batch smaller than the per-process batch size.
       shard_index, shard_count: this process's shard; default `jax.process_index()` of
         `jax.process_count()`.
@@ -78,19 +209,19 @@ def make_loader(data: str | os.PathLike, split: str, *, batch_size: int, seed: i
                          f"processes; try a batch size of "
                          f"{max(count, batch_size // count * count)}")
     source = datasets.data_source(data, split)
-    shard = grain.sharding.ShardOptions(shard_index=index, shard_count=count,
-                                        drop_remainder=True)
     if len(source) // count == 0:
         raise ValueError(f"split {split!r} of {data} has {len(source)} examples, fewer than "
                          f"the {count} processes reading it")
-    sampler = grain.samplers.IndexSampler(
-        num_records=len(source), shard_options=shard, shuffle=True, num_epochs=num_epochs,
-        seed=seed)
-    return grain.DataLoader(
-        data_source=source,
-        sampler=sampler,
-        operations=[*transforms,
-                    grain.transforms.Batch(batch_size // count, drop_remainder=drop_remainder,
-                                           batch_fn=batch_fn)],
-        worker_count=worker_count,
-    )
+    # The seed is grain's pipeline seed: the shuffle and each RandomMap derive their own.
+    stream = grain.MapDataset.source(source).seed(seed).shuffle().repeat(num_epochs)
+    for t in transforms:
+        # Before the shard and the batches: a random map's generator follows the position
+        # in the whole stream.
+        stream = (stream.random_map(t) if isinstance(t, grain.transforms.RandomMap)
+                  else stream.map(t))
+    if num_epochs is not None:
+        stream = stream[:len(stream) // count * count]
+    return Loader(stream[index::count], batch_size=batch_size // count, batch_fn=batch_fn,
+                  drop_remainder=drop_remainder, worker_count=worker_count,
+                  about={"split": split, "records": len(source), "seed": seed,
+                         "shard_index": index, "shard_count": count})

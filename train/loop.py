@@ -8,7 +8,9 @@ validation, checkpoints, and stopping on SIGTERM or Ctrl-C.
 The state is a pytree `{params, opt, step, key}` that the step donates. A checkpoint holds it
 and every process's data-iterator state, and the step's random key is derived from (key, step)
 inside the step, so a run that is stopped (SIGTERM, Ctrl-C) or killed resumes from its latest
-committed checkpoint and takes exactly the steps an uninterrupted run would have taken.
+committed checkpoint and takes exactly the steps an uninterrupted run would have taken. The
+batches do not depend on the loader's worker processes, so a run may resume with another
+`loader.worker_count`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from tqdm import tqdm
 
 from o1 import checkpoint
 from o1.config import ConfigError
+from o1.train.loader import Loader
 from o1.train.metrics import MetricWriter
 
 log = logging.getLogger(__name__)
@@ -130,7 +133,7 @@ class Stage:
     checkpoint_every: int  # steps between checkpoints (and at the end, and on a stop)
     state: dict[str, Any]  # the initial {params, opt, step, key}; a resume replaces it
     step: Callable[[dict, Any], tuple[dict, dict]]  # (state, input) -> (state, metrics), jitted
-    loader: grain.DataLoader  # endless batches of this process's examples
+    loader: Loader  # endless batches of this process's examples
     prepare: Callable[[Any], Any] = lambda batch: batch  # batch -> step input, on the host
     scalars: Callable[[Any], dict[str, float]] = _scalars  # fetched metrics -> logged numbers
     keep_checkpoints: int = 2  # committed checkpoints kept
@@ -244,6 +247,7 @@ def fit(stage: Stage, stop: StopRequest) -> dict[str, float]:
                                 f"in {s.checkpoints}, run the same command again to resume")
     finally:
         bar.close()
+        batches.close()  # the loader's worker processes
         manager.wait_until_finished()
         manager.close()
         for w in (writer, val_writer):

@@ -197,6 +197,27 @@ def test_resume_after_sigterm_repeats_the_straight_run_loss_by_loss(tiny_workdir
     assert val and "video_to_caption/text" in val[-1] and "text_to_av/video" in val[-1]
 
 
+def test_worker_processes_train_and_resume_with_any_worker_count(tiny_workdir, tmp_path):
+    """`loader.worker_count=2` trains, resumes with 2 workers and then with none, and takes
+    the steps (so the batches) of an uninterrupted run without workers, loss by loss."""
+    overrides = ["train.steps=3", "train.log_every=1", "train.checkpoint_every=100",
+                 "train.eval_every=100", *FAST]
+    straight, resumed = (pathlib.Path(shutil.copytree(tiny_workdir, tmp_path / name))
+                         for name in ("straight", "resumed"))
+    trainer.train(straight, configs.get("tiny", overrides), progress=False)
+    for workers in (2, 2):  # a fresh run with workers, then a resume with workers
+        stop = StopRequest()
+        stop.requested = True  # as after SIGTERM: one step, a checkpoint, then Preempted
+        with pytest.raises(Preempted):
+            trainer.train(resumed, configs.get("tiny", [*overrides,
+                                                        f"loader.worker_count={workers}"]),
+                          stop, progress=False)
+    trainer.train(resumed, configs.get("tiny", [*overrides, "loader.worker_count=0"]),
+                  progress=False)
+    a, b = _train_losses(straight), _train_losses(resumed)
+    assert sorted(a) == [1, 2, 3] and a == b
+
+
 def test_sigkill_during_a_checkpoint_save_never_leaves_a_broken_checkpoint(fresh_workdir):
     args = [sys.executable, "-m", "o1.cli", "train", "--workdir", str(fresh_workdir),
             "--config", "tiny", "train.steps=400", "train.checkpoint_every=1",

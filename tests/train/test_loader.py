@@ -1,0 +1,66 @@
+"""The loader's guarantees: the same batches for any worker count and any number of processes,
+and iterator states that resume exactly, also with another worker count."""
+
+import json
+
+import grain
+import numpy as np
+
+from o1.train import datasets, loader
+
+# Batches of 4 of the 16 tiny train clips.
+BATCHES = {"batch_size": 4, "seed": 0}
+
+
+def _take(it, n: int) -> list[dict]:
+    return [next(it) for _ in range(n)]
+
+
+def _assert_same(a: list[dict], b: list[dict]) -> None:
+    assert [x["id"] for x in a] == [x["id"] for x in b]
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x["video"], y["video"])
+
+
+def test_batches_and_resumes_do_not_depend_on_the_worker_count(tiny_dataset):
+    def make(workers):
+        return iter(loader.make_loader(tiny_dataset, "train", **BATCHES, worker_count=workers))
+
+    expected = _take(make(0), 8)  # two epochs
+    with_workers = make(2)
+    try:
+        _assert_same(_take(with_workers, 3), expected[:3])
+        # Saved with 2 workers, resumed without.
+        without = make(0)
+        without.set_state(with_workers.get_state())
+        _assert_same(_take(without, 3), expected[3:6])
+        # Saved without workers, resumed with 2 (they start again at that batch).
+        with_workers.set_state(without.get_state())
+        _assert_same(_take(with_workers, 2), expected[6:8])
+    finally:
+        with_workers.close()
+
+
+def test_a_global_batch_holds_the_same_examples_for_any_process_count(tiny_dataset):
+    one = _take(iter(loader.make_loader(tiny_dataset, "train", **BATCHES)), 6)
+    two = [_take(iter(loader.make_loader(tiny_dataset, "train", **BATCHES, shard_index=i,
+                                         shard_count=2)), 6) for i in range(2)]
+    for batch, half_0, half_1 in zip(one, *two, strict=True):
+        assert len(half_0["id"]) == len(half_1["id"]) == 2
+        assert sorted(batch["id"]) == sorted(half_0["id"] + half_1["id"])
+
+
+def test_state_of_the_earlier_grain_data_loader_resumes_after_its_examples(tiny_dataset):
+    # The grain DataLoader o1 used before, as process 1 of 2 (2 examples a batch).
+    source = datasets.data_source(tiny_dataset, "train")
+    shard = grain.sharding.ShardOptions(shard_index=1, shard_count=2, drop_remainder=True)
+    old = iter(grain.DataLoader(
+        data_source=source, operations=[grain.transforms.Batch(2)],
+        sampler=grain.samplers.IndexSampler(num_records=len(source), shard_options=shard,
+                                            shuffle=True, seed=0)))
+    _take(old, 3)
+    it = iter(loader.make_loader(tiny_dataset, "train", **BATCHES, shard_index=1,
+                                 shard_count=2))
+    it.set_state(old.get_state())
+    assert json.loads(it.get_state())["examples_read"] == 6
+    assert len(next(it)["id"]) == 2
