@@ -6,21 +6,30 @@ file as a player presents it: the picture turned (and mirrored) as its display m
 `rotate` tag asks, the sound downmixed to mono by ITU-R BS.775 and clipped at full scale. It
 can also bring a clip to a fixed frame rate, frame size and sample rate on the way in.
 `levels`, `is_silent` and `loudness` (ITU-R BS.1770) measure a waveform.
+
+Reading streams: frames and samples are retimed, aligned and resampled as they are decoded,
+so `read_media(..., seconds=s)` decodes only the start of a file and `iter_media` walks an
+hour-long file in fixed-size clips without holding it; both give exactly `read_media`'s
+frames and samples.
 `write_mp4` writes the model's output as an H.264 + AAC MP4 that browsers play.
 
 Every failure that comes from the file rather than from the caller is raised as
 `MediaError`, which names the file, so a data pipeline can log and skip bad inputs.
 
-The module is longer than most (about 520 lines): it is the one place that talks to PyAV,
-reading and writing share its container handling and `MediaError`, and most of its length is
-the reading clock that keeps frame k at source time k / fps with the audio aligned to it.
+The module is long (about 900 lines): it is the one place that talks to PyAV, reading and
+writing share its container handling and `MediaError`, and most of its length is the
+streaming reading clock that keeps frame k at source time k / fps with the audio aligned to
+it. The sound levels at its end could stand alone; they sit here beside the decoder whose
+output they measure.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import fractions
+import itertools
 import math
 import os
 import pathlib
@@ -29,8 +38,8 @@ import uuid
 from collections.abc import Iterator
 
 import av
-import librosa
 import numpy as np
+import soxr
 
 # Sample rates the AAC bitstream can signal; FFmpeg's encoder rejects the others.
 AAC_SAMPLE_RATES = (7350, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000,
@@ -261,6 +270,7 @@ def read_media(
     size: tuple[int, int] | None = None,
     sample_rate: int | None = None,
     require_audio: bool = True,
+    seconds: float | None = None,
 ) -> Clip:
     """Decodes a video file and its sound onto one time axis starting at the first frame.
 
@@ -272,6 +282,11 @@ def read_media(
         size: If given, (H, W) to centre-crop to that aspect ratio and then resize to.
         sample_rate: If given, resample the audio to this rate.
         require_audio: Raise if the file has no audio; otherwise return audio=None.
+        seconds: If given, read only the start of the file: the frames shown during its
+            first `seconds` (ceil(seconds * fps) of them with `fps`) and the sound that plays
+            with them, up to where the last frame ends. Decoding stops there, so the time and
+            memory it takes do not grow with the file; the result is the first frames and
+            samples of the whole file's.
 
     Returns:
         A Clip with uint8 [T, H, W, 3] frames as a player shows them (turned and mirrored by
@@ -287,52 +302,469 @@ def read_media(
             required audio.
     """
     path = pathlib.Path(path)
+    _check_args(fps, size, seconds)
+    with _av_errors(path, "decoding"), _Reader(path, fps, size, sample_rate, require_audio,
+                                                 seconds) as reader:
+        frames = np.stack(reader.video.take(None))
+        audio = reader.sound.take(None) if reader.sound else None
+        return Clip(frames, reader.video.rate, audio, None if audio is None else reader.sound.rate)
+
+
+def iter_media(
+    path: str | os.PathLike,
+    *,
+    fps: float,
+    size: tuple[int, int] | None,
+    sample_rate: int | None,
+    require_audio: bool = True,
+    frames: int,
+) -> Iterator[Clip]:
+    """Decodes a video file as consecutive clips of `frames` frames, in bounded memory.
+
+    The file is decoded as it is read, and no more than about one clip of frames and sound is
+    held at a time, however long the file. The clips are `read_media`'s with the same
+    arguments, cut into pieces: clip k holds its frames [k F, (k + 1) F) and its samples
+    [round(k F r / fps), round((k + 1) F r / fps)), for F = `frames` and r the sample rate.
+    Joined, they are `read_media`'s clip up to the end of the last whole piece.
+
+    A last piece of fewer than `frames` frames is dropped. Where the sound ends before the
+    picture, as `read_media`'s can by a few samples, the last clips' audio is that much short
+    (or empty); pad it if a fixed length is needed.
+
+    Args:
+        path, fps, size, sample_rate, require_audio: As for `read_media`.
+        frames: Frames per clip.
+
+    Yields:
+        Clips of `frames` frames at `fps`.
+
+    Raises:
+        MediaError: As `read_media`; a problem found part way through the file is raised
+            after the clips before it have been yielded.
+    """
+    path = pathlib.Path(path)
+    _check_args(fps, size, None)
+    if fps is None:
+        raise ValueError("iter_media needs fps: clips of a fixed number of frames need a "
+                         "fixed frame rate")
+    if not (isinstance(frames, int) and frames > 0):
+        raise ValueError(f"frames must be a positive integer, got {frames}")
+    return _iter_media(path, fps, size, sample_rate, require_audio, frames)
+
+
+def _iter_media(path, fps, size, sample_rate, require_audio, frames) -> Iterator[Clip]:
+    with _av_errors(path, "decoding"), _Reader(path, fps, size, sample_rate, require_audio,
+                                                 None) as reader:
+        rate = reader.sound.rate if reader.sound else None
+        for k in itertools.count():
+            images = reader.video.take(frames)
+            if len(images) < frames:
+                return
+            audio = None
+            if rate is not None:
+                audio = reader.sound.take(round((k + 1) * frames * rate / fps)
+                                          - round(k * frames * rate / fps))
+            yield Clip(np.stack(images), float(fps), audio,
+                       None if audio is None else rate)
+
+
+def _check_args(fps, size, seconds) -> None:
+    """Raises ValueError naming a reading argument out of range."""
     if fps is not None and not fps > 0:
         raise ValueError(f"fps must be positive, got {fps}")
     if size is not None and not (len(size) == 2 and min(size) > 0):
         raise ValueError(f"size must be (height, width) with both positive, got {size}")
-    with _av_errors(path, "decoding"), av.open(str(path)) as container:
-        # A cut-off file can look like one missing a stream; name the real cause first.
-        _check_complete(path, container)
-        video, audio = _streams(container)
-        if video is None:
-            raise MediaError(path, "has no video stream", "only video files can be read")
-        if audio is None and require_audio:
-            raise MediaError(path, "has no audio stream",
-                             "pass require_audio=False to accept silent video")
-        decoded = _decode(container, video, audio, size)
-        # Copy out the header facts used below while the file is open: PyAV's Stream
-        # objects point into the demuxer's memory, which closing the container frees,
-        # and reading them afterwards returns whatever was allocated there since.
-        video_clock = _Clock.of(video)
-        audio_clock = _Clock.of(audio) if audio is not None else None
-    if not decoded.images:
-        raise MediaError(path, "has no decodable video frames", _READ_HINT)
+    if seconds is not None and not seconds > 0:
+        raise ValueError(f"seconds must be positive, got {seconds}")
 
-    frames, out_fps, start, end = _retime(video_clock, decoded.times, decoded.images, fps)
-    waveform = None
-    if decoded.sounds:
-        native_rate = decoded.sound_rate or audio_clock.sample_rate
-        if not native_rate:
-            raise MediaError(path, "has an audio stream with no sample rate", _READ_HINT)
-        waveform = _align_audio(np.concatenate(decoded.sounds), native_rate,
-                                decoded.sound_start, decoded.sound_frame, audio_clock,
-                                start, end)
-        if not len(waveform):
-            raise MediaError(path, f"has no audio during its video ({start:.3f} s to "
-                             f"{end:.3f} s on the file's clock)",
-                             "its sound and picture do not overlap; re-encode it or skip it")
-        if sample_rate is not None and sample_rate != native_rate:
-            waveform = librosa.resample(waveform, orig_sr=native_rate, target_sr=sample_rate)
+
+class _Reader:
+    """A file open for one pass of reading: its video and its sound, each decoded on demand.
+
+    The sound is read through a second demuxer of the same file, so that neither stream waits
+    in memory for the other however the file interleaves them (some put seconds of one stream
+    before the other's); packets of the other stream are read and dropped.
+
+    Attributes:
+        video: The video stream's `_Video`.
+        sound: The audio stream's `_Sound`, or None if the file has no audio stream.
+    """
+
+    def __init__(self, path, fps, size, sample_rate, require_audio, seconds):
+        self._args = path, fps, size, sample_rate, require_audio, seconds
+        self._files = contextlib.ExitStack()
+
+    def __enter__(self) -> _Reader:
+        path, fps, size, sample_rate, require_audio, seconds = self._args
+        with self._files as files:
+            container = files.enter_context(av.open(str(path)))
+            # A cut-off file can look like one missing a stream; name the real cause first.
+            _check_complete(path, container)
+            video, audio = _streams(container)
+            if video is None:
+                raise MediaError(path, "has no video stream", "only video files can be read")
+            if audio is None and require_audio:
+                raise MediaError(path, "has no audio stream",
+                                 "pass require_audio=False to accept silent video")
+            self.video = _Video(path, container, video, fps, size, seconds)
+            self.sound = None
+            if audio is not None:
+                container = files.enter_context(av.open(str(path)))
+                self.sound = _Sound(path, container, _streams(container)[1], self.video,
+                                    sample_rate, require_audio)
+            self._files = files.pop_all()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._files.close()
+
+
+class _Video:
+    """A video stream's frames as they are decoded, resampled in time to `fps` if given.
+
+    Output frame k shows the source frame on screen at start + k / fps: the latest one whose
+    time is at or before it. It is handed out once a later source frame settles which that is
+    and the file is known to last past it; how many frames there are is known only at the end,
+    where the last source frame lasts the mean frame interval. So a frame or two wait, never
+    the file.
+
+    Stream facts are read here, while the file is open: PyAV's Stream objects point into the
+    demuxer's memory, which closing the container frees, and reading them afterwards returns
+    whatever was allocated there since.
+
+    Attributes:
+        ready: Output frames decoded and not yet taken.
+        start: Time of the first frame on the file's clock (seconds), once decoded.
+        latest: Time of the latest decoded frame.
+        done: No frames will be added to `ready`.
+        end: When the last frame stops showing, on the file's clock; None until the end of
+            the stream, and None if the read stopped at `seconds`.
+        stop: Seconds after `start` at which the clip stops, once done, if `seconds` was given.
+        rate: Frames per second of the output (without `fps`, known once done).
+    """
+
+    def __init__(self, path, container, stream, fps, size, seconds):
+        stream.thread_type = "AUTO"
+        clock = _Clock.of(stream)
+        self._path, self._fps, self._size, self._seconds = path, fps, size, seconds
+        self._decoded = container.decode(stream)
+        self._tag_turns = _tag_turns(stream.metadata)
+        self._average_rate = clock.average_rate
+        self._nominal = float(clock.average_rate or clock.guessed_rate or 25)
+        # Half a tick of slack: a frame whose timestamp rounds to the target time counts as
+        # shown.
+        self._slack = float(clock.time_base) / 2 if clock.time_base else 1e-6
+        self._limit = math.inf
+        if seconds is not None and fps is not None:
+            self._limit = max(1, math.ceil(seconds * fps - 1e-9))
+        self._count = 0  # source frames decoded
+        self._emitted = 0  # output frames made
+        self._recent = []  # (time, image) of source frames the next outputs may still show
+        self.ready = collections.deque()
+        self.start = self.latest = self.end = self.stop = None
+        self.done = False
+        self.rate = None if fps is None else float(fps)
+
+    def take(self, n: int | None) -> list[np.ndarray]:
+        """The next `n` output frames (all the rest if None); fewer only at the end."""
+        while (n is None or len(self.ready) < n) and self.pull():
+            pass
+        return [self.ready.popleft() for _ in range(len(self.ready) if n is None
+                                                    else min(n, len(self.ready)))]
+
+    def pull(self) -> bool:
+        """Decodes one more source frame; False once the stream (or `seconds`) is done."""
+        if self.done:
+            return False
+        frame = next(self._decoded, None)
+        if frame is None:
+            self._finish()
+            return False
+        # Fall back to frame counting where a container leaves timestamps out; frames leave
+        # the decoder in display order, and a time that goes back (a broken file) is held.
+        t = frame.time
+        if self.latest is not None:
+            t = self.latest + 1 / self._nominal if t is None else max(t, self.latest)
+        elif t is None:
+            t = 0.0
+        if self.start is None:
+            self.start = t
+        if self._fps is None and self._seconds is not None and self._count \
+                and t >= self.start + self._seconds - self._slack:
+            self.stop, self.done = t - self.start, True
+            self.rate = float(self._average_rate or self._count / self.stop)
+            return False
+        self.latest = t
+        self._count += 1
+        image = _to_rgb(frame, self._size, self._tag_turns)
+        if self._fps is None:
+            self.ready.append(image)
+            return True
+        self._recent.append((t, image))
+        # However the file goes on, it lasts past t, so it has at least this many frames.
+        self._emit(min(self._limit, math.floor((t - self.start + self._slack) * self._fps)),
+                   before=t)
+        if self._emitted >= self._limit:
+            self.stop, self.done = self._emitted / self._fps, True
+        return True
+
+    def _emit(self, count: int, before: float) -> None:
+        """Makes output frames up to `count` whose time is before `before`."""
+        while self._emitted < count:
+            target = self.start + self._emitted / self._fps + self._slack
+            if target >= before:
+                return
+            shown = len(self._recent) - 1
+            while shown > 0 and self._recent[shown][0] > target:
+                shown -= 1
+            self.ready.append(self._recent[shown][1])
+            self._emitted += 1
+            del self._recent[:shown]  # later outputs show this frame or a later one
+
+    def _finish(self) -> None:
+        """At the end of the stream: the last frame's duration, and the frames it settles."""
+        self.done = True
+        if not self._count:
+            raise MediaError(self._path, "has no decodable video frames", _READ_HINT)
+        # The last frame lasts one average interval; container timestamps are rounded (to
+        # milliseconds in Matroska), and the mean interval cancels that rounding.
+        interval = (self.latest - self.start) / (self._count - 1) if self._count > 1 else 0.0
+        if not interval > 0:  # one frame, or all stamped alike
+            interval = 1 / self._nominal
+        self.end = self.latest + interval
+        if self._fps is None:
+            self.rate = float(self._average_rate or self._count / (self.end - self.start))
+            if self._seconds is not None:
+                self.stop = self.end - self.start
+            return
+        count = max(1, math.floor((self.end - self.start + self._slack) * self._fps))
+        self._emit(min(count, self._limit), before=math.inf)
+        if self._seconds is not None:
+            self.stop = self._emitted / self._fps
+
+
+class _Sound:
+    """An audio stream as mono samples on its video's clock, resampled, as it is decoded.
+
+    Sample 0 plays with the first video frame: a gap before the sound is filled with silence,
+    sound before the picture is cut. The end is cut where the stream's header ends it, and
+    audio that outruns the video by less than one codec frame (encoder padding) is cut at the
+    video's end. Samples are fed to the resampler only once no later decision can cut them,
+    which the video decides by how far it has been decoded; the resampler streams, so the
+    output is the same whatever the pieces it was fed in.
+
+    Attributes:
+        rate: Samples per second of the output (None for a stream with no samples).
+    """
+
+    # Decoded sound read past a clip's end when `seconds` stops the read: the resampler's
+    # filter looks ahead a few milliseconds, and with this much the samples up to the end are
+    # those of a read of the whole file.
+    _LOOKAHEAD = 0.1
+
+    def __init__(self, path, container, stream, video: _Video, sample_rate, require_audio):
+        clock = _Clock.of(stream)
+        self._path, self._video, self._require = path, video, require_audio
+        self._decoded = container.decode(stream)
+        self._header_end, self._header_rate = clock.end, clock.sample_rate
+        # Keep the decoder's sample format and channels for the downmix.
+        self._resampler = av.AudioResampler(format="fltp")
+        self._wanted = sample_rate
+        self._native = 0  # the decoded sample rate
+        self._samples = 0  # decoded so far
+        self._frame_size = 0  # most samples the decoder returned at once
+        self._first = None  # time of the first sample, once a frame's timestamp gives it
+        self._pending = []  # mono samples decoded before they could be placed on the clock
+        self._drop = None  # decoded samples still to drop before the first frame, once placed
+        self._placed = collections.deque()  # placed samples waiting to be fed
+        self._end = 0  # samples placed on the video clock: sample 0 with the first frame
+        self._fed = 0  # of those, fed to the resampler
+        self._stream = None  # the soxr resampler, when the rates differ
+        self._out = collections.deque()
+        self._out_len = self._made = 0
+        self._exhausted = self._finished = self._empty = False
+
+    @property
+    def rate(self) -> int | None:
+        """The output's sample rate; None for a stream without samples, which raises
+        MediaError instead when the read requires sound."""
+        while not self._native and not self._exhausted:
+            self._decode_one()
+        if self._exhausted and not self._samples and not self._finished:
+            self._finish()
+        return None if self._empty else self._wanted or self._native or self._header_rate
+
+    def take(self, n: int | None) -> np.ndarray | None:
+        """The next `n` samples (all the rest if None); fewer only at the end. None if the
+        stream has no samples and the read does not require them."""
+        while not self._finished and (n is None or self._out_len < n):
+            self._advance()
+        if self._empty:
+            return None
+        n = self._out_len if n is None else min(n, self._out_len)
+        pieces, left = [], n
+        while left:
+            piece = self._out.popleft()
+            if len(piece) > left:
+                self._out.appendleft(piece[left:])
+                piece = piece[:left]
+            pieces.append(piece)
+            left -= len(piece)
+        self._out_len -= n
+        return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+
+    def _advance(self) -> None:
+        """Makes some progress: feeds what may be fed, or decodes more, or waits on the
+        video, or ends the stream."""
+        video = self._video
+        if video._seconds is not None and not video.done:
+            while video.pull():  # a clip cut at `seconds` ends where its frames do
+                pass
+            return
+        if self._drop is None:
+            if self._exhausted:
+                self._finish()
+            else:
+                self._decode_one()
+            return
+        limit, final = self._limit()
+        if self._fed < min(self._end, limit):
+            self._feed(min(self._end, limit))
+        elif self._exhausted or (final and self._end >= limit):
+            self._finish()
+        elif self._end < limit or video.done:
+            self._decode_one()
         else:
-            sample_rate = native_rate
-        # Resampling can overshoot full scale slightly at sharp edges.
-        waveform = np.clip(waveform, -1.0, 1.0).astype(np.float32)
-    elif require_audio:
-        raise MediaError(path, "has an audio stream with no decodable samples", _READ_HINT)
-    else:
-        sample_rate = None
-    return Clip(frames, out_fps, waveform, sample_rate)
+            video.pull()
+
+    def _limit(self) -> tuple[float, bool]:
+        """How far along the video clock samples may be fed now, and whether no more ever
+        will be (the read stopped at `seconds`)."""
+        video, rate = self._video, self._native
+        limit = math.inf
+        if self._header_end is not None:
+            limit = round((self._header_end - video.start) * rate)
+        if video.done and video.end is None:
+            return min(limit, round((video.stop + self._LOOKAHEAD) * rate)), True
+        if video.done:
+            return min(limit, round((video.end - video.start) * rate)), False
+        return min(limit, round((video.latest - video.start) * rate)), False
+
+    def _decode_one(self) -> None:
+        """Decodes one audio frame (or finds the end) and places what it can."""
+        frame = next(self._decoded, None)
+        if frame is None:
+            chunks, self._exhausted = self._resampler.resample(None), True
+        else:
+            self._native = self._native or frame.sample_rate
+            if self._first is None and frame.time is not None and self._native:
+                # Decoders already drop the encoder's priming samples when the container
+                # records them (MP4 edit lists, Matroska CodecDelay) and stamp the first frame
+                # they keep; a frame without a stamp is dated from the next one.
+                self._first = frame.time - self._samples / self._native
+            self._samples += frame.samples
+            self._frame_size = max(self._frame_size, frame.samples)
+            chunks = self._resampler.resample(frame)
+        self._pending += [_to_mono(chunk) for chunk in chunks]
+        self._place()
+
+    def _place(self) -> None:
+        """Moves decoded samples onto the video clock once their start is known."""
+        if self._drop is None:
+            waited = sum(map(len, self._pending))
+            # Sound with no timestamps (10 s in) starts with the video.
+            if self._first is None and not self._exhausted and waited < 10 * self._native:
+                return
+            while self._video.start is None and self._video.pull():
+                pass
+            if not self._native:
+                self._native = self._header_rate
+                if not self._native and self._samples:
+                    raise MediaError(self._path, "has an audio stream with no sample rate",
+                                     _READ_HINT)
+                if not self._native:
+                    return
+            first = self._video.start if self._first is None else self._first
+            # A gap between the first sound and the first frame is real and kept as silence.
+            offset = round((first - self._video.start) * self._native)
+            if offset > 0:
+                self._placed.append(np.zeros(offset, np.float32))
+                self._end += offset
+            self._drop = max(0, -offset)
+        for samples in self._pending:
+            cut = min(self._drop, len(samples))
+            self._drop -= cut
+            if cut < len(samples):
+                self._placed.append(samples[cut:])
+                self._end += len(samples) - cut
+        self._pending = []
+
+    def _feed(self, upto: int) -> None:
+        """Resamples placed samples up to `upto` into the output."""
+        pieces, left = [], upto - self._fed
+        while left:
+            piece = self._placed.popleft()
+            if len(piece) > left:
+                self._placed.appendleft(piece[left:])
+                piece = piece[:left]
+            pieces.append(piece)
+            left -= len(piece)
+        self._fed = upto
+        self._resample(np.concatenate(pieces).astype(np.float32, copy=False))
+
+    def _resample(self, samples: np.ndarray | None) -> None:
+        """Resamples (None: flushes) into the output, clipped to full scale."""
+        rate = self._wanted or self._native
+        if rate != self._native and self._stream is None:
+            self._stream = soxr.ResampleStream(self._native, rate, 1, dtype="float32",
+                                               quality="HQ")
+        if self._stream is not None:
+            samples = self._stream.resample_chunk(
+                np.zeros(0, np.float32) if samples is None else samples, last=samples is None)
+        elif samples is None:
+            return
+        if self._video.stop is not None:  # a clip cut at `seconds` ends with its frames
+            samples = samples[:max(0, round(self._video.stop * rate) - self._made)]
+        self._made += len(samples)
+        if len(samples):
+            self._out.append(np.clip(samples, -1.0, 1.0).astype(np.float32))
+            self._out_len += len(samples)
+
+    def _finish(self) -> None:
+        """At the end of the stream (or of a clip cut at `seconds`): cuts and flushes."""
+        self._finished = True
+        video = self._video
+        if not self._samples:
+            if self._require:
+                raise MediaError(self._path, "has an audio stream with no decodable samples",
+                                 _READ_HINT)
+            self._empty = True
+            return
+        self._place()
+        rate = self._native
+        end = self._end
+        if self._header_end is not None:
+            end = max(0, min(end, round((self._header_end - video.start) * rate)))
+        # Encoders pad the last frame with silence and many containers do not record how
+        # much, so audio that outruns the video by less than one codec frame is cut at the
+        # video end; the video is decoded as far as it takes to know.
+        while not video.done and round((video.latest - video.start) * rate) < end:
+            video.pull()
+        if video.done and video.end is not None:
+            video_samples = round((video.end - video.start) * rate)
+            if video_samples < end < video_samples + self._frame_size:
+                end = video_samples
+        if video.stop is not None:
+            end = min(end, round((video.stop + self._LOOKAHEAD) * rate))
+        end = max(end, self._fed)
+        if end > self._fed:
+            self._feed(end)
+        self._resample(None)
+        if not self._made:
+            stop = video.end if video.end is not None else video.start + video.stop
+            raise MediaError(self._path, f"has no audio during its video ({video.start:.3f} s "
+                             f"to {stop:.3f} s on the file's clock)",
+                             "its sound and picture do not overlap; re-encode it or skip it")
 
 
 def _check_complete(path: pathlib.Path, container) -> None:
@@ -415,53 +847,6 @@ class _Clock:
             end=end,
             sample_rate=positive(stream.codec_context.sample_rate) if not video else None,
         )
-
-
-@dataclasses.dataclass
-class _Decoded:
-    """What one pass over a file yields.
-
-    Attributes:
-        times: Presentation time in seconds of each video frame, NaN where unknown.
-        images: uint8 [H, W, 3] RGB image of each video frame.
-        sounds: float32 [n] mono chunks of audio, in decoding order.
-        sound_start: Presentation time in seconds of the first audio sample, or None if
-            no audio frame carried a timestamp.
-        sound_frame: Most samples the audio decoder returned at once.
-        sound_rate: Sample rate of the decoded audio (0 if none was decoded).
-    """
-
-    times: list[float] = dataclasses.field(default_factory=list)
-    images: list[np.ndarray] = dataclasses.field(default_factory=list)
-    sounds: list[np.ndarray] = dataclasses.field(default_factory=list)
-    sound_start: float | None = None
-    sound_frame: int = 0
-    sound_rate: int = 0
-
-
-def _decode(container, video, audio, size) -> _Decoded:
-    """Decodes the video (and audio, if not None) streams in one pass over the file."""
-    streams = [s for s in (video, audio) if s is not None]
-    video.thread_type = "AUTO"
-    tag_turns = _tag_turns(video.metadata)
-    # Keep the decoder's sample format and channels for the downmix.
-    resampler = av.AudioResampler(format="fltp")
-    decoded = _Decoded()
-    sound_samples = 0  # decoded so far, to date the first sample from a later timestamp
-    for frame in container.decode(*streams):
-        if isinstance(frame, av.VideoFrame):
-            decoded.times.append(math.nan if frame.time is None else frame.time)
-            decoded.images.append(_to_rgb(frame, size, tag_turns))
-            continue
-        decoded.sound_rate = decoded.sound_rate or frame.sample_rate
-        if decoded.sound_start is None and frame.time is not None and decoded.sound_rate:
-            decoded.sound_start = frame.time - sound_samples / decoded.sound_rate
-        sound_samples += frame.samples
-        decoded.sound_frame = max(decoded.sound_frame, frame.samples)
-        decoded.sounds += [_to_mono(f) for f in resampler.resample(frame)]
-    if audio is not None:
-        decoded.sounds += [_to_mono(f) for f in resampler.resample(None)]
-    return decoded
 
 
 # The mono downmix, by FFmpeg's channel names: ITU-R BS.775's stereo downmix Lt = L + 0.707 C +
@@ -559,73 +944,6 @@ def _to_rgb(frame: av.VideoFrame, size: tuple[int, int] | None, tag_turns: int =
     resized = cropped.reformat(width=out_w, height=out_h,
                                interpolation="AREA" if shrinking else "BICUBIC")
     return resized.to_ndarray()
-
-
-def _retime(clock: _Clock, times, images, fps):
-    """Orders decoded frames by time and, if fps is given, resamples them to that rate.
-
-    Returns:
-        (frames uint8 [T, H, W, 3], fps of frames, start and end of the source video in
-        seconds on the stream's clock).
-    """
-    nominal = float(clock.average_rate or clock.guessed_rate or 25)
-    # Fall back to frame counting where a container leaves timestamps out: a frame without
-    # one follows the frame before it (frames leave the decoder in display order).
-    filled = []
-    for t in times:
-        if math.isnan(t):
-            t = filled[-1] + 1 / nominal if filled else 0.0
-        filled.append(t)
-    times = np.array(filled)
-    order = np.argsort(times, kind="stable")
-    times = times[order]
-    start = times[0]
-    # The last frame lasts one average interval; container timestamps are rounded (to
-    # milliseconds in Matroska), and the mean interval cancels that rounding.
-    interval = (times[-1] - start) / (len(times) - 1) if len(times) > 1 else 0.0
-    if not interval > 0:  # one frame, or all stamped alike
-        interval = 1 / nominal
-    end = times[-1] + interval
-    if fps is None:
-        rate = float(clock.average_rate) if clock.average_rate else len(times) / (end - start)
-        return np.stack([images[i] for i in order]), rate, start, end
-    # Half a tick of slack: a frame whose timestamp rounds to the target time counts as shown.
-    slack = float(clock.time_base) / 2 if clock.time_base else 1e-6
-    count = max(1, math.floor((end - start + slack) * fps))
-    targets = start + np.arange(count) / fps + slack
-    picks = np.maximum(np.searchsorted(times, targets, side="right") - 1, 0)
-    return np.stack([images[order[i]] for i in picks]), float(fps), start, end
-
-
-def _align_audio(samples, rate, sound_start, frame_size, clock: _Clock, video_start,
-                 video_end):
-    """Puts decoded mono samples [n] on the video's clock and cuts encoder padding.
-
-    `sound_start` is when the first sample plays, or None if the audio carried no
-    timestamps, in which case it is taken to start with the video. `frame_size` is the
-    largest number of samples the decoder returned at once, which bounds how much padding
-    an encoder can have added. `clock` is the audio stream's.
-
-    Returns:
-        float32 [N] samples, sample 0 at the first video frame.
-    """
-    # Decoders already drop the encoder's priming samples when the container records them
-    # (MP4 edit lists, Matroska CodecDelay), and stamp the first frame they keep; any gap
-    # left between that and the first video frame is real and is kept as silence.
-    if sound_start is None:
-        sound_start = video_start
-    offset = round((sound_start - video_start) * rate)
-    samples = np.concatenate([np.zeros(offset, np.float32), samples]) if offset > 0 \
-        else samples[-offset:]
-    end = len(samples)
-    if clock.end is not None:
-        end = max(0, min(end, round((clock.end - video_start) * rate)))
-    # Encoders pad the last frame with silence and many containers do not record how much,
-    # so audio that outruns the video by less than one codec frame is cut at the video end.
-    video_samples = round((video_end - video_start) * rate)
-    if video_samples < end < video_samples + frame_size:
-        end = video_samples
-    return samples[:end]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -43,8 +43,10 @@ def onset_of(audio: np.ndarray) -> int:
     return int(np.argmax(np.abs(audio) > 0.25))
 
 
-def write_with_pyav(path, frames, times, audio=None, rate=None, codecs=("libx264", "aac")):
-    """Writes frames shown at `times` seconds (millisecond clock) plus mono audio."""
+def write_with_pyav(path, frames, times, audio=None, rate=None, codecs=("libx264", "aac"),
+                    audio_start=0.0):
+    """Writes frames shown at `times` seconds (millisecond clock) plus mono audio from
+    `audio_start` seconds."""
     with av.open(str(path), "w") as out:
         video = out.add_stream(codecs[0], rate=25)
         video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
@@ -62,7 +64,8 @@ def write_with_pyav(path, frames, times, audio=None, rate=None, codecs=("libx264
             fmt = sound.codec_context.format.name.rstrip("p")  # packed twin of the planar one
             samples = audio[None] if fmt == "flt" else (audio[None] * 32767).astype(np.int16)
             frame = av.AudioFrame.from_ndarray(samples, format=fmt, layout="mono")
-            frame.sample_rate, frame.pts = rate, 0
+            frame.sample_rate, frame.pts = rate, round(audio_start * rate)
+            frame.time_base = fractions.Fraction(1, rate)
             out.mux(sound.encode(frame))
             out.mux(sound.encode(None))
 
@@ -487,3 +490,97 @@ def test_over_full_scale_sound_is_clipped_as_a_player_clips_it(tmp_path):
                                                                 abs=0.002)
     # Resampling (which can overshoot on its own) gives the same bound.
     assert np.abs(media.read_media(path, sample_rate=8000).audio).max() == 1.0
+
+
+@pytest.fixture
+def count_decoded(monkeypatch):
+    """A list that grows by one with each video frame decoded."""
+    decoded = []
+    to_rgb = media._to_rgb
+
+    def counting(*args):
+        decoded.append(1)
+        return to_rgb(*args)
+
+    monkeypatch.setattr(media, "_to_rgb", counting)
+    return decoded
+
+
+@pytest.mark.parametrize(("case", "fps", "sample_rate"), [
+    # Picture from 0.3 s, sound at 22.05 kHz from 0.5 s: chunks of 6890.625 samples.
+    ("offset", 16, None),
+    # Frames at irregular times, sound resampled from 44.1 kHz.
+    ("variable", 20, SR),
+])
+def test_iter_media_joins_up_to_read_media(tmp_path, count_decoded, case, fps, sample_rate):
+    path = tmp_path / "clip.mkv"
+    if case == "offset":
+        times, rate, audio_start = 0.3 + np.arange(50) / 25, 22_050, 0.5
+    else:
+        steps = np.random.default_rng(0).choice([0.02, 0.04, 0.1], size=49)
+        times, rate, audio_start = np.concatenate([[0.0], np.cumsum(steps)]), 44_100, 0.0
+    write_with_pyav(path, coded_frames(50), times, tone_burst(3 * rate, rate, onset=0.75),
+                    rate, audio_start=audio_start)
+    kwargs = {"fps": fps, "size": (32, 32), "sample_rate": sample_rate}
+    whole = media.read_media(path, **kwargs)
+    rate = whole.sample_rate
+    if case == "offset":
+        # The 0.2 s before the sound starts is silence; its burst plays 0.95 s in.
+        assert not whole.audio[:round(0.19 * rate)].any()
+        assert abs(onset_of(whole.audio) - round(0.95 * rate)) <= 16
+    chunks = list(media.iter_media(path, frames=5, **kwargs))
+    assert len(chunks) == len(whole.frames) // 5 >= 4
+    assert all(c.frames.shape == (5, 32, 32, 3) and c.fps == fps for c in chunks)
+    bounds = [round(k * 5 * rate / fps) for k in range(len(chunks) + 1)]
+    assert [len(c.audio) for c in chunks] == list(np.diff(bounds))
+    assert all(c.sample_rate == rate for c in chunks)
+    np.testing.assert_array_equal(np.concatenate([c.frames for c in chunks]),
+                                  whole.frames[:5 * len(chunks)])
+    np.testing.assert_array_equal(np.concatenate([c.audio for c in chunks]),
+                                  whole.audio[:bounds[-1]])
+    # Streaming: the first chunk comes after about its own frames are decoded.
+    count_decoded.clear()
+    next(media.iter_media(path, frames=5, **kwargs))
+    assert len(count_decoded) <= 5 * 25 / fps + 3
+
+
+def test_read_media_reads_only_the_first_seconds(tmp_path, count_decoded):
+    audio = tone_burst(4 * SR, SR, onset=0.5) + tone_burst(4 * SR, SR, onset=1.5)
+    path = media.write_mp4(tmp_path / "a.mp4", smooth_frames(100, 32, 32), 25, audio, SR)
+    kwargs = {"fps": 16, "size": (16, 16), "sample_rate": 8000}
+    whole = media.read_media(path, **kwargs)
+    assert len(whole.frames) == 64 and len(count_decoded) == 100
+    count_decoded.clear()
+    part = media.read_media(path, seconds=2.06, **kwargs)
+    # Every frame shown during the first 2.06 s (33 at 16 fps: the last from 2.0 s) and
+    # the sound until it ends, 2.0625 s; decoding stops a few frames past them.
+    assert len(part.frames) == 33 and len(part.audio) == round(33 / 16 * 8000)
+    assert len(count_decoded) <= 2.06 * 25 + 4
+    np.testing.assert_array_equal(part.frames, whole.frames[:33])
+    # The resampler's filter reads a little past the end, as it does in the whole file.
+    np.testing.assert_allclose(part.audio, whole.audio[:len(part.audio)], atol=1e-6)
+    assert (part.fps, part.sample_rate) == (16, 8000)
+    # Longer than the file: all of it, the sound up to the last frame's end.
+    longer = media.read_media(path, seconds=60, **kwargs)
+    np.testing.assert_array_equal(longer.frames, whole.frames)
+    np.testing.assert_array_equal(longer.audio, whole.audio[:64 * 500])
+    # Without fps: the source frames shown in the first 0.5 s, sound to the next one's start.
+    native = media.read_media(path, seconds=0.5)
+    assert len(native.frames) == 13 and native.fps == 25
+    assert len(native.audio) == round(0.52 * SR)
+    with pytest.raises(ValueError, match="seconds must be positive"):
+        media.read_media(path, seconds=0)
+
+
+def test_iter_media_checks_its_arguments(tmp_path):
+    path = media.write_mp4(tmp_path / "a.mp4", smooth_frames(8, 16, 16), 16)
+    with pytest.raises(ValueError, match="frames must be a positive integer"):
+        media.iter_media(path, fps=16, size=None, sample_rate=None, frames=0)
+    with pytest.raises(ValueError, match="needs fps"):
+        media.iter_media(path, fps=None, size=None, sample_rate=None, frames=4)
+    with pytest.raises(media.MediaError, match="a.mp4.*no audio"):
+        next(media.iter_media(path, fps=16, size=None, sample_rate=None, frames=4))
+    clips = list(media.iter_media(path, fps=16, size=None, sample_rate=None,
+                                  require_audio=False, frames=3))
+    # 8 frames: two clips of 3, the last 2 dropped.
+    assert [len(c.frames) for c in clips] == [3, 3] and clips[0].audio is None
