@@ -20,7 +20,7 @@ from o1.benchmarks import report
 from o1.sampler import FlowOptions
 from o1.serve.pipeline import Pipeline, step_times
 
-PROMPT = "a red circle bouncing fast"
+PROMPT = "a fast red circle bounces"
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -27,7 +27,7 @@ from gradio_client import Client
 from o1.benchmarks import report
 from o1.serve.pipeline import load_config
 
-PROMPT = "a red circle bouncing fast"
+PROMPT = "a fast red circle bounces"
 
 
 def _free_port() -> int:

@@ -2,7 +2,7 @@
 the Python API (`Pipeline` runs them too).
 
     checks = Checks("runs/quickstart")  # reads config.json and the text tokenizer only
-    ids = checks.prompt("a red circle bouncing fast")
+    ids = checks.prompt("a fast red circle bounces")
     frames = checks.seconds(2.0)
     flow = checks.flow(steps=20)
 

@@ -2,7 +2,7 @@
 image animation and continuation.
 
     pipe = Pipeline("runs/quickstart")
-    clip = pipe.generate("a red circle bouncing fast", seconds=2.0)
+    clip = pipe.generate("a fast red circle bounces", seconds=2.0)
     clip.write("clip.mp4")
     print(pipe.caption(read_clip("clip.mp4", pipe.config)))
 

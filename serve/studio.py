@@ -7,7 +7,7 @@ Extend), each also a named endpoint for `gradio_client`:
 
     from gradio_client import Client
     client = Client("http://127.0.0.1:7860/")
-    video, picture, sync = client.predict("a red circle bouncing fast", api_name="/generate")
+    video, picture, sync = client.predict("a fast red circle bounces", api_name="/generate")
 
 The model is loaded and every program compiled (a warm-up call per task) before the server
 listens. Requests wait in one queue: at most `concurrency` run at once on the device, at most
@@ -345,7 +345,7 @@ class Studio:
                 with gr.Row():
                     with gr.Column():
                         prompt = gr.Textbox(label="Prompt", max_lines=3, elem_id="prompt",
-                                            placeholder="a red circle bouncing fast")
+                                            placeholder="a fast red circle bounces")
                         seconds = seconds_slider("Seconds", clip_s, 1 / c.data.fps)
                         flow = sampling()
                         go = gr.Button("Generate", variant="primary", elem_id="generate-btn")

@@ -39,8 +39,15 @@ GROUPS = ("data", "tokenizers", "train", "sample", "eval", "quickstart", "serve"
           "config")
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, like every other refusal of `o1`."""
+
+    def error(self, message: str):
+        self.exit(2, f"o1: error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="o1", description="Train and sample one transformer over text, video and audio.")
     parser.add_argument("--version", action="version",
                         version=f"o1 {importlib.metadata.version('o1')}")
