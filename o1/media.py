@@ -16,7 +16,7 @@ frames and samples.
 Every failure that comes from the file rather than from the caller is raised as
 `MediaError`, which names the file, so a data pipeline can log and skip bad inputs.
 
-The module is long (about 900 lines): it is the one place that talks to PyAV, reading and
+The module is long (about 1,000 lines): it is the one place that talks to PyAV, reading and
 writing share its container handling and `MediaError`, and most of its length is the
 streaming reading clock that keeps frame k at source time k / fps with the audio aligned to
 it. The sound levels at its end could stand alone; they sit here beside the decoder whose
