@@ -46,29 +46,46 @@ SPLITS = ("validation", "test", "train")  # the order splits take files in
 
 @dataclasses.dataclass
 class FileResult:
-    """What one used file gave: its split, clips and sound."""
+    """What one used file gave: its split, clips and sound (levels of the clips' audio, as
+    `o1.media.levels` and `o1.media.loudness` measure them; None when silent)."""
 
     split: str
     clips: int = 0
     silent: str | None = None  # why its clips are silent (no audio stream, an all-zero track)
-    rms_dbfs: float | None = None  # level of its clips' audio; None when silent
+    rms_dbfs: float | None = None
     peak_dbfs: float | None = None
+    clipped: float = 0.0  # share of samples at full scale
+    # BS.1770 loudness of each clip, energy-averaged over the clips above its -70 LUFS gate:
+    # the whole file is never in memory, so the clips stand in for the standard's 400 ms blocks.
+    loudness_lufs: float | None = None
     error: str | None = None  # a decoding error after some clips, which are kept
     _power: float = 0.0  # sum of squared samples so far
     _samples: int = 0
-    _peak: float = 0.0
+    _clipped: float = 0.0  # samples at full scale so far
+    _loud: list[float] = dataclasses.field(default_factory=list)  # mean square per loud clip
 
-    def add(self, audio: np.ndarray) -> None:
+    def add(self, audio: np.ndarray, sample_rate: int) -> None:
         self.clips += 1
-        self._power += float(np.square(audio, dtype=np.float64).sum())
+        if self.silent:
+            return
+        lv = media.levels(audio)
+        self._power += 10 ** (lv["rms_dbfs"] / 10) * len(audio)
         self._samples += len(audio)
-        self._peak = max(self._peak, float(np.abs(audio).max(initial=0.0)))
-        if self._power > 0:
-            self.rms_dbfs = round(10 * math.log10(self._power / self._samples), 2)
-            self.peak_dbfs = round(20 * math.log10(self._peak), 2)
+        self._clipped += lv["clipped"] * len(audio)
+        self.clipped = round(self._clipped / self._samples, 6)
+        self.rms_dbfs = _db(10 * math.log10(self._power / self._samples))
+        self.peak_dbfs = _db(max(self.peak_dbfs or -math.inf, lv["peak_dbfs"]))
+        lufs = media.loudness(audio, sample_rate)
+        if lufs > -70:
+            self._loud.append(10 ** (lufs / 10))
+            self.loudness_lufs = _db(10 * math.log10(sum(self._loud) / len(self._loud)))
 
     def to_json(self) -> dict:
         return {k: v for k, v in dataclasses.asdict(self).items() if not k.startswith("_")}
+
+
+def _db(value: float) -> float | None:
+    return round(value, 2) if math.isfinite(value) else None
 
 
 @dataclasses.dataclass
@@ -315,31 +332,19 @@ class _Skip(Exception):
     """A file left out before any of its clips was written; the message says why."""
 
 
-def _is_silent(audio: np.ndarray) -> bool:
-    return not np.any(audio)
-
-
-def cut_clips(config: Config, clip: media.Clip
-              ) -> Iterator[tuple[float, np.ndarray, np.ndarray | None]]:
-    """Back-to-back clips of a decoded video: (start seconds, video [T,H,W,3], audio [N] or
-    None when the clip has no sound)."""
-    t, n = config.num_frames, config.num_samples
-    for c in range(len(clip.frames) // t):
-        piece = None
-        if clip.audio is not None:
-            # Decoded audio can end a few samples before the last frame does; pad with silence.
-            piece = clip.audio[c * n:(c + 1) * n]
-            piece = np.pad(piece, (0, n - len(piece))).astype(np.float32)
-        yield c * t / config.data.fps, clip.frames[c * t:(c + 1) * t], piece
-
-
 def _pieces(config: Config, path: pathlib.Path, allow_silent: bool
             ) -> Iterator[tuple[float, np.ndarray, np.ndarray | None]]:
-    """The clips of one file, in order."""
-    d = config.data
-    clip = media.read_media(path, fps=d.fps, size=(d.height, d.width),
-                            sample_rate=d.sample_rate, require_audio=not allow_silent)
-    yield from cut_clips(config, clip)
+    """Back-to-back clips of one file, decoded as they are read: (start seconds, video
+    [T, H, W, 3], audio [N] or None when the file has no sound)."""
+    d, n = config.data, config.num_samples
+    for k, clip in enumerate(media.iter_media(
+            path, fps=d.fps, size=(d.height, d.width), sample_rate=d.sample_rate,
+            require_audio=not allow_silent, frames=config.num_frames)):
+        audio = clip.audio
+        if audio is not None:
+            # The sound can end a few samples before the picture; pad with silence.
+            audio = np.pad(audio, (0, n - len(audio))).astype(np.float32)
+        yield k * config.num_frames / d.fps, clip.frames, audio
 
 
 def _decode(config: Config, source: Source, seconds: float | None, allow_silent: bool
@@ -359,7 +364,7 @@ def _decode(config: Config, source: Source, seconds: float | None, allow_silent:
     first = audio = None
     for first in pieces:
         audio = first[2]
-        if audio is not None and not _is_silent(audio):
+        if not media.is_silent(audio):
             break
         leading += 1
     else:
@@ -367,7 +372,8 @@ def _decode(config: Config, source: Source, seconds: float | None, allow_silent:
             length = f"{seconds:.2f} s < " if seconds else ""
             raise _Skip(f"shorter than one clip ({length}{config.num_frames / config.data.fps:.2f}"
                         " s)")
-        why = "it has no audio stream" if audio is None else "its audio track is all zeros"
+        why = "it has no audio stream" if audio is None else \
+            f"its audio track is silent (peak under {media.SILENCE_DBFS:g} dBFS)"
         if not allow_silent:
             raise _Skip(f"{why}; --allow-silent keeps it with silent audio")
         for start, video, _ in _pieces(config, source.path, allow_silent):
@@ -428,7 +434,7 @@ class _Build:
                     "num_samples": self.config.num_samples,
                 }
                 result.silent = silent
-                result.add(audio)
+                result.add(audio, d.sample_rate)
                 yield clip_id, {"id": clip_id, "video": video, "audio": audio,
                                 "caption": source.caption, "metadata": json.dumps(metadata)}
         except (_Skip, media.MediaError) as e:
