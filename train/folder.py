@@ -141,7 +141,7 @@ class FolderReport:
             lines.append(f"  skipped {name}: {reason}")
         for name, f in self.files.items():
             if f.silent:
-                lines.append(f"  kept {name} with silent audio ({f.silent})")
+                lines.append(f"  kept {name} with silent audio: {f.silent}")
             if f.error:
                 lines.append(f"  kept {f.clips} clips of {name}, then: {f.error}")
         for name in self.uncaptioned:
