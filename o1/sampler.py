@@ -195,11 +195,15 @@ class Sampler:
       model: the trained model (its parameters are read at construction).
       prefix_buckets: prefix lengths to compile for (default: `buckets(config)`); a server
         passes only the longest, so one warm-up compiles what every prompt needs.
+      text_vocab: ids the text tokenizer has (default: all the model's); decoded text never
+        holds an id past them. A tokenizer trained on few captions can have fewer pieces than
+        `text.vocab_size` asked for, while the model keeps that many outputs.
     """
 
     def __init__(self, config: Config, model: Model,
-                 prefix_buckets: Sequence[int] | None = None):
+                 prefix_buckets: Sequence[int] | None = None, text_vocab: int | None = None):
         self.config = config
+        self.text_vocab = text_vocab
         self.builder = SequenceBuilder(config)
         self.graphdef, self.params = nnx.split(model)
         self.buckets = tuple(sorted(prefix_buckets or buckets(config)))
@@ -384,6 +388,8 @@ class Sampler:
 
         def pick(logits, step_key):  # [B, V] -> [B]
             logits = logits.at[:, jnp.array(_BANNED_IDS)].set(-jnp.inf)
+            if self.text_vocab is not None:
+                logits = logits.at[:, self.text_vocab:].set(-jnp.inf)
             if options.temperature == 0:
                 return jnp.argmax(logits, -1).astype(jnp.int32)
             logits = logits / options.temperature

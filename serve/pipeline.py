@@ -86,7 +86,7 @@ def read_clip(path: str | os.PathLike, config: Config, require_audio: bool = Fal
     d = config.data
     clip = media.read_media(path, fps=d.fps, size=(d.height, d.width),
                             sample_rate=d.sample_rate, require_audio=require_audio,
-                            **({} if seconds is None else {"seconds": seconds}))
+                            seconds=seconds)
     audio = clip.audio if clip.audio is not None else np.zeros(0, np.float32)
     n = len(clip.frames) * d.samples_per_frame
     audio = np.pad(audio[:n], (0, max(0, n - len(audio))))
@@ -152,7 +152,8 @@ class Pipeline:
             except FileNotFoundError as e:
                 raise RequestError(str(e)) from None
             self._sampler = Sampler(config, model, buckets(config)[-1:]
-                                    if self._longest_prefix_only else None)
+                                    if self._longest_prefix_only else None,
+                                    text_vocab=self._tokenizers.text.vocab_size)
         return self
 
     @property

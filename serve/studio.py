@@ -147,14 +147,15 @@ class Studio:
         flow = self.checks.flow(steps=steps, cfg_video=cfg_video, cfg_audio=cfg_audio)
         return flow, self.checks.seed(seed)
 
-    def _video(self, path: str | None, what: str) -> Clip:
-        """An uploaded video, at the model's rates; images and non-videos are refused."""
+    def _video(self, path: str | None, what: str, seconds: float | None = None) -> Clip:
+        """An uploaded video (its first `seconds` when given), at the model's rates; images
+        and non-videos are refused."""
         if not path:
             raise RequestError(f"no {what} was given; upload a video file (mp4, webm, mov)",
                                "video", sentence=True)
         self.checks.video(path, "video", image_hint="animate the image in the Image -> Video "
                                                      "tab")
-        return self._read(path, "video", lambda: read_clip(path, self.config))
+        return self._read(path, "video", lambda: read_clip(path, self.config, seconds=seconds))
 
     def _image(self, path: str | None) -> np.ndarray:
         if not path:
@@ -185,7 +186,8 @@ class Studio:
         return self._publish(self.pipe.generate(prompt, seconds, flow, seed, progress))
 
     def caption(self, video: str) -> str:
-        return self.pipe.caption(self._video(video, "video to caption"))
+        return self.pipe.caption(self._video(video, "video to caption",
+                                             self.pipe.clip_seconds))
 
     def dub(self, video: str, prompt: str | None = None, steps: int | None = None,
             cfg_video: float | None = None, cfg_audio: float | None = None,
@@ -485,10 +487,18 @@ def _named_preprocess(block, preprocess: Callable) -> Callable:
             raise gr.Error(f"{block.label}: {message}", print_exception=False) from None
         except Exception:  # noqa: BLE001 - Gradio's decoders raise anything; none may leak
             log.exception("%s: the upload could not be read", block.label)
-            raise gr.Error(f"{block.label}: the upload could not be read; give a "
-                           f"{'picture (png, jpg)' if isinstance(block, gr.Image) else 'file'} "
-                           f"of a kind this field takes", print_exception=False) from None
+            name = _upload_name(payload)
+            kind = "a picture (png, jpg)" if isinstance(block, gr.Image) else "another file"
+            raise gr.Error(f"{block.label}: {name} cannot be read; give {kind}",
+                           print_exception=False) from None
     return named
+
+
+def _upload_name(payload) -> str:
+    """The name an upload had on the user's machine (never where the server keeps it)."""
+    name = payload.get("orig_name") if isinstance(payload, dict) else \
+        getattr(payload, "orig_name", None)
+    return pathlib.Path(name).name if name else "the upload"
 
 
 def _has_path(message: str) -> bool:

@@ -7,6 +7,7 @@ import re
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 from o1 import configs
 from o1.config import SampleConfig
@@ -133,6 +134,16 @@ def test_decoding_stops_at_eos_and_top_p_near_zero_is_greedy(sampler):
         if len(ends):  # everything after the first eos is padding
             assert np.all(row[ends[0] + 1:] == PAD_ID)
         assert not np.any(row[: ends[0] if len(ends) else None] == PAD_ID)
+
+
+def test_decoded_text_stays_within_the_tokenizers_ids(sampler):
+    ex = random_example(sampler.config, seed=5)
+    prefix = [sampler.caption_prefix(ex["video_latents"], ex["audio_latents"])] * 8
+    options = TextOptions(max_tokens=16, temperature=5.0)
+    unbounded = sampler.decode_text(prefix, options, jax.random.key(2))
+    assert unbounded.max() >= 12  # a random model does write the high ids
+    small = Sampler(sampler.config, nnx.merge(sampler.graphdef, sampler.params), text_vocab=12)
+    assert small.decode_text(prefix, options, jax.random.key(2)).max() < 12
 
 
 @pytest.mark.parametrize("options, bad", [

@@ -119,7 +119,8 @@ def _caption(args: argparse.Namespace) -> None:
                                  top_p=args.top_p)
     seed = check.seed(args.seed)
     pipe = _pipeline(args, check)
-    clip = read_clip(path, pipe.config)
+    # The caption describes the first model clip; nothing after it is decoded.
+    clip = read_clip(path, pipe.config, seconds=pipe.clip_seconds)
     text = pipe.caption(clip, options, seed)
     if args.json:
         print(json.dumps({"file": path, "caption": text, "seconds": round(clip.seconds, 4),

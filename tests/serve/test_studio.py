@@ -42,7 +42,7 @@ class Server:
             [sys.executable, "-m", "o1.cli", "serve", "--workdir", str(workdir),
              "--port", str(self.port), "--out-dir", str(out_dir), "--queue-size",
              str(QUEUE_SIZE), "--cleanup-age", str(CLEANUP_AGE), "--max-upload", "1mb",
-             "--max-seconds", "8"],
+             "--max-storage", "4mb", "--max-seconds", "8"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.ready = threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
@@ -190,7 +190,10 @@ def test_bad_inputs_are_refused_and_the_server_keeps_serving(client, server, exa
     not_image = tmp_path / "frame.png"
     not_image.write_text("not a picture")
     cases = [
-        (("", 2.0), "/generate", "prompt is empty"),
+        (("", 2.0), "/generate", "Prompt is empty"),
+        (("一个红色的圆", 2.0), "/generate", "Prompt has 1 word this model never read"),
+        (("a red circle", 0.0), "/generate", r"Seconds: Value 0\.0 is less than minimum"),
+        (("a red circle", 2.0, 0), "/generate", "Denoising steps: Value 0 is less than"),
         (("word " * 400, 2.0), "/generate", "2000 characters"),
         (("a fast red circle bounces " * 8, 2.0), "/generate", "tokens"),
         (("a red circle", 999.0), "/generate", "999"),
@@ -205,12 +208,35 @@ def test_bad_inputs_are_refused_and_the_server_keeps_serving(client, server, exa
         ((handle_file(not_image), "a red circle"), "/animate", "frame.png"),
     ]
     for args, api, message in cases:
-        with pytest.raises(AppError, match=message):
+        with pytest.raises(AppError, match=message) as caught:
             client.predict(*args, api_name=api)
+        assert str(server.out_dir) not in str(caught.value) and "/tmp" not in str(caught.value)
     with pytest.raises(Exception, match="413|too large|exceeds"):
         client.predict(handle_file(huge), api_name="/caption")
     assert server.proc.poll() is None
     assert client.predict(handle_file(example / "0.mp4"), api_name="/caption").strip()
+
+
+def test_the_same_request_gives_the_same_bytes_after_other_requests(client, example):
+    request = ("a red circle bounces", 2.0, 3, 3.0, 3.0, 7)
+    first = pathlib.Path(client.predict(*request, api_name="/generate")[0]).read_bytes()
+    client.predict(handle_file(example / "0_silent.mp4"), api_name="/dub")
+    client.predict("a blue square", 3.0, 2, 2.0, 1.0, 8, api_name="/generate")
+    client.predict(handle_file(example / "0.mp4"), api_name="/caption")
+    again = pathlib.Path(client.predict(*request, api_name="/generate")[0]).read_bytes()
+    assert again == first
+
+
+def test_only_the_studios_own_host_names_are_answered(server):
+    for host, status in (("evil.example", 400), (f"evil.example:{server.port}", 400),
+                         (f"localhost:{server.port}", 200), (f"127.0.0.1:{server.port}", 200)):
+        request = urllib.request.Request(server.url, headers={"Host": host})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as r:
+                got = r.status
+        except urllib.error.HTTPError as e:
+            got = e.code
+        assert got == status, host
 
 
 def test_path_traversal_is_refused(server, example):
@@ -291,3 +317,20 @@ def test_serve_refuses_a_workdir_without_a_model_or_a_busy_port(tmp_path, capsys
     assert not (tmp_path / "samples").exists()  # nothing left behind
     assert cli.main(["serve", "--workdir", str(tmp_path), "--port", str(server.port)]) == 2
     assert f"cannot listen on 127.0.0.1:{server.port}" in capsys.readouterr().err
+
+
+def test_uploads_stop_when_the_served_folder_is_full(server):
+    import httpx
+
+    chunk = os.urandom(900 * 1024)  # under --max-upload 1mb; --max-storage is 4mb
+    statuses = []
+    for i in range(8):
+        r = httpx.post(f"{server.url}gradio_api/upload",
+                       files={"files": (f"u{i}.bin", chunk)}, timeout=30)
+        statuses.append(r.status_code)
+        if r.status_code == 507:
+            assert "upload space is full" in r.text
+            break
+    assert statuses[0] == 200 and statuses[-1] == 507, statuses
+    used = sum(f.stat().st_size for f in server.out_dir.rglob("*") if f.is_file())
+    assert used <= 4 * 1024**2
