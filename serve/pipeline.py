@@ -96,7 +96,9 @@ def read_clip(path: str | os.PathLike, config: Config, require_audio: bool = Fal
 def read_image(path: str | os.PathLike, config: Config) -> np.ndarray:
     """An image file (or a video's first frame) as uint8 [H, W, 3] at the model's size."""
     d = config.data
-    return media.read_media(path, size=(d.height, d.width), require_audio=False).frames[0]
+    # A video gives its first frame; nothing after it is decoded.
+    return media.read_media(path, size=(d.height, d.width), require_audio=False,
+                            seconds=1e-3).frames[0]
 
 
 class Pipeline:
