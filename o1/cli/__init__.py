@@ -2,7 +2,8 @@
 
     o1 data build avshapes --out DIR [--config NAME] [--num-train N ...] [--seed S] [key=value ...]
     o1 data build folder --src DIR --captions FILE --out DIR [--config NAME] [--allow-silent]
-    o1 data export --data DIR --split test --num N --out OUT
+                         [--val-share F] [--test-share F] [--seed S]
+    o1 data export --data DIR [--split test] --num N --out OUT
     o1 data info --data DIR
     o1 data encode --workdir W --data DIR [--overwrite]
     o1 tokenizers train --workdir W --data DIR [--config NAME] [key=value ...]
@@ -14,7 +15,7 @@
     o1 animate --workdir W --image first.png --prompt TEXT --out clip.mp4
     o1 extend --workdir W clip.mp4 --seconds S --out longer.mp4 [--prompt TEXT]
     o1 eval --workdir W [--split test] [--num N] [--out report.json]
-    o1 serve --workdir W [--host 127.0.0.1] [--port 7860] [--queue-size N] [--cleanup-age S]
+    o1 serve --workdir W [--host 127.0.0.1] [--port 7860] [--allowed-host NAME] [--max-storage 2gb]
     o1 quickstart [--workdir runs/quickstart] [--config quickstart] [--no-serve] [key=value ...]
     o1 bench NAME [args ...]    (NAME: train_step, sampling, scaling, context_use, ...)
     o1 config show [--config NAME] [key=value ...]
