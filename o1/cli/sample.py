@@ -64,7 +64,7 @@ def flow_options(args: argparse.Namespace, check):
                       cfg_video=args.cfg_video, cfg_audio=args.cfg_audio)
 
 
-def _pipeline(args: argparse.Namespace, check):
+def _pipeline(args: argparse.Namespace):
     from o1.serve.pipeline import Pipeline
 
     return Pipeline(args.workdir, args.checkpoint).load()
@@ -96,7 +96,7 @@ def _generate(args: argparse.Namespace) -> None:
     check.prompt(args.prompt)
     if args.seconds is not None:
         check.seconds(args.seconds)
-    pipe = _pipeline(args, check)
+    pipe = _pipeline(args)
     if args.profile:  # compile every program first, so the timed run is the steady state
         pipe.generate(args.prompt, args.seconds, flow, seed).write(out)
     start = time.perf_counter()
@@ -118,7 +118,7 @@ def _caption(args: argparse.Namespace) -> None:
     options = check.text_options(max_tokens=args.max_tokens, temperature=args.temperature,
                                  top_p=args.top_p)
     seed = check.seed(args.seed)
-    pipe = _pipeline(args, check)
+    pipe = _pipeline(args)
     # The caption describes the first model clip; nothing after it is decoded.
     clip = read_clip(path, pipe.config, seconds=pipe.clip_seconds)
     text = pipe.caption(clip, options, seed)
@@ -129,17 +129,26 @@ def _caption(args: argparse.Namespace) -> None:
         print(text)
 
 
-def _dub(args: argparse.Namespace) -> None:
-    from o1.serve.checks import check_output
-    from o1.serve.pipeline import check_video_file, read_clip
+def _video_request(args: argparse.Namespace, what: str):
+    """(input path, output path, checks, flow options, seed) of a task that reads a video and
+    takes an optional prompt: the files checked from their headers before the workdir is read
+    (an image is refused at once), then the rest against the workdir."""
+    from o1.serve.checks import check_output, check_video_file
 
-    path, out = _input(args.input, "video to dub"), check_output(args.out)
+    path, out = _input(args.input, what), check_output(args.out)
     check_video_file(path, field="input")
     check = checks(args)
     check.video(path, "input")
     flow, seed = flow_options(args, check), check.seed(args.seed)
     check.prompt(args.prompt, required=False)
-    pipe = _pipeline(args, check)
+    return path, out, check, flow, seed
+
+
+def _dub(args: argparse.Namespace) -> None:
+    from o1.serve.pipeline import read_clip
+
+    path, out, _, flow, seed = _video_request(args, "video to dub")
+    pipe = _pipeline(args)
     _wrote(pipe.dub(read_clip(path, pipe.config), args.prompt, flow, seed), out)
 
 
@@ -154,23 +163,17 @@ def _animate(args: argparse.Namespace) -> None:
     check.prompt(args.prompt)
     if args.seconds is not None:
         check.seconds(args.seconds)
-    pipe = _pipeline(args, check)
+    pipe = _pipeline(args)
     image = read_image(path, pipe.config)
     _wrote(pipe.animate(image, args.prompt, args.seconds, flow, seed), out)
 
 
 def _extend(args: argparse.Namespace) -> None:
-    from o1.serve.checks import check_output
-    from o1.serve.pipeline import check_video_file, read_clip
+    from o1.serve.pipeline import read_clip
 
-    path, out = _input(args.input, "clip to extend"), check_output(args.out)
-    check_video_file(path, field="input")
-    check = checks(args)
-    check.video(path, "input")
-    flow, seed = flow_options(args, check), check.seed(args.seed)
-    check.prompt(args.prompt, required=False)
+    path, out, check, flow, seed = _video_request(args, "clip to extend")
     check.seconds(args.seconds)
-    pipe = _pipeline(args, check)
+    pipe = _pipeline(args)
     clip = read_clip(path, pipe.config)
     _wrote(pipe.extend(clip, args.seconds, args.prompt, flow, seed), out)
 
