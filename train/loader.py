@@ -91,7 +91,7 @@ class Loader:
         self.batch_fn = batch_fn
         self.drop_remainder = drop_remainder
         self.worker_count = worker_count
-        self.about = about  # what the batches depend on besides the batch size (in states)
+        self.about = about  # saved in states: a restore with other values warns
 
     def batches(self, start: int) -> grain.IterDataset:
         """The batches of this process's examples from example `start` on."""
@@ -196,8 +196,8 @@ def make_loader(data: str | os.PathLike, split: str, *, batch_size: int, seed: i
       batch_fn: a list of (transformed) examples -> one batch.
       worker_count: worker processes that build batches (0: build them in this process);
         the batches are the same for any count.
-      num_epochs: passes over the data; None repeats forever. A pass gives every process
-        the same number of examples: up to `shard_count - 1` examples are left out.
+      num_epochs: passes over the data; None repeats forever. Every process gets the same
+        number of examples: up to `shard_count - 1` examples of the last pass are left out.
       drop_remainder: drop a last batch smaller than the per-process batch size.
       shard_index, shard_count: this process's shard; default `jax.process_index()` of
         `jax.process_count()`.
