@@ -224,7 +224,9 @@ class TokenizerTrainConfig:
 class LoaderConfig:
     """The grain pipeline that feeds training (batch sizes and seeds are each stage's own)."""
 
-    worker_count: int = 0  # grain worker processes (0 = load in the main process)
+    # processes that build whole batches (0 = this process); the batches are the same for any
+    # count, and a run may resume with another
+    worker_count: int = 0
 
 
 TASKS = ("text_to_av", "video_to_caption", "video_to_audio", "audio_to_video", "image_to_video",

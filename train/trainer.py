@@ -132,7 +132,7 @@ def rows_per_process(config: Config) -> int:
     return config.train.batch_size // count
 
 
-def make_loader(workdir: pathlib.Path, config: Config) -> grain.DataLoader:
+def make_loader(workdir: pathlib.Path, config: Config) -> loader.Loader:
     """Endless, shuffled, process-sharded batches of packed rows from the train split."""
     builder = sequence.SequenceBuilder(config)
     per_row = config.sequence.examples_per_row

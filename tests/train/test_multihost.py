@@ -126,9 +126,10 @@ def test_two_process_training_checkpoints_each_data_shard_and_resumes_exactly(
         assert states == ["process_0-of-2.json", "process_1-of-2.json"]
     loader_4 = {p.name: json.loads(p.read_text())
                 for p in (checkpoints / "4" / "loader").glob("*.json")}
-    # Each process reads its own shard of the train split: interleaved record indices.
-    seen = {name: s["last_seen_indices"]["0"] for name, s in loader_4.items()}
-    assert seen["process_0-of-2.json"] % 2 == 0 and seen["process_1-of-2.json"] % 2 == 1
+    # Each process reads its own shard of the train split, as much as the other.
+    assert {name: (s["shard_index"], s["shard_count"]) for name, s in loader_4.items()} == {
+        "process_0-of-2.json": (0, 2), "process_1-of-2.json": (1, 2)}
+    assert len({s["examples_read"] for s in loader_4.values()}) == 1
 
     # As if killed after step 2: the job resumes from that checkpoint, both processes from
     # their own data-iterator state, and retakes steps 3 and 4 exactly.
