@@ -110,6 +110,11 @@ def test_cli_tasks_write_their_outputs(trained_workdir, clip_file, tmp_path, cap
     assert code == 0, err
     assert "real-time factor" in out and "denoising step 2" in out and "mp4 mux" in out
     assert media.probe(tmp_path / "g.mp4")["has_audio"]
+    # The same command again, after other clips were made: the same file, byte for byte.
+    code, _, err = _run(capsys, "generate", *common, "--prompt", "a red circle",
+                        "--out", tmp_path / "g2.mp4")
+    assert code == 0, err
+    assert (tmp_path / "g2.mp4").read_bytes() == (tmp_path / "g.mp4").read_bytes()
     code, out, err = _run(capsys, "caption", "--workdir", trained_workdir, clip_file, "--json")
     assert code == 0, err
     assert set(json.loads(out)) >= {"caption", "file"}
