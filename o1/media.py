@@ -609,16 +609,8 @@ class _Sound:
         if self._empty:
             return None
         n = self._out_len if n is None else min(n, self._out_len)
-        pieces, left = [], n
-        while left:
-            piece = self._out.popleft()
-            if len(piece) > left:
-                self._out.appendleft(piece[left:])
-                piece = piece[:left]
-            pieces.append(piece)
-            left -= len(piece)
         self._out_len -= n
-        return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+        return _take(self._out, n)
 
     def _advance(self) -> None:
         """Makes some progress: feeds what may be fed, or decodes more, or waits on the
@@ -708,16 +700,9 @@ class _Sound:
 
     def _feed(self, upto: int) -> None:
         """Resamples placed samples up to `upto` into the output."""
-        pieces, left = [], upto - self._fed
-        while left:
-            piece = self._placed.popleft()
-            if len(piece) > left:
-                self._placed.appendleft(piece[left:])
-                piece = piece[:left]
-            pieces.append(piece)
-            left -= len(piece)
+        samples = _take(self._placed, upto - self._fed)
         self._fed = upto
-        self._resample(np.concatenate(pieces).astype(np.float32, copy=False))
+        self._resample(samples.astype(np.float32, copy=False))
 
     def _resample(self, samples: np.ndarray | None) -> None:
         """Resamples (None: flushes) into the output, clipped to full scale."""
@@ -1049,3 +1034,17 @@ def _k_weighting(rate: int) -> tuple[tuple[list[float], list[float]], ...]:
     a0 = 1 + k / q + k * k
     high_pass = ([1.0, -2.0, 1.0], [1.0, 2 * (k * k - 1) / a0, (1 - k / q + k * k) / a0])
     return shelf, high_pass
+
+
+def _take(chunks: collections.deque, n: int) -> np.ndarray:
+    """The first `n` samples of a deque of float32 chunks, taken off it (a chunk cut in two
+    leaves its rest at the front)."""
+    pieces = []
+    while n:
+        piece = chunks.popleft()
+        if len(piece) > n:
+            chunks.appendleft(piece[n:])
+            piece = piece[:n]
+        pieces.append(piece)
+        n -= len(piece)
+    return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
