@@ -536,11 +536,13 @@ def build_folder(config: Config, src: str | os.PathLike, captions_file: str | os
                 "no usable clips in --src; nothing was written:\n" + report.summary())
         report.files, report.notes = {}, []
         if num_val == 0:
+            one = len(ordered) == 1
             report.notes.append(
-                ("only 1 usable video, so all its clips are in train" if len(ordered) == 1 else
+                ("only 1 usable video, so all its clips are in train" if one else
                  "--val-share 0, so every usable video is in train")
                 + ": there is no validation split, which `o1 train` needs (clips of one video "
-                "never go to two splits; add a video or raise --val-share)")
+                "never go to two splits; " + ("add a video" if one else "raise --val-share")
+                + ")")
         build = _Build(config, ordered, seconds,
                        {"validation": num_val, "test": num_test, "train": None},
                        allow_silent, report)
