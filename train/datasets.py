@@ -105,6 +105,20 @@ class MediaFolder(_ClipBuilder):
         raise NotImplementedError
 
 
+def check_out(out: str | os.PathLike, overwrite: bool) -> None:
+    """DatasetError unless a dataset may be written to `out`: a new or empty directory, or,
+    with `overwrite`, one that holds a dataset (never any other folder's files)."""
+    out = pathlib.Path(out)
+    if not (out.exists() and any(out.iterdir())):
+        return
+    if not overwrite:
+        raise DatasetError(f"{out} already exists and is not empty; pass --overwrite to "
+                           "replace it or choose another --out")
+    if not (out / "dataset_info.json").exists() and not any(out.glob("*/*/dataset_info.json")):
+        raise DatasetError(f"--overwrite replaces a dataset, and {out} holds none; choose "
+                           "another --out")
+
+
 def build(builder_factory: Callable[[str], tfds.core.DatasetBuilder], out: str | os.PathLike,
           overwrite: bool = False,
           finish: Callable[[pathlib.Path], Any] | None = None) -> pathlib.Path:
@@ -118,9 +132,7 @@ def build(builder_factory: Callable[[str], tfds.core.DatasetBuilder], out: str |
         (a build report) that appear at `out` together with it.
     """
     out = pathlib.Path(out).resolve()
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise DatasetError(f"{out} already exists and is not empty; pass --overwrite to "
-                           "replace it or choose another --out")
+    check_out(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; the dataset should read like any directory

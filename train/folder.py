@@ -474,13 +474,7 @@ def _check_out(src: pathlib.Path, out: pathlib.Path, overwrite: bool) -> None:
     if out == src or out.is_relative_to(src) or src.is_relative_to(out):
         raise datasets.DatasetError(f"--out {out} and --src {src} overlap; write the dataset "
                                     "outside the folder of videos")
-    if overwrite and out.exists() and any(out.iterdir()):
-        try:
-            datasets.dataset_dir(out)
-        except datasets.DatasetError:
-            raise datasets.DatasetError(
-                f"--overwrite replaces a dataset, and {out} holds none; choose another "
-                "--out") from None
+    datasets.check_out(out, overwrite)  # before any video is read
 
 
 def build_folder(config: Config, src: str | os.PathLike, captions_file: str | os.PathLike,

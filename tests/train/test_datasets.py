@@ -43,6 +43,9 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path, tiny_config):
     (out / "keep.txt").write_text("mine")
     with pytest.raises(datasets.DatasetError, match="--overwrite"):
         datasets.build_avshapes(tiny_config, out)
+    # --overwrite replaces a dataset, never a folder of something else.
+    with pytest.raises(datasets.DatasetError, match="holds none"):
+        datasets.build_avshapes(tiny_config, out, overwrite=True)
     assert (out / "keep.txt").read_text() == "mine"
 
 
