@@ -76,8 +76,6 @@ class StudioOptions:
                 raise RequestError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 < self.port < 65536:
             raise RequestError(f"port must be in 1..65535, got {self.port}")
-        for name in ("max_upload", "max_storage"):
-            _bytes(getattr(self, name), name)
         if _bytes(self.max_storage, "max_storage") < _bytes(self.max_upload, "max_upload"):
             raise RequestError(f"max_storage ({self.max_storage}) must be at least max_upload "
                                f"({self.max_upload})")

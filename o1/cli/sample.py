@@ -86,16 +86,23 @@ def _wrote(clip, path: str) -> None:
           f"at {clip.fps} fps, audio {clip.sample_rate} Hz")
 
 
-def _generate(args: argparse.Namespace) -> None:
-    from o1.serve.checks import check_output
-    from o1.serve.pipeline import format_profile
-
-    out = check_output(args.out)
+def _prompted_request(args: argparse.Namespace):
+    """(flow options, seed) of a task that makes a clip from a prompt, with the prompt and
+    --seconds checked against the workdir."""
     check = checks(args)
     flow, seed = flow_options(args, check), check.seed(args.seed)
     check.prompt(args.prompt)
     if args.seconds is not None:
         check.seconds(args.seconds)
+    return flow, seed
+
+
+def _generate(args: argparse.Namespace) -> None:
+    from o1.serve.checks import check_output
+    from o1.serve.pipeline import format_profile
+
+    out = check_output(args.out)
+    flow, seed = _prompted_request(args)
     pipe = _pipeline(args)
     if args.profile:  # compile every program first, so the timed run is the steady state
         pipe.generate(args.prompt, args.seconds, flow, seed).write(out)
@@ -158,11 +165,7 @@ def _animate(args: argparse.Namespace) -> None:
 
     path, out = _input(args.image, "image to animate"), check_output(args.out)
     check_image_file(path, "image")
-    check = checks(args)
-    flow, seed = flow_options(args, check), check.seed(args.seed)
-    check.prompt(args.prompt)
-    if args.seconds is not None:
-        check.seconds(args.seconds)
+    flow, seed = _prompted_request(args)
     pipe = _pipeline(args)
     image = read_image(path, pipe.config)
     _wrote(pipe.animate(image, args.prompt, args.seconds, flow, seed), out)

@@ -198,7 +198,7 @@ def test_limits_come_from_the_config_and_are_named(trained_workdir):
     with pytest.raises(RequestError) as caught:
         checks.flow(steps=101)
     e = caught.value
-    assert e.field == "steps" and e.named(lambda f: "--" + f) .startswith("--steps must be")
+    assert e.field == "steps" and e.named(lambda f: "--" + f).startswith("--steps must be")
     pipe = Pipeline(trained_workdir, limits={"max_steps": 200, "max_seconds": 5})
     assert pipe.checks.flow(steps=150).steps == 150
     with pytest.raises(RequestError, match=r"between 0.0625 \(one frame\) and 5 seconds"):
