@@ -344,8 +344,24 @@ class SequenceConfig:
     # audio of a step share it; drawn independently, as diffusion forcing trains) instead of
     # one level for the whole clip: generating a step then pays to read its cleaner neighbours
     step_noise: float = 0.0
+    # Attention inside a media segment. "bidirectional": every token sees the whole clip.
+    # "causal": the tokens of latent time step i (its video patches and its audio latents)
+    # see each other, every earlier step and the text before, never a later step; the sampler
+    # then writes the clip step by step with the finished past in its KV cache.
+    media_attention: str = "bidirectional"
+    # chance that an example which generates media keeps its first c latent time steps
+    # (c uniform in 1 .. t-1) of the generated modalities clean and unlossed, as a
+    # frame-causal sampler's finished past is (continuation always does)
+    clean_past: float = 0.0
+
+    MEDIA_ATTENTION: ClassVar[tuple[str, ...]] = ("bidirectional", "causal")
 
     def __post_init__(self):
+        if self.media_attention not in self.MEDIA_ATTENTION:
+            raise ConfigError(f"sequence.media_attention must be one of "
+                              f"{list(self.MEDIA_ATTENTION)}, got {self.media_attention!r}")
+        if not 0 <= self.clean_past <= 1:
+            raise ConfigError(f"sequence.clean_past must be in [0, 1], got {self.clean_past}")
         if self.seq_len < 0 or self.examples_per_row <= 0 or self.video_patch <= 0:
             raise ConfigError("sequence.seq_len must be >= 0, sequence.examples_per_row and "
                               "sequence.video_patch positive")

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -48,6 +48,7 @@ from o1.sequence import (
     TEXT,
     VIDEO,
     SequenceBuilder,
+    join_segments,
 )
 
 # Ids a generated caption never contains.
@@ -213,6 +214,7 @@ class Sampler:
                              "and <media>)")
         self._flow_step = jax.jit(self._flow_step_fn,
                                   static_argnames=("solver", "guided", "cached"))
+        self._commit = jax.jit(self._commit_fn, static_argnames=("cached",))
         self._prefill = jax.jit(self._prefill_fn)
         self._decode = jax.jit(self._decode_fn, static_argnames=("options", "cached"))
 
@@ -232,7 +234,6 @@ class Sampler:
         prefixes = []
         for i in ids:
             segment = self.builder.text_segment(i, 0)
-            segment["block"] = np.zeros(len(i), np.int32)
             segment["task"] = np.zeros(len(i), np.int32)
             prefixes.append([segment])
         rows = self.builder.batch(prefixes, p)  # padding: segment id 0, block PAD_BLOCK
@@ -247,9 +248,9 @@ class Sampler:
             seg["media"] = np.where(req.noised[:, None], 0.0, seg["media"])
             parts.append(seg)
         out = {k: np.stack([p[k] for p in parts]) for k in
-               ("tokens", "modality", "positions", "media")}
+               ("tokens", "modality", "positions", "media", "block")}
         out["segment_ids"] = np.ones_like(out["tokens"])
-        out["block"] = np.ones_like(out["tokens"])
+        out["block"] += 1  # after the prefix's block 0
         return out
 
     # ------------------------------------------------------------------------------------------
@@ -266,16 +267,42 @@ class Sampler:
           options: steps, solver, shift and guidance.
           key: the initial noise (request r uses fold_in(key, r), so a request's sample does
             not depend on what else is in the batch).
-          cached: compute the prefix's keys/values once (True) or run the whole row at
-            every step (the reference).
+          cached: keep the prefix's (and, frame-causal, the finished steps') keys and values
+            in a KV cache (True), or run the whole row at every step (the reference).
           on_step: called with ("prefix", 0) after the prefix and ("step", i) after each
-            denoising step, once its result is ready (for progress and profiling).
+            denoising step i (frame-causal: of every latent time step in turn), once its
+            result is ready (for progress and profiling); `denoising_passes` counts them.
 
         Returns:
           float32 [R, M, F] media features in layout order: the context as given and the
           sampled tokens (unpack with `SequenceBuilder.unpack_media`).
         """
+        x = None
+        for _, x in self.iter_media(requests, options, key, cached, on_step):
+            pass
+        return x
+
+    def denoising_passes(self, options: FlowOptions) -> int:
+        """How many ("step", i) calls `sample_media` makes for one clip."""
+        return options.steps * (self.builder.t if self.builder.causal else 1)
+
+    def iter_media(self, requests: Sequence[MediaRequest], options: FlowOptions,
+                   key: jax.Array, cached: bool = True,
+                   on_step: Callable[[str, int], None] | None = None
+                   ) -> Iterator[tuple[int, np.ndarray]]:
+        """`sample_media` handing out each latent time step as soon as it is finished.
+
+        Frame-causal (`sequence.media_attention="causal"`), latent step i is denoised from
+        t = 1 to 0 while the prefix and the finished steps 0 .. i-1 sit in the KV cache as
+        clean context; then its clean tokens join the cache. Bidirectional, every step is
+        denoised at once. Arguments as in `sample_media`.
+
+        Yields:
+          (i, float32 [R, M, F]): the last latent step now finished (t - 1 when all are) and
+          the media so far: steps 0 .. i final, later steps not yet sampled.
+        """
         r = len(requests)
+        b = self.builder
         guided = options.guided and any(q.caption is not None for q in requests)
         captions = [q.caption for q in requests] + ([None] * r if guided else [])
         prefix, offsets = self._prefix_rows(captions)
@@ -287,28 +314,44 @@ class Sampler:
         features = np.arange(self.config.media_dim) < width[..., None]  # [R, M, F]
         noise = np.stack([jax.random.normal(jax.random.fold_in(key, i), clean.shape[1:])
                           for i in range(r)])
-        x = np.where(noised[..., None] & features, noise, clean).astype(np.float32)
+        x_all = np.where(noised[..., None] & features, noise, clean).astype(np.float32)
         scales = np.where(media["modality"][:r] == VIDEO, options.cfg_video,
                           np.where(media["modality"][:r] == AUDIO, options.cfg_audio, 1.0))
-        consts = {"clean": jnp.asarray(clean), "noised": jnp.asarray(noised),
-                  "features": jnp.asarray(features), "scales": jnp.asarray(scales, jnp.float32)}
+        p = prefix["tokens"].shape[1]
         prefix = {k: jnp.asarray(v) for k, v in prefix.items()}
-        media = {k: jnp.asarray(v) for k, v in media.items() if k != "media"}
-        context = self._prefill(self.params, prefix) if cached else prefix
+        if cached:
+            context = self._prefill(self.params, prefix)
+        else:  # whole rows: the prefix, then the media segment as it is written
+            context = {k: jnp.concatenate([prefix[k], jnp.asarray(
+                media[k] if k != "noise" else np.zeros(media["tokens"].shape, np.float32))],
+                axis=1) for k in MODEL_INPUTS}
         if on_step:
             jax.block_until_ready(context)
             on_step("prefix", 0)
         grid = options.grid()
-        x = jnp.asarray(x)
-        for i in range(options.steps):
-            last = grid[i + 1] == 0  # Heun's second slope at t = 0 is not taken
-            x = self._flow_step(self.params, context, media, consts, x, grid[i], grid[i + 1],
-                                solver="euler" if last else options.solver, guided=guided,
-                                cached=cached)
-            if on_step:
-                jax.block_until_ready(x)
-                on_step("step", i)
-        return np.asarray(x)
+        spans = ([b.step_span(i) for i in range(b.t)] if b.causal
+                 else [(0, self.config.num_media_tokens)])
+        for last, (start, end) in enumerate(spans):
+            part = slice(start, end)
+            rows = {k: jnp.asarray(media[k][:, part]) for k in
+                    ("tokens", "modality", "segment_ids", "block", "positions")}
+            consts = {"noised": jnp.asarray(noised[:, part]),
+                      "features": jnp.asarray(features[:, part]),
+                      "scales": jnp.asarray(scales[:, part], jnp.float32)}
+            x = jnp.asarray(x_all[:, part])
+            index = p + start
+            for i in range(options.steps):
+                tail = grid[i + 1] == 0  # Heun's second slope at t = 0 is not taken
+                x = self._flow_step(self.params, context, rows, consts, x, grid[i],
+                                    grid[i + 1], index, solver="euler" if tail else
+                                    options.solver, guided=guided, cached=cached)
+                if on_step:
+                    jax.block_until_ready(x)
+                    on_step("step", i)
+            x_all[:, part] = np.asarray(x)
+            if b.causal and end < self.config.num_media_tokens:
+                context = self._commit(self.params, context, rows, x, index, cached=cached)
+            yield (b.t - 1 if not b.causal else last), x_all.copy()
 
     def _prefill_fn(self, params, prefix: dict) -> dict:
         """The KV cache of the prefix rows, sized for prefix + media."""
@@ -317,30 +360,33 @@ class Sampler:
         cache = model.init_cache(b, p + self.config.num_media_tokens)
         return model(prefix, cache=cache, index=0).cache
 
-    def _velocity(self, params, context, media, consts, x, t, guided, cached):
-        """Guided velocity [R, M, F] of the current media x [R, M, F] at noise level t."""
+    def _inputs(self, rows, consts, x, t):
+        """Model inputs of the tokens being denoised: `x` [R, n, F] at noise level t where
+        noised (0 on given context), every row of the guided batch alike."""
+        copies = rows["tokens"].shape[0] // x.shape[0]
+        noised = jnp.tile(consts["noised"], (copies, 1))
+        return {**rows, "media": jnp.tile(x, (copies, 1, 1)),
+                "noise": jnp.where(noised, t, 0.0).astype(jnp.float32)}
+
+    def _velocity(self, params, context, rows, consts, x, t, index, guided, cached):
+        """Guided velocity [R, n, F] of the tokens at `index` .. (x [R, n, F], noise level t)."""
         model = nnx.merge(self.graphdef, params)
-        rows = 2 if guided else 1
-        noised = jnp.tile(consts["noised"], (rows, 1))
-        inputs = {**media, "media": jnp.tile(x, (rows, 1, 1)),
-                  "noise": jnp.where(noised, t, 0.0).astype(jnp.float32)}
+        inputs = self._inputs(rows, consts, x, t)
         if cached:
-            p = context["layers"][0]["k"].shape[1] - x.shape[1]
-            v = model({k: inputs[k] for k in MODEL_INPUTS}, cache=context, index=p).velocity
+            v = model({k: inputs[k] for k in MODEL_INPUTS}, cache=context, index=index).velocity
         else:
-            p = context["tokens"].shape[1]
-            row = {k: jnp.concatenate([context[k], inputs[k]], axis=1) for k in MODEL_INPUTS}
-            v = model(row).velocity[:, p:]
+            full = _written(context, inputs, index)
+            v = jax.lax.dynamic_slice_in_dim(model(full).velocity, index, x.shape[1], axis=1)
         if guided:
             cond, uncond = jnp.split(v, 2)
             v = uncond + consts["scales"][..., None] * (cond - uncond)
         # Only noised tokens move: the given context stays exactly as given at every step.
         return jnp.where(consts["noised"][..., None] & consts["features"], v, 0.0)
 
-    def _flow_step_fn(self, params, context, media, consts, x, t, t_next, *, solver, guided,
-                      cached):
-        velocity = functools.partial(self._velocity, params, context, media, consts,
-                                     guided=guided, cached=cached)
+    def _flow_step_fn(self, params, context, rows, consts, x, t, t_next, index, *, solver,
+                      guided, cached):
+        velocity = functools.partial(self._velocity, params, context, rows, consts,
+                                     index=index, guided=guided, cached=cached)
         v = velocity(x, t)
         euler = x + (t_next - t) * v
         if solver == "euler":
@@ -348,6 +394,16 @@ class Sampler:
         # Heun: average the slopes at both ends (the caller takes the last step as Euler).
         v_next = velocity(euler, t_next)
         return x + (t_next - t) * 0.5 * (v + v_next)
+
+    def _commit_fn(self, params, context, rows, x, index, *, cached):
+        """`context` with a finished latent step (x [R, n, F]) in it as clean context."""
+        inputs = self._inputs(rows, {"noised": jnp.zeros(x.shape[:2], bool)}, x, 0.0)
+        inputs = {k: inputs[k] for k in MODEL_INPUTS}
+        if not cached:
+            return _written(context, inputs, index)
+        model = nnx.merge(self.graphdef, params)
+        return model(inputs, cache=context, index=index).cache
+
 
     # ------------------------------------------------------------------------------------------
     # Text: autoregressive decoding
@@ -361,10 +417,8 @@ class Sampler:
         parts.append(b.media_segment(video, audio, b.noised_mask("video_to_caption"), 0.0, 1))
         start = int(parts[-1]["positions"][:, 0].max()) + 1
         parts.append(b.text_segment(np.array([MEDIA_END_ID, BOS_ID], np.int32), start))
-        for block, part in enumerate(parts):
-            part["block"] = np.full(len(part["tokens"]), block, np.int32)
-        return {k: np.concatenate([p[k] for p in parts]) for k in
-                ("tokens", "modality", "block", "positions", "media", "noise")}
+        out = join_segments(parts)
+        return {k: out[k] for k in ("tokens", "modality", "block", "positions", "media", "noise")}
 
     def decode_text(self, prefixes: Sequence[dict], options: TextOptions, key: jax.Array,
                     cached: bool = True) -> np.ndarray:
@@ -448,3 +502,9 @@ class Sampler:
             return i + 1, logits, ctx, out, done
 
         return jax.lax.while_loop(cond, body, state)[3]
+
+
+def _written(rows: dict, inputs: dict, index) -> dict:
+    """Whole rows [B, P + M, ...] with `inputs` [B, n, ...] written at position `index`."""
+    return {k: jax.lax.dynamic_update_slice_in_dim(rows[k], inputs[k].astype(rows[k].dtype),
+                                                   index, axis=1) for k in rows}

@@ -47,7 +47,11 @@ together, (q, q, q), starting one past the largest time of the previous segment 
 segment's offset is one past the last position of the text before it.
 
 Attention (`attention_mask`) is block-causal: a token sees the tokens of its example up to
-itself, and a media token also sees the rest of its own block.
+itself, and a media token also sees the rest of its own block. Under
+`sequence.media_attention="bidirectional"` a media segment is one block, so every media token
+sees the whole clip. Under "causal" each latent time step of the segment is a block of its own
+(its video patches and audio latents), so a media token sees its own step, every earlier step
+and the text before, never a later step; the segments after it are numbered on from there.
 """
 
 from __future__ import annotations
@@ -87,6 +91,7 @@ class SequenceBuilder:
         self.rows, self.cols = config.token_grid
         self.p = seq.video_patch
         self.media_dim = config.media_dim
+        self.causal = seq.media_attention == "causal"
         self._layout()
         weights = seq.task_weights
         self._tasks = [task for task in TASKS if weights[task] > 0]
@@ -123,11 +128,17 @@ class SequenceBuilder:
         self._modality = cat(modality)  # [M]
         self._positions = np.stack([cat(time), cat(rows), cat(cols)], -1)  # [M, 3], offset 0
         self._step = cat(step)  # [M] latent time step of each token
+        # [t + 1]: tokens of latent step i are [bounds[i], bounds[i + 1]) of the segment
+        self._bounds = np.searchsorted(self._step, np.arange(self.t + 1)).astype(np.int32)
 
     @property
     def latent_step(self) -> np.ndarray:
         """int32 [M]: the latent time step (0 .. t-1) of each media token, in layout order."""
         return self._step.copy()
+
+    def step_span(self, i: int) -> tuple[int, int]:
+        """(first, last + 1): the media tokens of latent time step i, in layout order."""
+        return int(self._bounds[i]), int(self._bounds[i + 1])
 
     # ------------------------------------------------------------------------------------------
     # One example
@@ -196,11 +207,15 @@ class SequenceBuilder:
         # c clean steps for continuation, 1 <= c <= t - 1
         noised = self.noised_mask(task, int(rng.integers(1, self.t))
                                   if task == "continuation" else 1)
-        step_noise = self.config.sequence.step_noise
-        if task != "video_to_caption" and step_noise > 0 and rng.random() < step_noise:
-            # one level per latent time step (drawn only when the option is on, so the draws
-            # of every other config stay as they were)
+        # The options below draw only when they are on, so the draws of every other config
+        # stay as they were.
+        seq = self.config.sequence
+        if task != "video_to_caption" and seq.step_noise > 0 and rng.random() < seq.step_noise:
+            # one level per latent time step
             level = np.array([self.noise_level(rng) for _ in range(self.t)])[self._step]
+        if (task not in ("video_to_caption", "continuation") and seq.clean_past > 0
+                and rng.random() < seq.clean_past):
+            noised = noised & (self._step >= int(rng.integers(1, self.t)))
 
         conditioned = task in CAPTION_CONDITIONED and not drop
         # (text ids, whether the LM loss applies), with None for the media segment.
@@ -210,15 +225,14 @@ class SequenceBuilder:
             segments.append((np.concatenate([[MEDIA_END_ID], caption]).astype(np.int32), True))
 
         parts, pos = [], 0
-        for block, (ids, lossed) in enumerate(segments):
+        for ids, lossed in segments:
             if ids is None:
                 part = self.media_segment(video, audio, noised, level, pos)
             else:
                 part = self.text_segment(ids, pos, lossed)
-            part["block"] = np.full(len(part["tokens"]), block, np.int32)
             pos = int(part["positions"][:, 0].max()) + 1
             parts.append(part)
-        out = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+        out = join_segments(parts)
         out["task"] = np.full(len(out["tokens"]), TASK_IDS[task], np.int32)
         return {key: out[key] for key in EXAMPLE_KEYS}
 
@@ -249,8 +263,8 @@ class SequenceBuilder:
 
     def text_segment(self, ids: np.ndarray, start: int, lossed: bool = False
                      ) -> dict[str, np.ndarray]:
-        """Per-token arrays (as `build` returns, without block and task) of a text segment
-        whose first position is `start`."""
+        """Per-token arrays (as `build` returns, without task) of a text segment whose first
+        position is `start`; `block` is 0 (one block, numbered by `join_segments`)."""
         m = len(ids)
         q = np.arange(start, start + m, dtype=np.int32)
         loss = np.zeros(m, np.float32)
@@ -258,6 +272,7 @@ class SequenceBuilder:
             loss[:-1] = 1.0  # the last token has no next token to predict
         return {
             "tokens": ids.astype(np.int32),
+            "block": np.zeros(m, np.int32),
             "modality": np.full(m, TEXT, np.int32),
             "positions": np.stack([q, q, q], -1),
             "media": np.zeros((m, self.media_dim), np.float32),
@@ -271,12 +286,14 @@ class SequenceBuilder:
                       level: float | np.ndarray, offset: int) -> dict[str, np.ndarray]:
         """Per-token arrays of a clip's media segment at time `offset`: clean features of
         `video` [t, h, w, C] and `audio` [a, Ca], noise level `level` (one, or one per token
-        [M]) where `noised` [M]."""
+        [M]) where `noised` [M]. `block` counts from 0 inside the segment: 0 everywhere, or
+        the latent time step under frame-causal attention (`join_segments` numbers on)."""
         m = len(self._modality)
         positions = self._positions.copy()
         positions[:, 0] += offset
         return {
             "tokens": np.zeros(m, np.int32),
+            "block": self._step.copy() if self.causal else np.zeros(m, np.int32),
             "modality": self._modality.copy(),
             "positions": positions,
             "media": self.media_features(video, audio),
@@ -344,6 +361,16 @@ class SequenceBuilder:
         """Packs each list of built examples into a row; arrays [B, seq_len, ...]."""
         packed = [self.pack(row, seq_len) for row in rows]
         return {key: np.stack([p[key] for p in packed]) for key in packed[0]}
+
+
+def join_segments(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """One example's segments (`text_segment`, `media_segment`), in order, as one set of
+    per-token arrays, each segment's blocks numbered on from the blocks before it."""
+    first = 0
+    for part in parts:
+        part["block"] = part["block"] + first
+        first = int(part["block"].max()) + 1
+    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 
 # ----------------------------------------------------------------------------------------------
