@@ -14,6 +14,11 @@ Video (`analyze_video`):
   * Objects: per frame the largest 8-connected component of each colour's mask, kept when its
     area is at least `MIN_AREA_FRACTION` of a nominal object's; a colour is an object when it
     is kept on at least `MIN_PRESENT_FRACTION` of the frames.
+  * Object count: what a viewer counts is blobs, not colours. Per frame, every 8-connected
+    component of every colour's mask with at least that area is one object; the clip's count
+    is the median over frames, so one frame where an object is cut in two by another passing
+    over it, or hidden under it, does not change it. A colour's 'pieces' is the same median
+    over the frames that show it: a red circle drawn as two red blobs has 2.
   * Shape: medians over the frames with no other object near (occlusion hides parts) of two
     moments of the mask. Squareness mu22 / (mu20 mu02) is 1 for an axis-aligned square (x and
     y independent) and 2/3 for a disc; asymmetry, the centroid's drop below the bounding box
@@ -34,6 +39,11 @@ Audio (`analyze_audio`): onsets from `audio_metrics.detect_onsets`; for each, th
 `MAX_FLATNESS`), so noise does not name colours by chance.
 
 Sync (`sync_offsets`, `sync_stats`): each visual bounce against its nearest onset.
+
+Temporal consistency (`latent_jumps`): the video VAE is causal, latent 0 is frame 0 alone and
+latent i >= 1 is frames 1 + t_down (i - 1) .. t_down i; a generator that is smooth inside a
+latent but not across them makes objects jump at latent boundaries. Centroid steps across a
+boundary against those inside a latent show it; on real motion they are alike.
 
 The judge (`o1.eval.judge`) scores these measurements against what a clip should show; the
 studio's sound picture (`o1.serve.picture`) draws them.
@@ -94,6 +104,9 @@ _NAMES = tuple(COLOURS)
 _PALETTE_KC = np.array([COLOURS[c] for c in _NAMES], np.float32)
 _SPEED_SPLIT = math.sqrt(SPEED_BOX_PER_S["slow"] * SPEED_BOX_PER_S["fast"])
 _EIGHT = np.ones((3, 3), bool)
+# 8-connected within a frame and never across frames: labels a [T, H, W] mask in one call.
+_EIGHT_IN_FRAME = np.zeros((3, 3, 3), bool)
+_EIGHT_IN_FRAME[1] = _EIGHT
 
 
 
@@ -136,6 +149,41 @@ def _largest_component(mask_hw: np.ndarray) -> np.ndarray:
         return components > 0
     sizes = np.bincount(components.ravel())[1:]
     return components == 1 + int(np.argmax(sizes))
+
+
+def component_counts(labels_thw: np.ndarray, hard_thw: np.ndarray, min_area: float
+                     ) -> np.ndarray:
+    """Objects per frame and colour: 8-connected components of the colour's mask of at least
+    `min_area` pixels.
+
+    Args:
+      labels_thw: int [T, H, W] palette index per pixel, -1 for none (`classify_pixels`).
+      hard_thw: bool [T, H, W] pixels inside their object (coverage >= `MIN_ALPHA`).
+      min_area: pixels a component needs to count.
+
+    Returns:
+      int64 [T, K] components per frame and palette colour.
+    """
+    t_len = len(labels_thw)
+    counts_tk = np.zeros((t_len, len(_NAMES)), np.int64)
+    for k in range(len(_NAMES)):
+        mine = hard_thw & (labels_thw == k)
+        if mine.sum() < min_area:
+            continue  # not one component anywhere; skips the labelling
+        components, n = ndimage.label(mine, structure=_EIGHT_IN_FRAME)
+        if n == 0:
+            continue
+        sizes = np.bincount(components.ravel())[1:]
+        frame_of = np.array([box[0].start for box in ndimage.find_objects(components)])
+        counts_tk[:, k] = np.bincount(frame_of[sizes >= min_area], minlength=t_len)
+    return counts_tk
+
+
+def _lower_median(values) -> int:
+    """The median of integers, the lower middle one for an even count (an integer); 0 for
+    none."""
+    values = np.sort(np.asarray(values, np.int64).ravel())
+    return int(values[(len(values) - 1) // 2]) if len(values) else 0
 
 
 def _shape_of(squareness: float, asymmetry: float) -> str:
@@ -233,21 +281,26 @@ def analyze_video(frames: np.ndarray, fps: float,
         data.object_size); sets the smallest area that counts as an object.
 
     Returns:
-      dict with 'count' (objects found), 'objects' (per colour found: 'colour', 'shape',
-      'speed', the measures behind them 'squareness', 'asymmetry', 'speed_box_per_s', and
-      'frames_present', 'bounce_frames', 'track': per frame [x, y] centroid in pixels or
-      None), and 'bounce_times' (seconds, ascending, one per frame on which any object
-      bounces). Plain Python values throughout, so the result is JSON-serializable.
+      dict with 'count' (colours found as objects), 'object_count' (objects a viewer counts:
+      the median over frames of 'objects_per_frame', the connected components of every
+      colour), 'objects' (per colour found: 'colour', 'shape', 'speed', the measures behind
+      them 'squareness', 'asymmetry', 'speed_box_per_s', and 'frames_present', 'pieces' (the
+      colour's components, median over the frames that show it), 'bounce_frames', 'track':
+      per frame [x, y] centroid of its largest component in pixels or None), and
+      'bounce_times' (seconds, ascending, one per frame on which any object bounces). Plain
+      Python values throughout, so the result is JSON-serializable.
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"frames must be [T, H, W, 3], got shape {frames.shape}")
     t_len, h, w, _ = frames.shape
     if frames.size == 0:
-        return {"count": 0, "objects": [], "bounce_times": []}
+        return {"count": 0, "object_count": 0, "objects_per_frame": [], "objects": [],
+                "bounce_times": []}
     labels, alpha = classify_pixels(frames)
     hard = (labels >= 0) & (alpha >= MIN_ALPHA)
     min_area = MIN_AREA_FRACTION * math.pi * (object_size * min(h, w) / 2) ** 2
+    pieces_tk = component_counts(labels, hard, min_area)
     objects = []
     for k, colour in enumerate(_NAMES):
         mine = hard & (labels == k)
@@ -269,11 +322,14 @@ def analyze_video(frames: np.ndarray, fps: float,
         objects.append({
             "colour": colour, "shape": _shape_of(squareness, asymmetry),
             "speed": _speed_of(box_per_s), "squareness": squareness, "asymmetry": asymmetry,
-            "speed_box_per_s": box_per_s, "frames_present": present, "bounce_frames": bounces,
+            "speed_box_per_s": box_per_s, "frames_present": present,
+            "pieces": _lower_median(pieces_tk[pieces_tk[:, k] > 0, k]), "bounce_frames": bounces,
             "track": [[float(x), float(y)] if np.isfinite(x) else None for x, y in centre],
         })
     frames_hit = sorted({f for o in objects for f in o["bounce_frames"]})
-    return {"count": len(objects), "objects": objects,
+    per_frame = pieces_tk.sum(1)
+    return {"count": len(objects), "object_count": _lower_median(per_frame),
+            "objects_per_frame": per_frame.tolist(), "objects": objects,
             "bounce_times": [f / fps for f in frames_hit]}
 
 
@@ -367,3 +423,62 @@ def sync_stats(pairs: Sequence[tuple[Sequence[float], Sequence[float]]], fps: fl
     # A bounce exactly one frame from its onset still matches despite float error.
     hit = np.abs(offsets) <= 1.0 / fps + 1e-9
     return float(np.median(np.abs(offsets)) * 1000.0), float(hit.mean()), len(offsets)
+
+
+# ---------------------------------------------------------------------------------------------
+# Temporal consistency
+# ---------------------------------------------------------------------------------------------
+
+
+def latent_boundaries(num_frames: int, t_down: int) -> np.ndarray:
+    """Which consecutive frame pairs cross a video-latent boundary.
+
+    Latent 0 is frame 0 alone and latent i >= 1 is frames 1 + t_down (i - 1) .. t_down i, so
+    frame k + 1 starts a new latent when k % t_down == 0. With t_down 1 every pair crosses.
+
+    Returns:
+      bool [num_frames - 1]: entry k for the pair (k, k + 1).
+    """
+    if t_down < 1:
+        raise ValueError(f"t_down must be >= 1 (config video_vae.t_down), got {t_down}")
+    return np.arange(max(0, num_frames - 1)) % t_down == 0
+
+
+def latent_jumps(tracks: Sequence[Sequence[Sequence[float] | None]], t_down: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Centroid jumps between consecutive frames, across latent boundaries and inside latents.
+
+    Args:
+      tracks: per object, per frame its [x, y] centroid in pixels or None where it is not seen
+        (`analyze_video`'s objects' 'track').
+      t_down: frames per latent after the first (config video_vae.t_down).
+
+    Returns:
+      (boundary, inside): float64 pixel distances of every object's step from frame k to
+      k + 1, both frames seen, for the pairs that cross a latent boundary (`latent_boundaries`)
+      and for those inside one. Inside is empty for t_down 1.
+    """
+    boundary, inside = [], []
+    for track in tracks:
+        centre_t2 = np.array([[np.nan, np.nan] if p is None else p for p in track],
+                             np.float64).reshape(-1, 2)
+        steps = np.linalg.norm(np.diff(centre_t2, axis=0), axis=-1)
+        crosses = latent_boundaries(len(centre_t2), t_down)
+        seen = np.isfinite(steps)
+        boundary.append(steps[seen & crosses])
+        inside.append(steps[seen & ~crosses])
+    return (np.concatenate(boundary or [np.zeros(0)]), np.concatenate(inside or [np.zeros(0)]))
+
+
+def jump_stats(boundary: Sequence[float], inside: Sequence[float]) -> tuple[float, float, float]:
+    """(median boundary jump, median inside jump, their ratio), pixels.
+
+    A median of no jumps is nan, so with t_down 1 (no pairs inside a latent) the inside
+    median and the ratio are nan. The ratio is inf when objects move only across boundaries,
+    and nan when they do not move at all.
+    """
+    b = float(np.median(boundary)) if len(boundary) else float("nan")
+    i = float(np.median(inside)) if len(inside) else float("nan")
+    if not (math.isfinite(b) and math.isfinite(i)) or (b == 0 and i == 0):
+        return b, i, float("nan")
+    return b, i, (b / i if i > 0 else float("inf"))
