@@ -12,7 +12,7 @@ def _eval(args: argparse.Namespace) -> None:
 
     flow = flow_options(args, checks(args))
     report = evaluate.evaluate(args.workdir, args.split, args.num, args.out, flow, args.seed,
-                               step=args.checkpoint)
+                               step=args.checkpoint, seeds=args.seeds)
     print(evaluate.format_report(report))
     print(f"saved {args.out or args.workdir + '/eval/report.json'} and sample mp4s in "
           f"{args.workdir}/eval/samples/ ({report['seconds']:.0f} s)")
@@ -20,14 +20,24 @@ def _eval(args: argparse.Namespace) -> None:
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     ev = commands.add_parser(
-        "eval", help="judge every task on AV-Shapes clips (colour, shape, count, speed, sound, "
-                     "sync, captions)", formatter_class=SampleDefaults,
+        "eval", formatter_class=SampleDefaults,
+        help="judge every task on AV-Shapes clips (colour, shape, count, speed, sound, sync, "
+             "motion across latents, first frames, captions)",
         description="Regenerate AV-Shapes clips of a split from the workdir's config, run "
                     "text_to_av, image_to_video, video_to_audio and video_to_caption on them, "
                     "and judge the results from pixels and samples, next to the ground "
-                    "truth's own scores (the ceiling) and a shuffled audio pairing (the floor).")
+                    "truth's own scores (the ceiling) and a shuffled audio pairing (the floor). "
+                    "Counts are of the blobs a viewer sees; objects jumping where one video "
+                    "latent ends and the next begins show as a jump_ratio above 1; an "
+                    "animated image's frame 0 is compared (PSNR) with the tokenizers' round "
+                    "trip of the image.")
     ev.add_argument("--split", default="test", help="AV-Shapes split (default: test)")
     ev.add_argument("--num", type=int, default=50, help="clips to judge (default: 50)")
+    ev.add_argument("--seeds", type=int, default=1,
+                    help="samples of every task per clip, each with its own seed: rows average "
+                         "them, and the dub row adds how often all seeds' sounds agree on the "
+                         "video's bounces (dub_agreement); multiplies the sampling time "
+                         "(default: 1)")
     ev.add_argument("--out", default=None,
                     help="report JSON (default: <workdir>/eval/report.json)")
     sampling_flags(ev)

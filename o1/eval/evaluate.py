@@ -7,13 +7,25 @@ deterministic, so these are the dataset's clips byte for byte). For each clip:
   tokenizers       the clip through the video and audio VAEs (encode, decode, vocoder): the
                    ceiling of anything the transformer generates in their latents
   text_to_av       `generate` from the clip's caption, judged against the caption's objects
-  image_to_video   `animate` from the clip's first frame and caption
+  image_to_video   `animate` from the clip's first frame and caption; also how close its frame
+                   0 is to the image ('frame0_psnr', dB) beside the tokenizers' round trip of
+                   that image ('frame0_psnr_roundtrip', the most frame 0 can keep), and whether
+                   the objects of the image are the ones that move on ('i2v_object_kept')
   video_to_audio   `dub` of the clip's silent video (no prompt): the sound's colours and sync
   video_to_caption `caption` of the clip: attribute accuracy, BLEU-4 and CIDEr-D against the
                    reference caption (whose own row is the captioning ceiling)
 
 Sync rows also carry the shuffled floor (bounces of one clip against the onsets of another).
-The report is printed as a table and saved as JSON; a few generated clips are kept as mp4.
+Every video row has the centroid jumps across video-latent boundaries against those inside a
+latent ('jump_ratio', ~1 for real motion, see `judge.score_clip`).
+
+With `seeds` > 1 every task samples each clip that many times (seed s of clip i is
+`seed + i + SEED_STRIDE * s`); a row is the mean of its per-seed rows (kept in the report as
+'per_seed'), and the dub row adds 'dub_agreement': the share of the video's bounces on which
+every seed's sound has an onset within one frame (its shuffled floor pairs one clip's bounces
+with another's dubs; the ground truth and tokenizers rows carry it for their own sound).
+
+The report is printed as tables and saved as JSON; a few generated clips are kept as mp4.
 """
 
 from __future__ import annotations
@@ -31,29 +43,43 @@ from tqdm import tqdm
 from o1 import media
 from o1.avshapes import generator, world
 from o1.eval import captions, judge
+from o1.eval import tokenizers as tok_eval
 from o1.sampler import FlowOptions, seed_of
 from o1.serve.pipeline import Pipeline, RequestError
 
 SAMPLES_KEPT = 4  # generated clips per task written under <workdir>/eval/samples/
 VIDEO_TASKS = ("text_to_av", "image_to_video")
+SAMPLED_TASKS = (*VIDEO_TASKS, "video_to_audio")
+# Seed s of clip i is seed + i + SEED_STRIDE * s: seed 0 is the single-seed run's, and the
+# seeds of two clips never meet below this many clips.
+SEED_STRIDE = 1_000_000
 
 
 def evaluate(workdir: str | os.PathLike, split: str = "test", num: int = 50,
              out: str | os.PathLike | None = None, flow: FlowOptions | None = None,
-             seed: int | None = None, progress: bool = True, step: int | None = None) -> dict:
+             seed: int | None = None, progress: bool = True, step: int | None = None,
+             seeds: int = 1) -> dict:
     """Runs every task on `num` clips of `split` with the transformer checkpoint `step`
     (default: the latest) and judges them; returns the report and writes it as JSON to `out`
-    (default `<workdir>/eval/report.json`). Clip i is sampled with `seed + i`; `flow` and
-    `seed` default to the workdir config's `sample` section."""
+    (default `<workdir>/eval/report.json`). Clip i is sampled `seeds` times, with
+    `seed + i + SEED_STRIDE * s` for s < `seeds`; `flow` and `seed` default to the workdir
+    config's `sample` section."""
     if split not in world.SPLIT_IDS:  # the cheap checks first, before the model loads
         raise RequestError(f"--split must be one of {list(world.SPLIT_IDS)}, got {split!r}")
     if num < 1:
         raise RequestError(f"--num must be >= 1, got {num}")
+    if seeds < 1:
+        raise RequestError(f"--seeds must be >= 1, got {seeds}")
     pipe = Pipeline(workdir, step)
     pipe.truncate_prompts = True  # reference captions are cut as in training
     config = pipe.config
     flow = flow or FlowOptions.of(config.sample)
     seed = seed_of(config.sample, seed)
+    try:  # the largest seed is checked now, not after minutes of sampling
+        seed_of(config.sample, seed + num - 1 + SEED_STRIDE * (seeds - 1))
+    except RequestError as e:
+        raise RequestError(f"--seed {seed} with --num {num} and --seeds {seeds} reaches a seed "
+                           f"out of range ({e}); use a smaller --seed or fewer --seeds") from None
     if split == "holdout" and not config.data.holdout:
         raise RequestError("this workdir's config has no holdout pairs; use --split test")
     workdir = pathlib.Path(workdir)
@@ -61,54 +87,103 @@ def evaluate(workdir: str | os.PathLike, split: str = "test", num: int = 50,
     samples = workdir / "eval" / "samples"
     samples.mkdir(parents=True, exist_ok=True)
 
-    scores: dict[str, list[dict]] = {name: [] for name in (
-        "ground truth", "tokenizers", *VIDEO_TASKS, "video_to_audio")}
+    truth_scores: dict[str, list[dict]] = {"ground truth": [], "tokenizers": []}
+    # made[task][s][i]: the score of seed s's sample of clip i
+    made: dict[str, list[list[dict]]] = {t: [[] for _ in range(seeds)] for t in SAMPLED_TASKS}
     tok = pipe.tokenizers
-    written, references, truths = [], [], []
+    written: list[list[str]] = [[] for _ in range(seeds)]
+    references, truths = [], []
     start = time.perf_counter()
     for i in tqdm(range(num), desc=f"eval {split}", unit="clip", disable=not progress):
         clip = generator.generate(config, split, i)
         objects = clip.metadata["objects"]
+        image = clip.video[0]
         references.append(clip.caption)
         truths.append(objects)
-        scores["ground truth"].append(judge.score_clip(clip.video, clip.audio, config, objects))
-        scores["tokenizers"].append(judge.score_clip(
-            tok.decode_video(tok.encode_video(clip.video[None]))[0],
-            tok.decode_audio(tok.encode_audio(clip.audio[None]))[0], config, objects))
-        made = {
-            "text_to_av": pipe.generate(clip.caption, flow=flow, seed=seed + i),
-            "image_to_video": pipe.animate(clip.video[0], clip.caption, flow=flow,
-                                           seed=seed + i),
-            "video_to_audio": pipe.dub(media.Clip(clip.video, config.data.fps, None, None),
-                                       flow=flow, seed=seed + i),
-        }
-        for task, result in made.items():
-            scores[task].append(judge.score_clip(result.frames, result.audio, config, objects))
-            if i < SAMPLES_KEPT:
-                result.write(samples / f"{task}_{clip.metadata['id']}.mp4")
-        written.append(pipe.caption(media.Clip(clip.video, config.data.fps, clip.audio,
-                                                 config.data.sample_rate), seed=seed + i))
+        # The VAE is causal, so frame 0 of the clip's round trip is the round trip of its first
+        # frame alone: what animate's context keeps of the image at best.
+        round_trip = tok.decode_video(tok.encode_video(clip.video[None]))[0]
+        truth = judge.score_clip(clip.video, clip.audio, config, objects)
+        coded = judge.score_clip(round_trip, tok.decode_audio(tok.encode_audio(
+            clip.audio[None]))[0], config, objects)
+        # Ceilings of image_to_video's i2v_object_kept: the image, then the clip's own frames.
+        truth["i2v_object_kept"] = judge.object_kept(image, clip.video[1:], config)
+        coded["i2v_object_kept"] = judge.object_kept(image, round_trip[1:], config)
+        truth_scores["ground truth"].append(truth)
+        truth_scores["tokenizers"].append(coded)
+        for s in range(seeds):
+            seed_i = seed + i + SEED_STRIDE * s
+            results = {
+                "text_to_av": pipe.generate(clip.caption, flow=flow, seed=seed_i),
+                "image_to_video": pipe.animate(image, clip.caption, flow=flow, seed=seed_i),
+                "video_to_audio": pipe.dub(media.Clip(clip.video, config.data.fps, None, None),
+                                           flow=flow, seed=seed_i),
+            }
+            for task, result in results.items():
+                score = judge.score_clip(result.frames, result.audio, config, objects)
+                if task == "image_to_video":
+                    score["frame0_psnr"] = tok_eval.psnr(image, result.frames[0])
+                    score["frame0_psnr_roundtrip"] = tok_eval.psnr(image, round_trip[0])
+                    score["i2v_object_kept"] = judge.object_kept(image, result.frames[1:],
+                                                                 config)
+                made[task][s].append(score)
+                if i < SAMPLES_KEPT and s == 0:
+                    result.write(samples / f"{task}_{clip.metadata['id']}.mp4")
+            written[s].append(pipe.caption(media.Clip(clip.video, config.data.fps, clip.audio,
+                                                      config.data.sample_rate), seed=seed_i))
     fps = config.data.fps
-    rows = {name: judge.aggregate(values, fps) for name, values in scores.items()}
-    for attribute in judge.ATTRIBUTES:  # the dub keeps the true video: no video row there
-        rows["video_to_audio"].pop(attribute, None)
+    rows = {name: judge.aggregate(values, fps) for name, values in truth_scores.items()}
+    per_seed = {task: [judge.aggregate(values, fps) for values in made[task]]
+                for task in SAMPLED_TASKS}
+    for row in per_seed["video_to_audio"]:  # the dub keeps the true video: no video row there
+        for key in (*judge.ATTRIBUTES, "jump_boundary_px", "jump_inside_px", "jump_ratio"):
+            row.pop(key, None)
+    rows.update({task: mean_rows(per_seed[task]) for task in SAMPLED_TASKS})
+    if seeds > 1:
+        bounces = [score["bounce_times"] for score in truth_scores["ground truth"]]
+        for name, scores in truth_scores.items():
+            rows[name].update(judge.onset_agreement(
+                bounces, [[score["onset_times"]] for score in scores], fps))
+        rows["video_to_audio"].update(judge.onset_agreement(
+            bounces, [[made["video_to_audio"][s][i]["onset_times"] for s in range(seeds)]
+                      for i in range(num)], fps))
     caption_rows = {
         "ground truth": captions.caption_scores(references, references, truths),
-        "video_to_caption": captions.caption_scores(written, references, truths),
+        "video_to_caption": mean_rows([captions.caption_scores(w, references, truths)
+                                       for w in written]),
     }
     report = {
         "workdir": str(workdir), "checkpoint": pipe.step, "split": split, "clips": num,
-        "flow": dataclasses.asdict(flow), "seed": seed,
+        "flow": dataclasses.asdict(flow), "seed": seed, "seeds": seeds,
         "seconds": round(time.perf_counter() - start, 1),
         "rows": rows, "captions": caption_rows,
         "examples": [{"reference": r, "caption": c} for r, c in
-                     zip(references[:8], written[:8], strict=False)],
+                     zip(references[:8], written[0][:8], strict=False)],
     }
+    if seeds > 1:
+        report["per_seed"] = per_seed
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(json.dumps(_plain(report), indent=2, allow_nan=False))
     os.replace(tmp, out)
     return report
+
+
+def mean_rows(rows: list[dict]) -> dict:
+    """The per-seed rows of one task as one row: the mean of each metric over the seeds that
+    have a finite value (nan when none has; inf when the finite ones are all inf), 'bounces'
+    summed and 'clips' as it is."""
+    out = {}
+    for key in rows[0]:
+        values = np.array([row[key] for row in rows], np.float64)
+        if key == "clips":
+            out[key] = rows[0][key]
+        elif key == "bounces":
+            out[key] = int(values.sum())
+        else:
+            kept = values[~np.isnan(values)]
+            out[key] = float(kept.mean()) if len(kept) else float("nan")
+    return out
 
 
 def _plain(value):
@@ -125,9 +200,21 @@ def _plain(value):
 
 
 def format_report(report: dict) -> str:
+    """The report as text: the media rows in two tables (what is shown and heard; what holds
+    together over time and with the given inputs), the sync of each seed when there are
+    several, and the captions."""
+    seeds = report.get("seeds", 1)
     head = (f"AV-Shapes judge: {report['clips']} {report['split']} clips, checkpoint "
             f"{report['checkpoint']}, {report['flow']['steps']} {report['flow']['solver']} "
             f"steps, guidance video {report['flow']['cfg_video']:g} / audio "
-            f"{report['flow']['cfg_audio']:g}")
-    return "\n".join([head, "", "media", judge.format_table(report["rows"]), "",
-                      "captions", judge.format_table(report["captions"])])
+            f"{report['flow']['cfg_audio']:g}, {seeds} seed{'s' if seeds > 1 else ''} a clip")
+    rows = report["rows"]
+    media_columns = [k for k in judge.COLUMNS if k not in judge.CONSISTENCY_COLUMNS]
+    parts = [head, "", "media", judge.format_table(rows, media_columns), "",
+             "consistency", judge.format_table(rows, judge.CONSISTENCY_COLUMNS)]
+    if "per_seed" in report:
+        by_seed = {f"{task} seed {s}": row for task, task_rows in report["per_seed"].items()
+                   for s, row in enumerate(task_rows)}
+        parts += ["", "sync per seed", judge.format_table(
+            by_seed, ("audio_colour", *judge.SYNC_COLUMNS, "bounces"))]
+    return "\n".join([*parts, "", "captions", judge.format_table(report["captions"])])

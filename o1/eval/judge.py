@@ -227,9 +227,11 @@ def _cell(key: str, value) -> str:
 
 def format_table(report: Mapping[str, Mapping], columns: Sequence[str] | None = None) -> str:
     """A text table: one row per entry of `report` (e.g. 'ground truth', 'text_to_av'), one
-    column per metric any row has (known metrics first, in a fixed order; only those of
-    `columns`, in its order, when given), '-' where a row lacks one."""
+    column per metric any row has (known metrics first, in a fixed order), '-' where a row
+    lacks one. Given `columns`, only those metrics, in that order, and only the rows that
+    have one of them."""
     if columns is not None:
+        report = {name: row for name, row in report.items() if any(k in row for k in columns)}
         keys = [k for k in columns if any(k in row for row in report.values())]
     else:
         keys = [k for k in COLUMNS if any(k in row for row in report.values())]

@@ -22,23 +22,56 @@ def test_eval_judges_every_task_next_to_the_ground_truth(trained_workdir, tmp_pa
     # training do not keep them recognizable, so only its shape is checked here)
     assert report["rows"]["tokenizers"]["clips"] == 2 and "colour" in report["rows"]["tokenizers"]
     for row in ("text_to_av", "image_to_video"):
-        for key in ("colour", "shape", "count", "speed", "sync_hit"):
+        for key in ("colour", "shape", "count", "speed", "sync_hit", "jump_ratio"):
             assert key in report["rows"][row]
-    assert "colour" not in report["rows"]["video_to_audio"]  # the dub keeps the true video
+    # the dub keeps the true video: no video measures there, and one seed has no agreement
+    assert not {"colour", "jump_ratio", "dub_agreement"} & report["rows"]["video_to_audio"].keys()
+    assert 0.9 <= truth["jump_ratio"] <= 1.1 and truth["i2v_object_kept"] == 1.0
+    animated = report["rows"]["image_to_video"]
+    # frame 0 of the tokenizers' round trip is at most as far from the image as a sample's
+    # (the tiny tokenizers trained 8 steps: only the order is checked)
+    assert 0 < animated["frame0_psnr"] <= animated["frame0_psnr_roundtrip"] + 1.0
+    assert 0.0 <= animated["i2v_object_kept"] <= 1.0 or np.isnan(animated["i2v_object_kept"])
+    assert "per_seed" not in saved and saved["seeds"] == 1
     captions = report["captions"]
     assert abs(captions["ground truth"]["bleu4"] - 100.0) < 1e-9
     assert np.isfinite(captions["video_to_caption"]["cider_d"])
     assert len(list((trained_workdir / "eval" / "samples").glob("*.mp4"))) == 6
     text = evaluate.format_report(report)
     assert "ground truth" in text and "video_to_caption" in text
+    assert "consistency" in text and "frame0_psnr_roundtrip" in text
+    assert "per seed" not in text
 
     code = cli.main(["eval", "--workdir", str(trained_workdir), "--num", "1", "--steps", "1",
-                     "--split", "validation", "--checkpoint", "2",
+                     "--split", "validation", "--checkpoint", "2", "--seeds", "2",
                      "--out", str(tmp_path / "cli.json")])
-    assert code == 0 and "captions" in capsys.readouterr().out
-    assert json.loads((tmp_path / "cli.json").read_text())["checkpoint"] == 2
+    printed = capsys.readouterr().out
+    assert code == 0 and "captions" in printed and "video_to_audio seed 1" in printed
+    saved = json.loads((tmp_path / "cli.json").read_text())
+    assert saved["checkpoint"] == 2 and saved["seeds"] == 2
+    assert [len(rows) for rows in saved["per_seed"].values()] == [2, 2, 2]
+    dub = saved["rows"]["video_to_audio"]
+    assert "dub_agreement" in dub and "dub_agreement_shuffled" in dub  # null: one clip
+    assert dub["bounces"] == sum(r["bounces"] for r in saved["per_seed"]["video_to_audio"])
+    # the ceilings: the clip's own sound, and its round trip, as the only "seed"
+    assert saved["rows"]["ground truth"]["dub_agreement"] == saved["rows"]["ground truth"][
+        "sync_hit"]
     code = cli.main(["eval", "--workdir", str(trained_workdir), "--checkpoint", "7"])
     assert code == 2 and "no checkpoint 7; its committed checkpoints are 2" in (
         capsys.readouterr().err)
     code = cli.main(["eval", "--workdir", str(trained_workdir), "--split", "nope"])
     assert code == 2 and "--split must be one of" in capsys.readouterr().err
+    code = cli.main(["eval", "--workdir", str(trained_workdir), "--seeds", "0"])
+    assert code == 2 and "--seeds must be >= 1, got 0" in capsys.readouterr().err
+    code = cli.main(["eval", "--workdir", str(trained_workdir), "--seeds", "3000"])
+    assert code == 2 and "use a smaller --seed or fewer --seeds" in capsys.readouterr().err
+
+
+def test_mean_rows_averages_seeds_and_sums_bounces():
+    rows = [{"colour": 1.0, "sync_median_ms": float("inf"), "jump_ratio": float("nan"),
+             "clips": 3, "bounces": 4},
+            {"colour": 0.5, "sync_median_ms": float("inf"), "jump_ratio": 1.5, "clips": 3,
+             "bounces": 2}]
+    assert evaluate.mean_rows(rows) == {"colour": 0.75, "sync_median_ms": float("inf"),
+                                        "jump_ratio": 1.5, "clips": 3, "bounces": 6}
+    assert np.isnan(evaluate.mean_rows([{"sync_hit": float("nan")}])["sync_hit"])

@@ -364,7 +364,9 @@ def test_object_kept_on_ground_truth_and_on_a_changed_object(ground_truth, quick
 def test_consistency_columns_get_a_table_of_their_own():
     rows = {"ground truth": {"colour": 1.0, "jump_ratio": 1.0123, "jump_boundary_px": 2.3,
                              "frame0_psnr": 31.25}}
-    lines = judge.format_table(rows, judge.CONSISTENCY_COLUMNS).splitlines()
+    lines = judge.format_table({**rows, "dub": {"sync_hit": 1.0}},
+                               judge.CONSISTENCY_COLUMNS).splitlines()
+    assert len(lines) == 3  # a row with none of the columns is left out
     assert lines[0].split() == ["jump_ratio", "jump_boundary_px", "frame0_psnr"]
     assert lines[2].split() == ["ground", "truth", "1.01", "2.30", "31.2"]
     assert judge.format_table(rows).splitlines()[0].split() == [
