@@ -212,8 +212,8 @@ class Sampler:
             raise ValueError(f"prefix_buckets {self.buckets} must reach "
                              f"{config.sequence.max_text_len + 1} (a caption of max_text_len "
                              "and <media>)")
-        self._flow_step = jax.jit(self._flow_step_fn,
-                                  static_argnames=("solver", "guided", "cached"))
+        self._denoise = jax.jit(self._denoise_fn,
+                                static_argnames=("solver", "guided", "cached"))
         self._commit = jax.jit(self._commit_fn, static_argnames=("cached",))
         self._prefill = jax.jit(self._prefill_fn)
         self._decode = jax.jit(self._decode_fn, static_argnames=("options", "cached"))
@@ -269,9 +269,10 @@ class Sampler:
             not depend on what else is in the batch).
           cached: keep the prefix's (and, frame-causal, the finished steps') keys and values
             in a KV cache (True), or run the whole row at every step (the reference).
-          on_step: called with ("prefix", 0) after the prefix and ("step", i) after each
-            denoising step i (frame-causal: of every latent time step in turn), once its
-            result is ready (for progress and profiling); `denoising_passes` counts them.
+          on_step: called with ("prefix", 0) after the prefix and ("step", i) once step i's
+            result is ready (for progress and profiling): denoising step i of the clip, or,
+            frame-causal, latent time step i with all its denoising steps (one compiled loop,
+            so a short step pays one dispatch); `denoising_passes` counts these calls.
 
         Returns:
           float32 [R, M, F] media features in layout order: the context as given and the
@@ -284,7 +285,7 @@ class Sampler:
 
     def denoising_passes(self, options: FlowOptions) -> int:
         """How many ("step", i) calls `sample_media` makes for one clip."""
-        return options.steps * (self.builder.t if self.builder.causal else 1)
+        return denoising_passes(self.config, options)
 
     def iter_media(self, requests: Sequence[MediaRequest], options: FlowOptions,
                    key: jax.Array, cached: bool = True,
@@ -331,6 +332,9 @@ class Sampler:
         grid = options.grid()
         spans = ([b.step_span(i) for i in range(b.t)] if b.causal
                  else [(0, self.config.num_media_tokens)])
+        # frame-causal: each latent step's whole grid in one call; else one call a step
+        stages = ([grid] if b.causal else
+                  [grid[i:i + 2] for i in range(options.steps)])
         for last, (start, end) in enumerate(spans):
             part = slice(start, end)
             rows = {k: jnp.asarray(media[k][:, part]) for k in
@@ -340,14 +344,12 @@ class Sampler:
                       "scales": jnp.asarray(scales[:, part], jnp.float32)}
             x = jnp.asarray(x_all[:, part])
             index = p + start
-            for i in range(options.steps):
-                tail = grid[i + 1] == 0  # Heun's second slope at t = 0 is not taken
-                x = self._flow_step(self.params, context, rows, consts, x, grid[i],
-                                    grid[i + 1], index, solver="euler" if tail else
-                                    options.solver, guided=guided, cached=cached)
+            for i, levels in enumerate(stages):
+                x = self._denoise(self.params, context, rows, consts, x, jnp.asarray(levels),
+                                  index, solver=options.solver, guided=guided, cached=cached)
                 if on_step:
                     jax.block_until_ready(x)
-                    on_step("step", i)
+                    on_step("step", last if b.causal else i)
             x_all[:, part] = np.asarray(x)
             if b.causal and end < self.config.num_media_tokens:
                 context = self._commit(self.params, context, rows, x, index, cached=cached)
@@ -383,17 +385,23 @@ class Sampler:
         # Only noised tokens move: the given context stays exactly as given at every step.
         return jnp.where(consts["noised"][..., None] & consts["features"], v, 0.0)
 
-    def _flow_step_fn(self, params, context, rows, consts, x, t, t_next, index, *, solver,
-                      guided, cached):
+    def _denoise_fn(self, params, context, rows, consts, x, levels, index, *, solver,
+                    guided, cached):
+        """x [R, n, F] moved along the noise levels [k + 1] (k solver steps)."""
         velocity = functools.partial(self._velocity, params, context, rows, consts,
                                      index=index, guided=guided, cached=cached)
-        v = velocity(x, t)
-        euler = x + (t_next - t) * v
-        if solver == "euler":
-            return euler
-        # Heun: average the slopes at both ends (the caller takes the last step as Euler).
-        v_next = velocity(euler, t_next)
-        return x + (t_next - t) * 0.5 * (v + v_next)
+
+        def step(i, x):
+            t, t_next = levels[i], levels[i + 1]
+            v = velocity(x, t)
+            euler = x + (t_next - t) * v
+            if solver == "euler":
+                return euler
+            # Heun: average the slopes at both ends; its second slope at t = 0 is not taken.
+            return jax.lax.cond(t_next == 0, lambda: euler, lambda: x + (t_next - t) * 0.5 * (
+                v + velocity(euler, t_next)))
+
+        return jax.lax.fori_loop(0, levels.shape[0] - 1, step, x)
 
     def _commit_fn(self, params, context, rows, x, index, *, cached):
         """`context` with a finished latent step (x [R, n, F]) in it as clean context."""
@@ -502,6 +510,13 @@ class Sampler:
             return i + 1, logits, ctx, out, done
 
         return jax.lax.while_loop(cond, body, state)[3]
+
+
+def denoising_passes(config: Config, options: FlowOptions) -> int:
+    """How many ("step", i) progress calls `Sampler.sample_media` makes for one clip of
+    `config`: one per denoising step, or, frame-causal, one per latent time step."""
+    causal = config.sequence.media_attention == "causal"
+    return config.num_video_latents if causal else options.steps
 
 
 def _written(rows: dict, inputs: dict, index) -> dict:

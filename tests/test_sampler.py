@@ -94,9 +94,9 @@ def test_second_call_in_a_bucket_pays_no_compilation(sampler):
     assert sampler.buckets[0] == 8 and buckets(configs.get("quickstart")) == (8, 16, 32, 64)
     options = FlowOptions(steps=2)
     sampler.sample_media(short[:1], options, jax.random.key(0))
-    sizes = (sampler._flow_step._cache_size(), sampler._prefill._cache_size())
+    sizes = (sampler._denoise._cache_size(), sampler._prefill._cache_size())
     sampler.sample_media(longer[:1], options, jax.random.key(1))
-    assert (sampler._flow_step._cache_size(), sampler._prefill._cache_size()) == sizes
+    assert (sampler._denoise._cache_size(), sampler._prefill._cache_size()) == sizes
 
 
 def test_over_long_caption_is_refused(sampler):
