@@ -67,6 +67,23 @@ def check_video_file(path: str | os.PathLike, max_seconds: float | None = None,
                            field, sentence=True)
 
 
+def check_audio_file(path: str | os.PathLike, max_seconds: float | None = None,
+                     field: str | None = None) -> None:
+    """Refuses, from the container's header alone, what a task that reads a sound cannot use:
+    a file that is missing or not media, one without an audio track (an image, a silent
+    video), or one longer than `max_seconds`. Any file FFmpeg decodes may hold the sound (wav,
+    mp3, m4a, flac, or a video's track). Raises RequestError naming the file by its name."""
+    name = pathlib.Path(path).name
+    info = _probe(path, field)
+    if not info["has_audio"]:
+        raise RequestError(f"{name} has no audio track; give a sound file (wav, mp3, m4a, "
+                           f"flac) or a video with sound", field, sentence=True)
+    if max_seconds is not None and (info["duration"] or 0) > max_seconds + 1:
+        raise RequestError(f"{name} is {info['duration']:.1f} s long; sounds up to "
+                           f"{max_seconds:g} s are taken here (sample.max_seconds); cut it",
+                           field, sentence=True)
+
+
 def check_image_file(path: str | os.PathLike, field: str | None = None) -> None:
     """Refuses, from its header, a file that holds no picture (audio only, not media)."""
     info = _probe(path, field)
@@ -179,6 +196,39 @@ class Checks:
               image_hint: str = "animate an image with `o1 animate --image`") -> None:
         """A video to read (`check_video_file`, up to `sample.max_seconds`)."""
         check_video_file(path, self.sample.max_seconds, image_hint, field)
+
+    def audio(self, path: str | os.PathLike, field: str) -> None:
+        """A sound to read (`check_audio_file`, up to `sample.max_seconds`)."""
+        check_audio_file(path, self.sample.max_seconds, field)
+
+    def sound(self, audio: np.ndarray, seconds: float | None = None, field: str = "sound",
+              name: str | None = None) -> int:
+        """Frames of video to make for a sound (float32 [N] mono at `data.sample_rate`): its
+        first `seconds`, or all of it to the nearest frame (at least one).
+
+        Refused: `seconds` out of range or longer than the sound, and a sound (the part
+        taken) that is silent, since there is nothing to make a video for, or longer than
+        `sample.max_seconds`. `name`: the file the sound came from, named in the refusal."""
+        rate, spf = self.config.data.sample_rate, self.config.data.samples_per_frame
+        if seconds is not None:
+            frames = self.seconds(seconds)
+            if frames > max(1, round(len(audio) / spf)):
+                raise RequestError(f"is {seconds:g}, but the sound is {len(audio) / rate:.2f} "
+                                   f"s long; ask for at most that, or leave it out for the "
+                                   f"whole sound", "seconds")
+            audio = audio[:frames * spf]
+        who = f"{name} " if name else ""
+        if media.is_silent(audio):
+            raise RequestError(
+                f"{who}is silent (it never peaks above {media.SILENCE_DBFS:g} dBFS): there is "
+                f"nothing to make a video for; give a sound with something in it, or make a "
+                f"clip from a prompt alone (generate)", field, sentence=bool(name))
+        most = self.sample.max_seconds
+        if len(audio) / rate > most:
+            raise RequestError(f"{who}is {len(audio) / rate:.2f} s long; sounds up to {most:g} "
+                               f"s are taken here (sample.max_seconds); cut it", field,
+                               sentence=bool(name))
+        return max(1, round(len(audio) / spf))
 
 
 def _languages(codes) -> str:

@@ -1,5 +1,5 @@
 """Everything a trained workdir does for a user: text -> video with sound, captions, dubbing,
-image animation and continuation.
+video for a sound, image animation and continuation.
 
     pipe = Pipeline("runs/quickstart")
     clip = pipe.generate("a fast red circle bounces", seconds=2.0)
@@ -10,7 +10,8 @@ One model clip is the config's T frames (`data.seconds`, e.g. 33 frames = 2.06 s
 outputs are made window by window with the continuation task: the last
 `1 + t_down (c - 1)` frames (and their sound) of what exists are re-encoded as the clean
 first c latent steps of the next window, and the frames after them are appended. A dubbed
-video longer than one clip is dubbed in consecutive windows of T frames.
+video longer than one clip is dubbed in consecutive windows of T frames, and a sound longer
+than one clip is given its video the same way.
 
 Inputs are checked before any work: `RequestError` names the bad value and what to do.
 Outputs are at the model's frame size, frame rate and sample rate.
@@ -26,8 +27,10 @@ import pathlib
 import time
 from collections.abc import Callable
 
+import av
 import jax
 import numpy as np
+import soxr
 from flax import nnx
 
 from o1 import checkpoint, media
@@ -43,11 +46,18 @@ from o1.sampler import (
     buckets,
     within,
 )
-from o1.serve.checks import Checks, check_video_file, committed_steps, load_config
+from o1.serve.checks import (
+    Checks,
+    check_audio_file,
+    check_video_file,
+    committed_steps,
+    load_config,
+)
 from o1.tokenizers import bundle
 
-__all__ = ["Pipeline", "RequestError", "check_video_file", "committed_steps", "load_config",
-           "load_model", "read_clip", "read_image", "format_profile", "step_times"]
+__all__ = ["Pipeline", "RequestError", "check_audio_file", "check_video_file",
+           "committed_steps", "load_config", "load_model", "read_audio", "read_clip",
+           "read_image", "format_profile", "step_times"]
 
 CONTEXT_FRACTION = 0.5  # share of a window's latent steps kept as context when extending
 
@@ -99,6 +109,53 @@ def read_image(path: str | os.PathLike, config: Config) -> np.ndarray:
     # A video gives its first frame; nothing after it is decoded.
     return media.read_media(path, size=(d.height, d.width), require_audio=False,
                             seconds=1e-3).frames[0]
+
+
+def read_audio(path: str | os.PathLike, config: Config, seconds: float | None = None) -> Clip:
+    """The sound of a file as a Clip without frames, for `Pipeline.visualize`: float32 [N]
+    mono audio at the model's sample rate (downmixed as `media.read_media` downmixes, then
+    resampled), from its first sample; only its first `seconds` when given.
+
+    Any file FFmpeg decodes may hold the sound: wav, mp3, m4a, flac, ogg, or a video, whose
+    first audio track is read and whose picture is not. See `check_audio_file` for the checks
+    to make before. Raises media.MediaError naming the file when it cannot be decoded."""
+    path = pathlib.Path(path)
+    rate = config.data.sample_rate
+    hint = "the file may be corrupt, truncated or not a sound file; re-encode it"
+    chunks, native, have, end = [], 0, 0, None
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise media.MediaError(path, "has no audio track",
+                                       "give a sound file or a video with sound")
+            stream = container.streams.audio[0]
+            if stream.duration:  # encoders pad the last codec frame; the header says where
+                end = float(stream.duration * stream.time_base)  # the sound ends
+            # Planar float with the decoder's channels, downmixed by media's own downmix.
+            planar = av.AudioResampler(format="fltp")
+            for frame in container.decode(stream):
+                native = native or frame.sample_rate
+                for chunk in planar.resample(frame):
+                    chunks.append(media._to_mono(chunk))
+                    have += len(chunks[-1])
+                # A little past the end, so the resampler's filter sees what follows it.
+                if seconds is not None and have > (seconds + 0.1) * native:
+                    break
+            chunks += [media._to_mono(chunk) for chunk in planar.resample(None)]
+    except av.error.FFmpegError as e:
+        raise media.MediaError(path, f"decoding failed: {e.strerror or e}", hint) from None
+    audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    if end is not None:
+        audio = audio[:round(end * native)]
+    if not len(audio):
+        raise media.MediaError(path, "has an audio track with no decodable samples", hint)
+    if native != rate:
+        audio = soxr.resample(audio, native, rate, quality="HQ")
+    if seconds is not None:
+        audio = audio[:round(seconds * rate)]
+    d = config.data
+    return Clip(np.zeros((0, d.height, d.width, 3), np.uint8), float(d.fps),
+                np.clip(audio, -1.0, 1.0).astype(np.float32), rate)
 
 
 class Pipeline:
@@ -200,6 +257,21 @@ class Pipeline:
             raise RequestError("must be a Clip with at least one frame (see read_clip)", field)
         self.check_seconds(len(clip.frames) / self.fps, field)
 
+    def _sound(self, sound: Clip, seconds: float | None) -> np.ndarray:
+        """The audio of `sound` at the model's sample rate, its first `seconds` (default: all
+        of it) cut or padded with silence to whole frames; or RequestError (`Checks.sound`)."""
+        if not isinstance(sound, Clip) or sound.audio is None or not sound.sample_rate:
+            raise RequestError("must be a Clip with audio (see read_audio)", "sound")
+        audio = np.asarray(sound.audio, np.float32)
+        if audio.ndim != 1 or not np.isfinite(audio).all():
+            raise RequestError(f"audio must be finite mono samples [N], got shape "
+                               f"{audio.shape} (read_audio downmixes)", "sound")
+        if sound.sample_rate != self.sample_rate:
+            audio = np.clip(soxr.resample(audio, sound.sample_rate, self.sample_rate,
+                                          quality="HQ"), -1.0, 1.0).astype(np.float32)
+        n = self.checks.sound(audio, seconds) * self.spf
+        return np.pad(audio[:n], (0, max(0, n - len(audio))))
+
     # ------------------------------------------------------------------------------------------
     # Tasks: options not given (None) come from the config's `sample` section.
     # ------------------------------------------------------------------------------------------
@@ -256,6 +328,31 @@ class Pipeline:
         audio = np.concatenate(waves)[:len(clip.frames) * self.spf]
         return Clip(clip.frames, self.fps, audio, self.sample_rate, timings)
 
+    def visualize(self, sound: Clip, prompt: str | None = None, seconds: float | None = None,
+                  flow: FlowOptions | None = None, seed: int | None = None,
+                  progress: Progress | None = None) -> Clip:
+        """Sound -> a video made for it, with the sound as its audio, in windows of one clip.
+
+        `sound` is a Clip whose audio (mono float [N] at its `sample_rate`) is the sound:
+        `read_audio` gives one from an audio file, `read_clip` from a video with sound, whose
+        frames are not used. The sound is brought to the model's sample rate and taken whole
+        (to the nearest frame: cut or padded with silence by under half a frame), or its first
+        `seconds`. A silent sound is refused: there is nothing to make a video for."""
+        flow, seed = self._sampling(flow, seed)
+        ids = self.prompt_ids(prompt, required=False)
+        audio = self._sound(sound, seconds)
+        frames = len(audio) // self.spf
+        timings: dict[str, float] = {}
+        videos = []
+        starts = range(0, frames, self.clip_frames)
+        ticks = _Ticks(flow.steps * len(starts), progress)
+        for w, start in enumerate(starts):
+            window = audio[start * self.spf:(start + self.clip_frames) * self.spf]
+            video, _ = self._window(ids, None, window, "audio_to_video", flow, seed + w,
+                                    timings, decode_audio=False, ticks=ticks)
+            videos.append(video)
+        return Clip(np.concatenate(videos)[:frames], self.fps, audio, self.sample_rate, timings)
+
     def animate(self, image: np.ndarray, prompt: str, seconds: float | None = None,
                 flow: FlowOptions | None = None, seed: int | None = None,
                 progress: Progress | None = None) -> Clip:
@@ -305,13 +402,18 @@ class Pipeline:
         frames = frames[:self.clip_frames]
         frames = np.concatenate([frames, np.repeat(frames[-1:], self.clip_frames - len(frames),
                                                    0)])
+        return frames, self._fit_audio(audio)
+
+    def _fit_audio(self, audio: np.ndarray | None) -> np.ndarray:
+        """Audio cut or padded with silence to one model clip (silence when None)."""
         n = self.config.num_samples
         audio = np.zeros(n, np.float32) if audio is None else np.asarray(audio, np.float32)[:n]
-        return frames, np.pad(audio, (0, n - len(audio)))
+        return np.pad(audio, (0, n - len(audio)))
 
     def _window(self, ids, frames, audio, task: str, flow: FlowOptions, seed: int,
                 timings: dict[str, float], context_steps: int = 1, decode_video: bool = True,
-                ticks: _Ticks | None = None) -> tuple[np.ndarray | None, np.ndarray]:
+                ticks: _Ticks | None = None, decode_audio: bool = True
+                ) -> tuple[np.ndarray | None, np.ndarray | None]:
         """One model clip of `task`; context from `frames` / `audio` (None = nothing given)."""
         c, tok = self.config, self.tokenizers
         video_z = np.zeros((c.num_video_latents, *c.latent_grid, c.video_vae.channels),
@@ -319,10 +421,9 @@ class Pipeline:
         audio_z = np.zeros((c.num_audio_latents, c.audio.channels), np.float32)
         start = time.perf_counter()
         if frames is not None:
-            frames, audio = self._fit(frames, audio)
-            video_z = tok.encode_video(frames[None])[0]
-            if task == "continuation":
-                audio_z = tok.encode_audio(audio[None])[0]
+            video_z = tok.encode_video(self._fit(frames, None)[0][None])[0]
+        if audio is not None:  # the sound is context (continuation, audio_to_video)
+            audio_z = tok.encode_audio(self._fit_audio(audio)[None])[0]
         _add(timings, "encode", time.perf_counter() - start)
         request = MediaRequest(ids, video_z, audio_z,
                                self.sampler.builder.noised_mask(task, context_steps))
@@ -340,9 +441,9 @@ class Pipeline:
         video_z, audio_z = self.sampler.builder.unpack_media(feats)
         start = time.perf_counter()
         video = tok.decode_video(video_z[None])[0] if decode_video else None
-        mel = tok.decode_mel(audio_z[None])
+        mel = tok.decode_mel(audio_z[None]) if decode_audio else None
         mid = time.perf_counter()
-        wave = tok.vocoder(mel, c.num_samples)[0]
+        wave = tok.vocoder(mel, c.num_samples)[0] if decode_audio else None
         _add(timings, "vae_decode", mid - start)
         _add(timings, "waveform", time.perf_counter() - mid)
         return video, wave

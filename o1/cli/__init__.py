@@ -12,6 +12,7 @@
     o1 generate --workdir W --prompt TEXT --out clip.mp4 [--seconds S] [--steps N] [--profile]
     o1 caption --workdir W clip.mp4 [--json]
     o1 dub --workdir W silent.mp4 --out dubbed.mp4 [--prompt TEXT]
+    o1 visualize --workdir W sound.wav --out clip.mp4 [--prompt TEXT] [--seconds S]
     o1 animate --workdir W --image first.png --prompt TEXT --out clip.mp4
     o1 extend --workdir W clip.mp4 --seconds S --out longer.mp4 [--prompt TEXT]
     o1 eval --workdir W [--split test] [--num N] [--out report.json]

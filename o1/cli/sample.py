@@ -1,5 +1,5 @@
-"""Sampling from a trained workdir: `o1 generate`, `caption`, `dub`, `animate` and `extend`,
-and the sampling flags `o1 eval` shares.
+"""Sampling from a trained workdir: `o1 generate`, `caption`, `dub`, `visualize`, `animate`
+and `extend`, and the sampling flags `o1 eval` shares.
 
 A sampling flag that is not given takes the workdir config's `sample` section (o1.config's
 SampleConfig); the options are checked by `o1.sampler.FlowOptions` / `TextOptions`, whose
@@ -159,6 +159,27 @@ def _dub(args: argparse.Namespace) -> None:
     _wrote(pipe.dub(read_clip(path, pipe.config), args.prompt, flow, seed), out)
 
 
+def _visualize(args: argparse.Namespace) -> None:
+    import pathlib
+
+    from o1.serve.checks import check_audio_file, check_output
+    from o1.serve.pipeline import read_audio
+
+    path, out = _input(args.input, "sound to make a video for"), check_output(args.out)
+    check_audio_file(path, field="input")
+    check = checks(args)
+    check.audio(path, "input")
+    flow, seed = flow_options(args, check), check.seed(args.seed)
+    check.prompt(args.prompt, required=False)
+    if args.seconds is not None:
+        check.seconds(args.seconds)
+    # The sound is decoded before the model loads: a silent one is refused without it.
+    sound = read_audio(path, check.config, args.seconds)
+    check.sound(sound.audio, args.seconds, "input", pathlib.Path(path).name)
+    pipe = _pipeline(args)
+    _wrote(pipe.visualize(sound, args.prompt, args.seconds, flow, seed), out)
+
+
 def _animate(args: argparse.Namespace) -> None:
     from o1.serve.checks import check_image_file, check_output
     from o1.serve.pipeline import read_image
@@ -216,6 +237,21 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     dub.add_argument("--prompt", default=None, help="optional description to guide the sound")
     sampling_flags(dub)
     dub.set_defaults(func=_dub)
+
+    vis = commands.add_parser("visualize", help="sound -> video made for it, with that sound",
+                              formatter_class=SampleDefaults,
+                              description="Make a video for a sound (any length up to a "
+                                          "minute, in windows of one model clip); the sound "
+                                          "is kept as the clip's audio, at the model's "
+                                          "sample rate and in mono.")
+    vis.add_argument("input", help="sound file (wav, mp3, m4a, flac, ...) or a video whose "
+                                   "sound to use (its picture is not)")
+    vis.add_argument("--out", required=True, help="mp4 file to write")
+    vis.add_argument("--prompt", default=None, help="optional description to guide the video")
+    vis.add_argument("--seconds", type=float, default=None,
+                     help="use only the sound's first seconds (default: all of it)")
+    sampling_flags(vis)
+    vis.set_defaults(func=_visualize)
 
     ani = commands.add_parser("animate", help="image + prompt -> video with sound",
                               formatter_class=SampleDefaults,

@@ -44,11 +44,26 @@ def files(tmp_path_factory, trained_workdir):
         frame.sample_rate, frame.pts = 16000, 0
         out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
+    tone = d / "tone.wav"
+    _write_wav(tone, 0.5 * np.sin(np.arange(16000) / 3.0), 16000)
+    long_tone = d / "long.wav"  # over sample.max_seconds
+    _write_wav(long_tone, 0.5 * np.sin(np.arange(62 * 16000) / 3.0), 16000)
     folder = d / "folder.mp4"
     folder.mkdir()
     untrained = tmp_path_factory.mktemp("untrained")
     return {"clip": clip, "still": still, "notes": notes, "truncated": truncated,
-            "long": long, "sound": sound, "dir": d, "folder": folder, "untrained": untrained}
+            "long": long, "sound": sound, "tone": tone, "long_tone": long_tone, "dir": d,
+            "folder": folder, "untrained": untrained}
+
+
+def _write_wav(path, audio, rate):
+    import wave
+
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes((audio * 32767).astype("<i2").tobytes())
 
 
 def _cases(w, f):
@@ -59,6 +74,7 @@ def _cases(w, f):
     dub = ["dub", "--workdir", w, *out]
     ext = ["extend", "--workdir", w, str(f["clip"]), *out]
     ani = ["animate", "--workdir", w, "--prompt", "a red circle", *out]
+    vis = ["visualize", "--workdir", w, *out]
     return [
         ("empty prompt", ["generate", "--workdir", w, "--prompt", "", *out], "--prompt is empty"),
         ("blank prompt", ["generate", "--workdir", w, "--prompt", " \t ", *out],
@@ -113,6 +129,23 @@ def _cases(w, f):
         ("dub audio only", [*dub, str(f["sound"])], "sound.m4a has no video stream"),
         ("dub a video over the limit", [*dub, str(f["long"])], "long.mp4 is 62.0 s long"),
         ("animate audio only", [*ani, "--image", str(f["sound"])], "sound.m4a has no picture"),
+        ("visualize a missing sound", [*vis, str(f["dir"] / "none.wav")], "no such file"),
+        ("visualize an image", [*vis, str(f["still"])], "still.png has no audio track"),
+        ("visualize a video without sound", [*vis, str(f["long"])],
+         "long.mp4 has no audio track"),
+        ("visualize a text file", [*vis, str(f["notes"])], "notes.mp4"),
+        ("visualize a truncated mp4", [*vis, str(f["truncated"])], "truncated.mp4"),
+        ("visualize a silent sound", [*vis, str(f["sound"])],
+         "sound.m4a is silent (it never peaks above -90 dBFS): there is nothing to make a "
+         "video for"),
+        ("visualize a sound over the limit", [*vis, str(f["long_tone"])],
+         "long.wav is 62.0 s long; sounds up to 60 s"),
+        ("visualize past the sound's end", [*vis, str(f["tone"]), "--seconds", "2"],
+         "--seconds is 2, but the sound is 1.00 s long"),
+        ("visualize zero seconds", [*vis, str(f["tone"]), "--seconds", "0"],
+         "--seconds must be between"),
+        ("visualize with unknown words", [*vis, str(f["tone"]), "--prompt", "a zigzag"],
+         "'zigzag'"),
         ("animate a missing image", [*ani, "--image", str(f["dir"] / "none.png")],
          "no such file"),
         ("extend by zero", [*ext, "--seconds", "0"], "--seconds must be between"),
@@ -160,6 +193,9 @@ def test_python_api_refuses_before_the_model_loads(trained_workdir, files):
     pipe = Pipeline(trained_workdir)
     frames = np.zeros((33, 32, 32, 3), np.uint8)
     clip = Clip(frames, 16.0, np.zeros(33 * 1000, np.float32), 16000)
+
+    def tone(n):
+        return (0.5 * np.sin(np.arange(n) / 3.0)).astype(np.float32)
     cases = [
         (lambda: pipe.generate(""), "prompt is empty"),
         (lambda: pipe.generate(None), "prompt is empty"),
@@ -180,6 +216,18 @@ def test_python_api_refuses_before_the_model_loads(trained_workdir, files):
         (lambda: pipe.dub(Clip(np.zeros((62 * 16, 32, 32, 3), np.uint8), 16.0, None, 16000)),
          "video must be between"),
         (lambda: pipe.animate(frames[0, :16], "a red circle"), "image is (16, 32, 3)"),
+        (lambda: pipe.visualize("tone.wav"), "sound must be a Clip with audio"),
+        (lambda: pipe.visualize(Clip(frames, 16.0, None, None)),
+         "sound must be a Clip with audio"),
+        (lambda: pipe.visualize(Clip(frames, 16.0, np.zeros((2, 16000), np.float32), 16000)),
+         "sound audio must be finite mono samples [N], got shape (2, 16000)"),
+        (lambda: pipe.visualize(Clip(frames[:0], 16.0, np.zeros(16000, np.float32), 16000)),
+         "sound is silent"),
+        (lambda: pipe.visualize(Clip(frames[:0], 16.0, tone(61 * 16000), 16000)),
+         "sound is 61.00 s long; sounds up to 60 s"),
+        (lambda: pipe.visualize(Clip(frames[:0], 16.0, tone(16000), 16000), seconds=1.5),
+         "seconds is 1.5, but the sound is 1.00 s long"),
+        (lambda: pipe.visualize(clip, "一个红色的圆"), "never read in training"),
         (lambda: pipe.extend(clip, 100.0), "seconds must be between"),
         (lambda: pipe.extend(clip, 59.5), "would make the clip 61.56 s long"),
         (lambda: Pipeline(trained_workdir, step=999), "has no checkpoint 999"),

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from o1 import cli, media
+from o1.media import Clip
 from o1.sampler import FlowOptions
-from o1.serve.pipeline import Pipeline, RequestError, read_clip
+from o1.serve.pipeline import Pipeline, RequestError, read_audio, read_clip
 
 FLOW = FlowOptions(steps=2)
 
@@ -88,6 +89,90 @@ def test_dub_keeps_the_frames_and_makes_their_sound(pipe, clip_file):
     assert dubbed.audio.shape == (len(long.frames) * pipe.spf,) and np.abs(dubbed.audio).max() > 0
 
 
+def write_sound(path, channels, rate):
+    """float [C, N] as a sound file of the kind its suffix names (wav, flac, m4a, mp3)."""
+    import av
+
+    codec = {".wav": "pcm_s16le", ".flac": "flac", ".m4a": "aac", ".mp3": "libmp3lame"}
+    layout = {1: "mono", 2: "stereo"}[len(channels)]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec[path.suffix], rate=rate, layout=layout)
+        frame = av.AudioFrame.from_ndarray(np.asarray(channels, np.float32), format="fltp",
+                                           layout=layout)
+        frame.sample_rate, frame.pts = rate, 0
+        out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def tones(seconds, rate, pitch=440.0):
+    """A tone in bursts, like bounces: float [N]."""
+    t = np.arange(round(seconds * rate)) / rate
+    return (0.5 * np.sin(2 * np.pi * pitch * t) * (t % 0.5 < 0.1)).astype(np.float32)
+
+
+def test_read_audio_gives_the_sound_of_any_file_in_mono_at_the_models_rate(pipe, clip_file,
+                                                                           tmp_path):
+    rate = pipe.sample_rate
+    left = tones(1.5, 44100)
+    reads = {}
+    for suffix in (".wav", ".flac", ".m4a", ".mp3"):
+        sound = read_audio(write_sound(tmp_path / f"s{suffix}", [left, 0 * left], 44100),
+                           pipe.config)
+        assert sound.sample_rate == rate and sound.audio.dtype == np.float32, suffix
+        assert len(sound.frames) == 0 and sound.audio.ndim == 1, suffix
+        reads[suffix] = sound.audio
+    # As long as the sound, whatever padding the codec added.
+    t = np.arange(round(1.5 * rate)) / rate
+    assert {len(audio) for audio in reads.values()} == {len(t)}
+    # Lossless: the tone at the model's rate, stereo downmixed as read_media does, (L + R) / 2.
+    want = 0.25 * np.sin(2 * np.pi * 440 * t) * (t % 0.5 < 0.1)
+    for suffix in (".wav", ".flac"):
+        edges = np.abs(np.diff(t % 0.5 < 0.1, prepend=0)).astype(bool)
+        near_edge = np.convolve(edges, np.ones(64), "same") > 0  # the resampler's ringing
+        np.testing.assert_allclose(reads[suffix][~near_edge], want[~near_edge], atol=1e-4)
+    for suffix in (".m4a", ".mp3"):  # lossy
+        assert np.corrcoef(reads[suffix], want)[0, 1] > 0.99, suffix
+    assert len(read_audio(tmp_path / "s.wav", pipe.config, seconds=1.0).audio) == rate
+    # A video's sound track, as read_clip reads it with its frames.
+    video = read_clip(clip_file, pipe.config)
+    track = read_audio(clip_file, pipe.config)
+    assert 0 <= len(track.audio) - len(video.audio) < 1024  # read_clip cuts at the picture's end
+    np.testing.assert_allclose(track.audio[:len(video.audio)], video.audio, atol=1e-6)
+    assert len(pipe.visualize(track, flow=FLOW).frames) == len(video.frames)
+
+
+def test_visualize_makes_a_video_for_the_sound_and_keeps_it_as_the_audio(pipe, tmp_path):
+    c = pipe.config
+    sound = read_audio(write_sound(tmp_path / "s.wav", [tones(3.3, 16000)] * 2, 16000), c)
+    calls = []
+    clip = pipe.visualize(sound, flow=FLOW, seed=2,
+                          progress=lambda done, total: calls.append((done, total)))
+    frames = round(3.3 * pipe.fps)  # 52.8 frames: the sound is padded to 53
+    assert frames > pipe.clip_frames  # two windows
+    assert clip.frames.shape == (frames, c.data.height, c.data.width, 3)
+    assert clip.audio.shape == (frames * pipe.spf,) and clip.sample_rate == c.data.sample_rate
+    np.testing.assert_array_equal(clip.audio[:len(sound.audio)], sound.audio)
+    assert not clip.audio[len(sound.audio):].any()
+    assert calls == [(i, 4) for i in range(1, 5)]
+    again = pipe.visualize(sound, flow=FLOW, seed=2)
+    np.testing.assert_array_equal(again.frames, clip.frames)
+    other = pipe.visualize(Clip(sound.frames, sound.fps, tones(3.3, 16000, 880.0), 16000),
+                           flow=FLOW, seed=2)
+    assert not np.array_equal(other.frames, clip.frames)  # the video follows the sound
+    # A sound at another rate is resampled; `seconds` takes its start; a video's frames are
+    # not used.
+    def sine(rate):
+        return (0.5 * np.sin(2 * np.pi * 440 * np.arange(3 * rate) / rate)).astype(np.float32)
+
+    first = pipe.visualize(Clip(clip.frames, clip.fps, sine(32000), 32000), seconds=1.0,
+                           flow=FLOW, seed=2)
+    assert first.frames.shape[0] == 16 and first.audio.shape == (16 * pipe.spf,)
+    # Equal but for the resampler's first few samples, where the sound starts abruptly.
+    np.testing.assert_allclose(first.audio[50:], sine(16000)[50:16 * pipe.spf], atol=1e-4)
+    assert first.write(tmp_path / "v.mp4") and media.probe(tmp_path / "v.mp4")["has_audio"]
+
+
 def test_animate_and_caption(pipe, clip_file):
     clip = read_clip(clip_file, pipe.config)
     animated = pipe.animate(clip.frames[0], "a green triangle", flow=FLOW)
@@ -128,6 +213,29 @@ def test_cli_tasks_write_their_outputs(trained_workdir, clip_file, tmp_path, cap
     code, out, err = _run(capsys, "animate", *common, "--image", image, "--prompt", "a ball",
                           "--out", tmp_path / "a.mp4")
     assert code == 0, err
+
+
+def test_cli_visualize_writes_the_sound_with_its_video_and_seeds_fix_it(trained_workdir,
+                                                                       clip_file, tmp_path,
+                                                                       capsys):
+    sound = write_sound(tmp_path / "bounces.m4a", [tones(2.5, 22050)] * 2, 22050)
+    common = ["visualize", "--workdir", trained_workdir, "--steps", "2", "--seed", "5"]
+    code, out, err = _run(capsys, *common, sound, "--out", tmp_path / "a.mp4")
+    assert code == 0 and "wrote" in out, err
+    clip = media.read_media(tmp_path / "a.mp4")
+    assert len(clip.frames) == 40 and clip.sample_rate == 16000
+    # The sound survives the AAC round trip: its bursts are where they were.
+    given = read_audio(sound, Pipeline(trained_workdir).config).audio
+    envelope = [np.abs(a[:40000]).reshape(40, 1000).max(1) for a in (given, clip.audio)]
+    assert np.corrcoef(*envelope)[0, 1] > 0.95
+    # A video's sound track; its picture is not used. Then the first command again, after
+    # other clips were made: the same file, byte for byte.
+    code, out, err = _run(capsys, *common, clip_file, "--seconds", "1", "--prompt",
+                          "a red circle", "--out", tmp_path / "b.mp4")
+    assert code == 0 and len(media.read_media(tmp_path / "b.mp4").frames) == 16, err
+    code, out, err = _run(capsys, *common, sound, "--out", tmp_path / "c.mp4")
+    assert code == 0, err
+    assert (tmp_path / "c.mp4").read_bytes() == (tmp_path / "a.mp4").read_bytes()
 
 
 def _write_png(path, frame):
