@@ -24,9 +24,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="judge every task on AV-Shapes clips (colour, shape, count, speed, sound, sync, "
              "motion across latents, first frames, captions)",
         description="Regenerate AV-Shapes clips of a split from the workdir's config, run "
-                    "text_to_av, image_to_video, video_to_audio and video_to_caption on them, "
-                    "and judge the results from pixels and samples, next to the ground "
-                    "truth's own scores (the ceiling) and a shuffled audio pairing (the floor). "
+                    "text_to_av, image_to_video, video_to_audio, audio_to_video and "
+                    "video_to_caption on them, and judge the results from pixels and samples, "
+                    "next to the ground truth's own scores (the ceiling) and a shuffled audio "
+                    "pairing (the floor). "
                     "Counts are of the blobs a viewer sees; objects jumping where one video "
                     "latent ends and the next begins show as a jump_ratio above 1; an "
                     "animated image's frame 0 is compared (PSNR) with the tokenizers' round "

@@ -15,7 +15,8 @@ def test_eval_judges_every_task_next_to_the_ground_truth(trained_workdir, tmp_pa
                                progress=False)
     saved = json.loads(out.read_text())
     assert saved["rows"].keys() == report["rows"].keys() == {
-        "ground truth", "tokenizers", "text_to_av", "image_to_video", "video_to_audio"}
+        "ground truth", "tokenizers", "text_to_av", "image_to_video", "video_to_audio",
+        "audio_to_video"}
     truth = report["rows"]["ground truth"]
     assert truth["clips"] == 2 and truth["bounces"] > 0
     # the round trip through the tokenizers judges the same clips (a few steps of VAE
@@ -33,10 +34,16 @@ def test_eval_judges_every_task_next_to_the_ground_truth(trained_workdir, tmp_pa
     assert 0 < animated["frame0_psnr"] <= animated["frame0_psnr_roundtrip"] + 1.0
     assert 0.0 <= animated["i2v_object_kept"] <= 1.0 or np.isnan(animated["i2v_object_kept"])
     assert "per_seed" not in saved and saved["seeds"] == 1
+    # the picture made for a sound: its colours, count and bounces against that sound, not the
+    # shape it cannot name, nor the sound's own colours (the true ones)
+    visualized = report["rows"]["audio_to_video"]
+    assert {"colour", "count", "sync_hit", "sync_hit_shuffled", "jump_ratio"} <= visualized.keys()
+    assert not {"shape", "speed", "audio_colour"} & visualized.keys()
+    assert visualized["bounces"] >= 0 and visualized["clips"] == 2
     captions = report["captions"]
     assert abs(captions["ground truth"]["bleu4"] - 100.0) < 1e-9
     assert np.isfinite(captions["video_to_caption"]["cider_d"])
-    assert len(list((trained_workdir / "eval" / "samples").glob("*.mp4"))) == 6
+    assert len(list((trained_workdir / "eval" / "samples").glob("*.mp4"))) == 8
     text = evaluate.format_report(report)
     assert "ground truth" in text and "video_to_caption" in text
     assert "consistency" in text and "frame0_psnr_roundtrip" in text
@@ -49,7 +56,7 @@ def test_eval_judges_every_task_next_to_the_ground_truth(trained_workdir, tmp_pa
     assert code == 0 and "captions" in printed and "video_to_audio seed 1" in printed
     saved = json.loads((tmp_path / "cli.json").read_text())
     assert saved["checkpoint"] == 2 and saved["seeds"] == 2
-    assert [len(rows) for rows in saved["per_seed"].values()] == [2, 2, 2]
+    assert [len(rows) for rows in saved["per_seed"].values()] == [2, 2, 2, 2]
     dub = saved["rows"]["video_to_audio"]
     assert "dub_agreement" in dub and "dub_agreement_shuffled" in dub  # null: one clip
     assert dub["bounces"] == sum(r["bounces"] for r in saved["per_seed"]["video_to_audio"])
