@@ -2,8 +2,8 @@
 
     o1 serve --workdir runs/quickstart [--host 127.0.0.1 --port 7860]
 
-One tab per task (Text -> Video+Sound, Video -> Caption, Video -> Sound, Image -> Video,
-Extend), each also a named endpoint for `gradio_client`:
+One tab per task (Text -> Video+Sound, Video -> Caption, Video -> Sound, Sound -> Video,
+Image -> Video, Extend), each also a named endpoint for `gradio_client`:
 
     from gradio_client import Client
     client = Client("http://127.0.0.1:7860/")
@@ -35,7 +35,7 @@ from o1.media import Clip
 from o1.sampler import FlowOptions
 from o1.serve import picture
 from o1.serve.checks import check_image_file
-from o1.serve.pipeline import Pipeline, RequestError, read_clip, read_image
+from o1.serve.pipeline import Pipeline, RequestError, read_audio, read_clip, read_image
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,8 @@ LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 # How the page names each field of a request (RequestError.field).
 LABELS = {"prompt": "Prompt", "seconds": "Seconds", "steps": "Denoising steps",
           "cfg_video": "Guidance on video", "cfg_audio": "Guidance on sound", "seed": "Seed",
-          "video": "Video", "image": "First frame", "checkpoint": "Checkpoint"}
+          "video": "Video", "sound": "Sound", "image": "First frame",
+          "checkpoint": "Checkpoint"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,6 +156,17 @@ class Studio:
                                                      "tab")
         return self._read(path, "video", lambda: read_clip(path, self.config, seconds=seconds))
 
+    def _sound(self, path: str | None) -> Clip:
+        """An uploaded sound (an audio file or a video's sound track) at the model's rate;
+        files without sound, and silent sounds, are refused."""
+        if not path:
+            raise RequestError("no sound was given; upload a sound file (wav, mp3, m4a, flac)",
+                               "sound", sentence=True)
+        self.checks.audio(path, "sound")
+        sound = self._read(path, "sound", lambda: read_audio(path, self.config))
+        self.checks.sound(sound.audio, field="sound", name=pathlib.Path(path).name)
+        return sound
+
     def _image(self, path: str | None) -> np.ndarray:
         if not path:
             raise RequestError("no image was given; upload a picture (png, jpg) for the first "
@@ -196,6 +208,15 @@ class Studio:
         clip = self._video(video, "video to dub")
         return self._publish(self.pipe.dub(clip, prompt, flow, seed, progress))
 
+    def visualize(self, sound: str, prompt: str | None = None, steps: int | None = None,
+                  cfg_video: float | None = None, cfg_audio: float | None = None,
+                  seed: int | None = None, progress: Callable | None = None
+                  ) -> tuple[str, str, str]:
+        flow, seed = self._options(steps, cfg_video, cfg_audio, seed)
+        self.checks.prompt(prompt, required=False)
+        clip = self._sound(sound)
+        return self._publish(self.pipe.visualize(clip, prompt, None, flow, seed, progress))
+
     def animate(self, image: str, prompt: str, seconds: float, steps: int | None = None,
                 cfg_video: float | None = None, cfg_audio: float | None = None,
                 seed: int | None = None, progress: Callable | None = None
@@ -233,7 +254,7 @@ class Studio:
 
     def _write_examples(self) -> list[dict]:
         """AV-Shapes test clips of the served config whose captions fit the model: mp4 with
-        sound, silent mp4, first frame."""
+        sound, silent mp4, its sound alone (wav), first frame."""
         from PIL import Image
 
         from o1.avshapes import generator
@@ -251,13 +272,15 @@ class Studio:
             except RequestError:
                 continue  # a prompt this model would refuse
             n = len(examples)
-            paths = {k: folder / f"{n}{k}" for k in (".mp4", "_silent.mp4", ".png")}
+            paths = {k: folder / f"{n}{k}" for k in (".mp4", "_silent.mp4", ".wav", ".png")}
             if not all(p.exists() for p in paths.values()):  # written once per folder
                 media.write_mp4(paths[".mp4"], clip.video, d.fps, clip.audio, d.sample_rate)
                 media.write_mp4(paths["_silent.mp4"], clip.video, d.fps)
+                _write_wav(paths[".wav"], clip.audio, d.sample_rate)
                 Image.fromarray(clip.video[0]).save(paths[".png"])
             examples.append({"caption": clip.caption, "video": str(paths[".mp4"]),
-                             "silent": str(paths["_silent.mp4"]), "image": str(paths[".png"])})
+                             "silent": str(paths["_silent.mp4"]), "sound": str(paths[".wav"]),
+                             "image": str(paths[".png"])})
         return examples
 
     def warm_up(self) -> float:
@@ -269,6 +292,7 @@ class Studio:
                 lambda: self.generate(first["caption"], longer, steps=2),
                 lambda: self.caption(first["video"]),
                 lambda: self.dub(first["silent"], steps=2),
+                lambda: self.visualize(first["sound"], steps=2),
                 lambda: self.animate(first["image"], first["caption"], self.pipe.clip_seconds,
                                      steps=2),
                 lambda: self.extend(first["video"], 0.5, steps=2)):
@@ -375,6 +399,22 @@ class Studio:
                     out = results("dub")
                 task(self.dub, [video, prompt, *flow], out, go, "dub")
 
+            with gr.Tab("Sound -> Video", id="visualize"):
+                with gr.Row():
+                    with gr.Column():
+                        sound = gr.Audio(label="Sound (kept as the clip's sound)",
+                                         type="filepath", sources=["upload"])
+                        prompt = gr.Textbox(label="Prompt (optional)", max_lines=3)
+                        flow = sampling()
+                        go = gr.Button("Make the video", variant="primary",
+                                       elem_id="visualize-btn")
+                        gr.Examples([[e["sound"]] for e in ex], [sound])
+                        # Gradio protects the example files of a video or an image from
+                        # delete_cache, but not an audio component's: name them.
+                        sound.keep_in_cache.update(e["sound"] for e in ex)
+                    out = results("visualize")
+                task(self.visualize, [sound, prompt, *flow], out, go, "visualize")
+
             with gr.Tab("Image -> Video", id="animate"):
                 with gr.Row():
                     with gr.Column():
@@ -423,6 +463,22 @@ class Studio:
             prevent_thread_lock=not block, footer_links=["api"],
             app_kwargs={"middleware": middleware})
         return app, url
+
+
+def _write_wav(path: pathlib.Path, audio: np.ndarray, sample_rate: int) -> None:
+    """A mono float waveform as a 16-bit PCM wav, written whole or not at all."""
+    import wave
+
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with wave.open(str(tmp), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(sample_rate)
+            out.writeframes((np.clip(audio, -1.0, 1.0) * 32767).astype("<i2").tobytes())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _gradio_task(fn: Callable) -> Callable:

@@ -12,6 +12,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import wave
 
 import numpy as np
 import pytest
@@ -110,7 +111,8 @@ def test_startup_names_the_checkpoint_and_binds_loopback_only(server):
 
 def test_every_endpoint_through_gradio_client(client, example, server):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert set(endpoints) == {"/generate", "/caption", "/dub", "/animate", "/extend"}
+    assert set(endpoints) == {"/generate", "/caption", "/dub", "/visualize", "/animate",
+                              "/extend"}
 
     video, image, sync = client.predict("a red circle bounces", 2.0, api_name="/generate")
     _check_clip(video, 2.0)
@@ -121,6 +123,14 @@ def test_every_endpoint_through_gradio_client(client, example, server):
 
     video, _, _ = client.predict(handle_file(example / "0_silent.mp4"), api_name="/dub")
     _check_clip(video, media.read_media(example / "0_silent.mp4", require_audio=False).seconds)
+
+    sound = media.read_media(example / "0.mp4")
+    video, _, _ = client.predict(handle_file(example / "0.wav"), api_name="/visualize")
+    _check_clip(video, sound.seconds)
+    # The sound is the clip's sound (through 16-bit wav and AAC): its bursts are where they were.
+    envelopes = [np.abs(a[:len(sound.audio)]).reshape(len(sound.frames), -1).max(1)
+                 for a in (sound.audio, media.read_media(video).audio)]
+    assert np.corrcoef(*envelopes)[0, 1] > 0.95
 
     video, _, _ = client.predict(handle_file(example / "0.png"), "a blue square", 1.5,
                                  api_name="/animate")
@@ -189,6 +199,12 @@ def test_bad_inputs_are_refused_and_the_server_keeps_serving(client, server, exa
     media.write_mp4(long_video, np.zeros((12 * 16, 32, 32, 3), np.uint8), 16)
     not_image = tmp_path / "frame.png"
     not_image.write_text("not a picture")
+    quiet = tmp_path / "quiet.wav"
+    with wave.open(str(quiet), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(bytes(2 * 16000))
     cases = [
         (("", 2.0), "/generate", "Prompt is empty"),
         (("一个红色的圆", 2.0), "/generate", "Prompt has 1 word this model never read"),
@@ -206,6 +222,12 @@ def test_bad_inputs_are_refused_and_the_server_keeps_serving(client, server, exa
         ((handle_file(example / "0.mp4"), 30.0), "/extend", "30"),
         ((handle_file(long_video),), "/dub", "12.0 s long"),
         ((handle_file(not_image), "a red circle"), "/animate", "frame.png"),
+        ((handle_file(example / "0.png"),), "/visualize", "Sound: 0.png has no audio track"),
+        ((handle_file(example / "0_silent.mp4"),), "/visualize",
+         "Sound: 0_silent.mp4 has no audio track"),
+        ((handle_file(quiet),), "/visualize", "Sound: quiet.wav is silent"),
+        ((handle_file(text),), "/visualize", "Sound: notes.mp4"),
+        ((handle_file(example / "0.wav"), "a zigzag"), "/visualize", "Prompt has 1 word"),
     ]
     for args, api, message in cases:
         with pytest.raises(AppError, match=message) as caught:
@@ -219,12 +241,16 @@ def test_bad_inputs_are_refused_and_the_server_keeps_serving(client, server, exa
 
 def test_the_same_request_gives_the_same_bytes_after_other_requests(client, example):
     request = ("a red circle bounces", 2.0, 3, 3.0, 3.0, 7)
+    sound = (handle_file(example / "0.wav"), "a red circle", 3, 3.0, 3.0, 7)
     first = pathlib.Path(client.predict(*request, api_name="/generate")[0]).read_bytes()
+    first_made = pathlib.Path(client.predict(*sound, api_name="/visualize")[0]).read_bytes()
     client.predict(handle_file(example / "0_silent.mp4"), api_name="/dub")
     client.predict("a blue square", 3.0, 2, 2.0, 1.0, 8, api_name="/generate")
     client.predict(handle_file(example / "0.mp4"), api_name="/caption")
     again = pathlib.Path(client.predict(*request, api_name="/generate")[0]).read_bytes()
     assert again == first
+    again = pathlib.Path(client.predict(*sound, api_name="/visualize")[0]).read_bytes()
+    assert again == first_made
 
 
 def test_only_the_studios_own_host_names_are_answered(server):
@@ -306,7 +332,8 @@ def test_outputs_are_deleted_after_the_cleanup_age(client, server):
     while time.time() < deadline and any(p.exists() for p in made):
         time.sleep(0.5)
     assert not any(p.exists() for p in made)
-    assert (server.out_dir / "examples" / "0.mp4").exists()  # examples are kept
+    for name in ("0.mp4", "0.wav"):  # examples are kept (Gradio's cache cleanup spares them)
+        assert (server.out_dir / "examples" / name).exists(), name
 
 
 def test_serve_refuses_a_workdir_without_a_model_or_a_busy_port(tmp_path, capsys, server):
