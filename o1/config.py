@@ -473,6 +473,9 @@ class SampleConfig:
     shift: float = 1.0
     cfg_video: float = 3.0  # classifier-free guidance scale on video tokens (1 = none)
     cfg_audio: float = 3.0  # classifier-free guidance scale on audio tokens (1 = none)
+    # frame-causal sampling: the noise level a finished latent step is re-noised to before it
+    # joins the KV cache as the next steps' past (0 = clean, as generated)
+    past_noise: float = 0.0
     seed: int = 0  # seed of the initial noise and of caption sampling
     max_tokens: int = 32  # longest caption `o1 caption` writes, in tokens (eos included)
     temperature: float = 0.0  # caption sampling temperature (0 = greedy)
@@ -520,6 +523,8 @@ class SampleConfig:
             ok, want = number and value >= 0, "a finite number >= 0"
         elif name == "top_p":
             ok, want = number and 0 < value <= 1, "in (0, 1]"
+        elif name == "past_noise":
+            ok, want = number and 0 <= value < 1, "in [0, 1)"
         else:
             raise KeyError(f"{name!r} is not a sampling option; they are "
                            f"{[f.name for f in dataclasses.fields(self)]}")

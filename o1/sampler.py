@@ -140,6 +140,7 @@ class FlowOptions(_Options):
     shift: float = _DEFAULTS.shift
     cfg_video: float = _DEFAULTS.cfg_video
     cfg_audio: float = _DEFAULTS.cfg_audio
+    past_noise: float = _DEFAULTS.past_noise
 
     @property
     def guided(self) -> bool:
@@ -278,10 +279,8 @@ class Sampler:
           float32 [R, M, F] media features in layout order: the context as given and the
           sampled tokens (unpack with `SequenceBuilder.unpack_media`).
         """
-        x = None
-        for _, x in self.iter_media(requests, options, key, cached, on_step):
-            pass
-        return x
+        *_, (_, media) = self.iter_media(requests, options, key, cached, on_step)
+        return media
 
     def denoising_passes(self, options: FlowOptions) -> int:
         """How many ("step", i) calls `sample_media` makes for one clip."""
@@ -352,7 +351,10 @@ class Sampler:
                     on_step("step", last if b.causal else i)
             x_all[:, part] = np.asarray(x)
             if b.causal and end < self.config.num_media_tokens:
-                context = self._commit(self.params, context, rows, x, index, cached=cached)
+                past = jnp.asarray(options.past_noise, jnp.float32)
+                context = self._commit(self.params, context, rows, consts, x, past,
+                                       jax.random.fold_in(key, 1_000_000 + last), index,
+                                       cached=cached)
             yield (b.t - 1 if not b.causal else last), x_all.copy()
 
     def _prefill_fn(self, params, prefix: dict) -> dict:
@@ -403,9 +405,13 @@ class Sampler:
 
         return jax.lax.fori_loop(0, levels.shape[0] - 1, step, x)
 
-    def _commit_fn(self, params, context, rows, x, index, *, cached):
-        """`context` with a finished latent step (x [R, n, F]) in it as clean context."""
-        inputs = self._inputs(rows, {"noised": jnp.zeros(x.shape[:2], bool)}, x, 0.0)
+    def _commit_fn(self, params, context, rows, consts, x, level, key, index, *, cached):
+        """`context` with a finished latent step (x [R, n, F]) in it as context: its
+        generated tokens re-noised to `level` (0: clean), the given ones as given."""
+        eps = jax.random.normal(key, x.shape, jnp.float32)
+        x = jnp.where(consts["noised"][..., None] & consts["features"],
+                      (1 - level) * x + level * eps, x)
+        inputs = self._inputs(rows, consts, x, level)
         inputs = {k: inputs[k] for k in MODEL_INPUTS}
         if not cached:
             return _written(context, inputs, index)

@@ -44,6 +44,7 @@ from o1.sampler import (
     Sampler,
     TextOptions,
     buckets,
+    denoising_passes,
     within,
 )
 from o1.serve.checks import (
@@ -61,7 +62,9 @@ __all__ = ["Pipeline", "RequestError", "check_audio_file", "check_video_file",
 
 CONTEXT_FRACTION = 0.5  # share of a window's latent steps kept as context when extending
 
-Progress = Callable[[int, int], None]  # (denoising steps done, steps in the whole request)
+# (denoising passes done, passes in the whole request): a pass is one denoising step, or,
+# frame-causal, one latent time step (`o1.sampler.denoising_passes`)
+Progress = Callable[[int, int], None]
 
 
 def load_model(workdir: str | os.PathLike, step: int | None = None) -> tuple[Config, Model, int]:
@@ -251,6 +254,10 @@ class Pipeline:
         within(self.config.sample, flow)
         return flow, self.checks.seed(seed)
 
+    def _passes(self, flow: FlowOptions) -> int:
+        """Progress ticks of one window (`o1.sampler.denoising_passes`)."""
+        return denoising_passes(self.config, flow)
+
     def _media(self, clip: Clip, field: str) -> None:
         """RequestError for a clip this pipeline cannot take (empty, or too long)."""
         if not isinstance(clip, Clip) or not len(clip.frames):
@@ -286,8 +293,8 @@ class Pipeline:
         ids = self.prompt_ids(prompt)
         frames = self.check_seconds(seconds if seconds is not None else self.clip_seconds)
         timings: dict[str, float] = {}
-        ticks = _Ticks(flow.steps * (1 + self.continuation_windows(self.clip_frames, frames)),
-                       progress)
+        windows = 1 + self.continuation_windows(self.clip_frames, frames)
+        ticks = _Ticks(self._passes(flow) * windows, progress)
         video, audio = self._window(ids, None, None, "text_to_av", flow, seed, timings,
                                     ticks=ticks)
         return self._extend_to(Clip(video, self.fps, audio, self.sample_rate, timings), frames,
@@ -319,7 +326,7 @@ class Pipeline:
         timings: dict[str, float] = {}
         waves = []
         starts = range(0, len(clip.frames), self.clip_frames)
-        ticks = _Ticks(flow.steps * len(starts), progress)
+        ticks = _Ticks(self._passes(flow) * len(starts), progress)
         for w, start in enumerate(starts):
             window, _ = self._fit(clip.frames[start:start + self.clip_frames], None)
             _, audio = self._window(ids, window, None, "video_to_audio", flow, seed + w,
@@ -345,7 +352,7 @@ class Pipeline:
         timings: dict[str, float] = {}
         videos = []
         starts = range(0, frames, self.clip_frames)
-        ticks = _Ticks(flow.steps * len(starts), progress)
+        ticks = _Ticks(self._passes(flow) * len(starts), progress)
         for w, start in enumerate(starts):
             window = audio[start * self.spf:(start + self.clip_frames) * self.spf]
             video, _ = self._window(ids, None, window, "audio_to_video", flow, seed + w,
@@ -365,8 +372,8 @@ class Pipeline:
             raise RequestError(f"is {getattr(image, 'shape', type(image).__name__)}; this model "
                                f"needs ({d.height}, {d.width}, 3) (use read_image)", "image")
         timings: dict[str, float] = {}
-        ticks = _Ticks(flow.steps * (1 + self.continuation_windows(self.clip_frames, frames)),
-                       progress)
+        windows = 1 + self.continuation_windows(self.clip_frames, frames)
+        ticks = _Ticks(self._passes(flow) * windows, progress)
         video, audio = self._window(ids, image[None], None, "image_to_video", flow, seed,
                                     timings, ticks=ticks)
         return self._extend_to(Clip(video, self.fps, audio, self.sample_rate, timings), frames,
@@ -389,7 +396,8 @@ class Pipeline:
             len(clip.frames) * self.spf, np.float32)
         start = Clip(clip.frames, self.fps, audio, self.sample_rate)
         want = len(clip.frames) + added
-        ticks = _Ticks(flow.steps * self.continuation_windows(len(clip.frames), want), progress)
+        ticks = _Ticks(self._passes(flow) * self.continuation_windows(len(clip.frames), want),
+                       progress)
         return self._extend_to(start, want, ids, flow, seed, ticks)
 
     # ------------------------------------------------------------------------------------------
@@ -479,7 +487,7 @@ class Pipeline:
 
 
 class _Ticks:
-    """Counts denoising steps across the windows of one request and reports them."""
+    """Counts denoising passes across the windows of one request and reports them."""
 
     def __init__(self, total: int, progress: Progress | None):
         self.done, self.total, self.progress = 0, total, progress
