@@ -263,6 +263,50 @@ def _encode(out, frames, fps, audio, sample_rate, crf) -> None:
         out.mux(sound.encode(None))
 
 
+def read_audio(path: str | os.PathLike, sample_rate: int, seconds: float | None = None
+               ) -> np.ndarray:
+    """The sound of a file: float32 [N] mono in [-1, 1] at `sample_rate`, from its first
+    sample; only its first `seconds` when given.
+
+    Any file FFmpeg decodes may hold it: wav, mp3, m4a, flac, ogg, or a video, whose first
+    audio track is read and whose picture is not. Channels are downmixed as `read_media`
+    downmixes; the padding encoders add after the last sample (the header says where the sound
+    ends) is cut.
+
+    Raises:
+      MediaError: naming the file, when it has no audio track or cannot be decoded.
+    """
+    path = pathlib.Path(path)
+    hint = "the file may be corrupt, truncated or not a sound file; re-encode it"
+    chunks, native, have, end = [], 0, 0, None
+    with _av_errors(path, "decoding", hint), av.open(str(path)) as container:
+        if not container.streams.audio:
+            raise MediaError(path, "has no audio track", "give a sound file or a video with sound")
+        stream = container.streams.audio[0]
+        if stream.duration:
+            end = float(stream.duration * stream.time_base)
+        planar = av.AudioResampler(format="fltp")  # the decoder's channels, as planes
+        for frame in container.decode(stream):
+            native = native or frame.sample_rate
+            for chunk in planar.resample(frame):
+                chunks.append(_to_mono(chunk))
+                have += len(chunks[-1])
+            # A little past the end, so the resampler's filter sees what follows it.
+            if seconds is not None and have > (seconds + 0.1) * native:
+                break
+        chunks += [_to_mono(chunk) for chunk in planar.resample(None)]
+    audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    if end is not None:
+        audio = audio[:round(end * native)]
+    if not len(audio):
+        raise MediaError(path, "has an audio track with no decodable samples", hint)
+    if native != sample_rate:
+        audio = soxr.resample(audio, native, sample_rate, quality="HQ")
+    if seconds is not None:
+        audio = audio[:round(seconds * sample_rate)]
+    return np.clip(audio, -1.0, 1.0).astype(np.float32)
+
+
 def read_media(
     path: str | os.PathLike,
     *,

@@ -27,7 +27,6 @@ import pathlib
 import time
 from collections.abc import Callable
 
-import av
 import jax
 import numpy as np
 import soxr
@@ -116,49 +115,12 @@ def read_image(path: str | os.PathLike, config: Config) -> np.ndarray:
 
 def read_audio(path: str | os.PathLike, config: Config, seconds: float | None = None) -> Clip:
     """The sound of a file as a Clip without frames, for `Pipeline.visualize`: float32 [N]
-    mono audio at the model's sample rate (downmixed as `media.read_media` downmixes, then
-    resampled), from its first sample; only its first `seconds` when given.
-
-    Any file FFmpeg decodes may hold the sound: wav, mp3, m4a, flac, ogg, or a video, whose
-    first audio track is read and whose picture is not. See `check_audio_file` for the checks
-    to make before. Raises media.MediaError naming the file when it cannot be decoded."""
-    path = pathlib.Path(path)
-    rate = config.data.sample_rate
-    hint = "the file may be corrupt, truncated or not a sound file; re-encode it"
-    chunks, native, have, end = [], 0, 0, None
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.audio:
-                raise media.MediaError(path, "has no audio track",
-                                       "give a sound file or a video with sound")
-            stream = container.streams.audio[0]
-            if stream.duration:  # encoders pad the last codec frame; the header says where
-                end = float(stream.duration * stream.time_base)  # the sound ends
-            # Planar float with the decoder's channels, downmixed by media's own downmix.
-            planar = av.AudioResampler(format="fltp")
-            for frame in container.decode(stream):
-                native = native or frame.sample_rate
-                for chunk in planar.resample(frame):
-                    chunks.append(media._to_mono(chunk))
-                    have += len(chunks[-1])
-                # A little past the end, so the resampler's filter sees what follows it.
-                if seconds is not None and have > (seconds + 0.1) * native:
-                    break
-            chunks += [media._to_mono(chunk) for chunk in planar.resample(None)]
-    except av.error.FFmpegError as e:
-        raise media.MediaError(path, f"decoding failed: {e.strerror or e}", hint) from None
-    audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    if end is not None:
-        audio = audio[:round(end * native)]
-    if not len(audio):
-        raise media.MediaError(path, "has an audio track with no decodable samples", hint)
-    if native != rate:
-        audio = soxr.resample(audio, native, rate, quality="HQ")
-    if seconds is not None:
-        audio = audio[:round(seconds * rate)]
+    mono audio at the model's sample rate from its first sample (`media.read_audio`); only its
+    first `seconds` when given. See `check_audio_file` for the checks to make before."""
     d = config.data
-    return Clip(np.zeros((0, d.height, d.width, 3), np.uint8), float(d.fps),
-                np.clip(audio, -1.0, 1.0).astype(np.float32), rate)
+    audio = media.read_audio(path, d.sample_rate, seconds)
+    return Clip(np.zeros((0, d.height, d.width, 3), np.uint8), float(d.fps), audio,
+                d.sample_rate)
 
 
 class Pipeline:
