@@ -3,7 +3,8 @@
     o1 bench sampling --workdir runs/quickstart [--seconds 2 8] [--steps N]
 
 For each clip length: one call to compile, then a timed call. Stages: prefix (the prompt's
-KV cache), denoising (all steps of all windows; a clip longer than the model's is continued
+KV cache), denoising (all passes of all windows: a pass is a denoising step, or, frame-causal,
+a latent time step with all its denoising steps; a clip longer than the model's is continued
 window by window), VAE decode, waveform (vocoder), context encode (continuation windows) and
 the mp4 mux. Real-time factor = seconds of clip / seconds of wall time (> 1: faster than
 playback).
@@ -35,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = report.parse(parser, argv, __file__)
     pipe = Pipeline(args.workdir)
     flow = FlowOptions.of(pipe.config.sample, steps=args.steps)
-    table = report.Table(["clip s", "windows", "prefix ms", "denoising ms (per step)",
+    table = report.Table(["clip s", "windows", "prefix ms", "denoising ms (per pass)",
                           "context encode ms", "VAE decode ms", "waveform ms", "mux ms",
                           "wall s", "real-time factor"])
     with tempfile.TemporaryDirectory() as tmp:

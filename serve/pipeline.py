@@ -465,23 +465,25 @@ def _add(timings: dict[str, float], key: str, seconds: float) -> None:
 
 
 def step_times(timings: dict[str, float]) -> list[float]:
-    """Seconds of each denoising step in a clip's `timings`, summed over its windows."""
+    """Seconds of each denoising pass in a clip's `timings` (a denoising step, or, frame-causal,
+    a latent time step with all its denoising steps), summed over its windows."""
     return [v for k, v in timings.items() if k.startswith("step_")]
 
 
 def format_profile(timings: dict[str, float], seconds: float, wall: float) -> str:
     """A table of where a clip's `wall` seconds went (its `timings`, mux included once it is
-    written) and the real-time factor of its `seconds`."""
+    written) and the real-time factor of its `seconds`. A denoising pass is one denoising step,
+    or, frame-causal, one latent time step with all its denoising steps."""
     steps = step_times(timings)
     rows = [("encode (context)", timings.get("encode", 0.0)),
             ("prefix (KV cache)", timings.get("prefix", 0.0))]
-    rows += [(f"denoising step {i + 1}", v) for i, v in enumerate(steps)]
+    rows += [(f"denoising pass {i + 1}", v) for i, v in enumerate(steps)]
     rows += [("VAE decode (video + mel)", timings.get("vae_decode", 0.0)),
              ("waveform (vocoder)", timings.get("waveform", 0.0)),
              ("mp4 mux", timings.get("mux", 0.0))]
     lines = [f"  {name:<26} {value * 1e3:9.1f} ms" for name, value in rows]
-    lines.append(f"  {'denoising, all steps':<26} {sum(steps) * 1e3:9.1f} ms "
-                 f"({len(steps)} steps, {sum(steps) / max(len(steps), 1) * 1e3:.1f} ms each)")
+    lines.append(f"  {'denoising, all passes':<26} {sum(steps) * 1e3:9.1f} ms "
+                 f"({len(steps)} passes, {sum(steps) / max(len(steps), 1) * 1e3:.1f} ms each)")
     lines.append(f"  {'total (wall)':<26} {wall * 1e3:9.1f} ms")
     return ("profile (after compilation):\n" + "\n".join(lines)
             + f"\nreal-time factor {seconds / wall:.2f} ({seconds:.2f} s of clip in "

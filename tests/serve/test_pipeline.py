@@ -193,7 +193,7 @@ def test_cli_tasks_write_their_outputs(trained_workdir, clip_file, tmp_path, cap
     code, out, err = _run(capsys, "generate", *common, "--prompt", "a red circle",
                           "--out", tmp_path / "g.mp4", "--profile")
     assert code == 0, err
-    assert "real-time factor" in out and "denoising step 2" in out and "mp4 mux" in out
+    assert "real-time factor" in out and "denoising pass 2" in out and "mp4 mux" in out
     assert media.probe(tmp_path / "g.mp4")["has_audio"]
     # The same command again, after other clips were made: the same file, byte for byte.
     code, _, err = _run(capsys, "generate", *common, "--prompt", "a red circle",
