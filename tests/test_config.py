@@ -23,8 +23,8 @@ def test_named_configs_are_valid_and_frozen(name):
 def test_quickstart_geometry_matches_the_design():
     config = configs.get("quickstart")
     assert (config.data.height, config.data.width, config.data.fps) == (32, 32, 16)
-    assert config.num_frames == 33  # 2 s at 16 fps, T = 1 + 2n
-    assert config.latent_ratio == 2  # 16 kHz / (250 * 4) = 16/s = 2 x (16 fps / 2)
+    assert config.num_frames == 33  # 2 s at 16 fps, T = 1 + 4n
+    assert config.latent_ratio == 4  # 16 kHz / (250 * 4) = 16/s = 4 x (16 fps / 4)
     assert len(config.data.holdout_pairs) == 2
     assert config.token_grid == (2, 2)  # 8x8 latents in 4x4 patches
     assert (configs.get("tiny").data.height, configs.get("tiny").data.width) == (32, 32)
@@ -63,14 +63,13 @@ def test_bad_values_and_malformed_overrides():
 
 def test_latent_rate_mismatch_names_the_nearest_valid_settings():
     with pytest.raises(ConfigError) as err:
-        configs.get("quickstart", ["video_vae.t_down=4", "audio.hop=256"])
+        configs.get("quickstart", ["audio.hop=256"])
     message = str(err.value)
     assert "not an integer multiple of the video latent rate" in message
     assert "audio.hop=250 (k=4)" in message and "audio.hop=200 (k=5)" in message
     # Each suggested value really is valid.
     for hop in (250, 200):
-        assert configs.get("quickstart", ["video_vae.t_down=4", f"audio.hop={hop}"]
-                           ).latent_ratio in (4, 5)
+        assert configs.get("quickstart", [f"audio.hop={hop}"]).latent_ratio in (4, 5)
 
 
 def test_sample_rate_must_give_whole_samples_per_frame():
@@ -114,7 +113,7 @@ def test_tokenizer_sections_are_validated(override, message):
 
 def test_latent_counts_follow_the_geometry():
     config = configs.get("quickstart")
-    assert config.num_video_latents == 17  # frame 0 alone, then 16 groups of 2
+    assert config.num_video_latents == 9  # frame 0 alone, then 8 groups of 4
     assert config.num_mel_frames == 132 and config.num_audio_latents == 33  # 1 + 4 * 8
 
 
