@@ -306,9 +306,9 @@ def test_sampling_defaults_come_from_the_workdirs_sample_section(trained_workdir
     argv = ["generate", "--workdir", workdir, "--prompt", "a red circle", "--out",
             tmp_path / "g.mp4", "--profile"]
     code, out, err = _run(capsys, *argv)
-    assert code == 0 and "(3 steps," in out, err
+    assert code == 0 and "(3 passes," in out, err
     code, out, err = _run(capsys, *argv, "--steps", "2")  # a flag given wins
-    assert code == 0 and "(2 steps," in out, err
+    assert code == 0 and "(2 passes," in out, err
 
 
 def test_pipeline_refuses_a_workdir_without_a_model(tiny_workdir):
