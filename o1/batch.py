@@ -53,10 +53,10 @@ def attention_mask(q_segment, q_block, q_modality, q_index, k_segment, k_block, 
     """bool [B, L, S]: which keys each query sees (numpy or jax arrays alike).
 
     A query sees a key of the same packed example (segment id, 0 = padding) that is not in its
-    future, and, if the query is a media token, every key of its own block:
-    media segments are bidirectional. Padding queries see only themselves, so no softmax row is
-    empty. `*_segment`, `*_block`, `q_modality` are [B, L] / [B, S]; `*_index` are absolute
-    positions, [L] for queries and [S] for keys.
+    future, and, if the query is a media token, every key of its own block (a whole media
+    segment, or one latent time step of it under frame-causal attention). Padding queries see
+    only themselves, so no softmax row is empty. `*_segment`, `*_block`, `q_modality` are
+    [B, L] / [B, S]; `*_index` are absolute positions, [L] for queries and [S] for keys.
     """
     same = (q_segment[:, :, None] == k_segment[:, None, :]) & (q_segment[:, :, None] != 0)
     past = k_index[None, None, :] <= q_index[None, :, None]

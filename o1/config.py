@@ -380,6 +380,11 @@ class SequenceConfig:
             raise ConfigError("sequence.noise_std and sequence.noise_shift must be positive")
 
     @property
+    def causal(self) -> bool:
+        """Whether media segments are frame-causal (`media_attention="causal"`)."""
+        return self.media_attention == "causal"
+
+    @property
     def task_weights(self) -> dict[str, float]:
         return {task: getattr(self, task) for task in TASKS}
 

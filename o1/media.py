@@ -300,11 +300,18 @@ def read_audio(path: str | os.PathLike, sample_rate: int, seconds: float | None 
         audio = audio[:round(end * native)]
     if not len(audio):
         raise MediaError(path, "has an audio track with no decodable samples", hint)
-    if native != sample_rate:
-        audio = soxr.resample(audio, native, sample_rate, quality="HQ")
+    audio = resample(audio, native, sample_rate)
     if seconds is not None:
         audio = audio[:round(seconds * sample_rate)]
     return np.clip(audio, -1.0, 1.0).astype(np.float32)
+
+
+def resample(audio: np.ndarray, rate: int, to: int) -> np.ndarray:
+    """float32 mono [N] at `rate` -> at `to`: as given when the rates agree, else soxr's high
+    quality resampling clipped to [-1, 1] (its filter can overshoot a full-scale sound)."""
+    if rate == to:
+        return audio
+    return np.clip(soxr.resample(audio, rate, to, quality="HQ"), -1.0, 1.0).astype(np.float32)
 
 
 def read_media(

@@ -282,10 +282,6 @@ class Sampler:
         *_, (_, media) = self.iter_media(requests, options, key, cached, on_step)
         return media
 
-    def denoising_passes(self, options: FlowOptions) -> int:
-        """How many ("step", i) calls `sample_media` makes for one clip."""
-        return denoising_passes(self.config, options)
-
     def iter_media(self, requests: Sequence[MediaRequest], options: FlowOptions,
                    key: jax.Array, cached: bool = True,
                    on_step: Callable[[str, int], None] | None = None
@@ -303,6 +299,7 @@ class Sampler:
         """
         r = len(requests)
         b = self.builder
+        steps = b.latent_step  # [M]
         guided = options.guided and any(q.caption is not None for q in requests)
         captions = [q.caption for q in requests] + ([None] * r if guided else [])
         prefix, offsets = self._prefix_rows(captions)
@@ -355,7 +352,7 @@ class Sampler:
                 context = self._commit(self.params, context, rows, consts, x, past,
                                        jax.random.fold_in(key, 1_000_000 + last), index,
                                        cached=cached)
-            yield (b.t - 1 if not b.causal else last), x_all.copy()
+            yield int(steps[end - 1]), x_all.copy()
 
     def _prefill_fn(self, params, prefix: dict) -> dict:
         """The KV cache of the prefix rows, sized for prefix + media."""
@@ -417,7 +414,6 @@ class Sampler:
             return _written(context, inputs, index)
         model = nnx.merge(self.graphdef, params)
         return model(inputs, cache=context, index=index).cache
-
 
     # ------------------------------------------------------------------------------------------
     # Text: autoregressive decoding
@@ -521,8 +517,7 @@ class Sampler:
 def denoising_passes(config: Config, options: FlowOptions) -> int:
     """How many ("step", i) progress calls `Sampler.sample_media` makes for one clip of
     `config`: one per denoising step, or, frame-causal, one per latent time step."""
-    causal = config.sequence.media_attention == "causal"
-    return config.num_video_latents if causal else options.steps
+    return config.num_video_latents if config.sequence.causal else options.steps
 
 
 def _written(rows: dict, inputs: dict, index) -> dict:

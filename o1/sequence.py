@@ -91,7 +91,7 @@ class SequenceBuilder:
         self.rows, self.cols = config.token_grid
         self.p = seq.video_patch
         self.media_dim = config.media_dim
-        self.causal = seq.media_attention == "causal"
+        self.causal = seq.causal
         self._layout()
         weights = seq.task_weights
         self._tasks = [task for task in TASKS if weights[task] > 0]
@@ -366,11 +366,13 @@ class SequenceBuilder:
 def join_segments(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """One example's segments (`text_segment`, `media_segment`), in order, as one set of
     per-token arrays, each segment's blocks numbered on from the blocks before it."""
-    first = 0
+    blocks, first = [], 0
     for part in parts:
-        part["block"] = part["block"] + first
-        first = int(part["block"].max()) + 1
-    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+        blocks.append(part["block"] + first)
+        first = int(blocks[-1].max()) + 1
+    out = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    out["block"] = np.concatenate(blocks)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------

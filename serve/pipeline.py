@@ -29,7 +29,6 @@ from collections.abc import Callable
 
 import jax
 import numpy as np
-import soxr
 from flax import nnx
 
 from o1 import checkpoint, media
@@ -235,9 +234,7 @@ class Pipeline:
         if audio.ndim != 1 or not np.isfinite(audio).all():
             raise RequestError(f"audio must be finite mono samples [N], got shape "
                                f"{audio.shape} (read_audio downmixes)", "sound")
-        if sound.sample_rate != self.sample_rate:
-            audio = np.clip(soxr.resample(audio, sound.sample_rate, self.sample_rate,
-                                          quality="HQ"), -1.0, 1.0).astype(np.float32)
+        audio = media.resample(audio, sound.sample_rate, self.sample_rate)
         n = self.checks.sound(audio, seconds) * self.spf
         return np.pad(audio[:n], (0, max(0, n - len(audio))))
 

@@ -8,7 +8,7 @@ import pytest
 
 from o1 import configs
 from o1.model import new_model
-from o1.sampler import FlowOptions, MediaRequest, Sampler, TextOptions
+from o1.sampler import FlowOptions, MediaRequest, Sampler, TextOptions, denoising_passes
 from o1.sequence import AUDIO, VIDEO, SequenceBuilder, random_example
 from tests.test_model import copy_row, make_forward
 
@@ -131,7 +131,7 @@ def test_each_latent_step_is_handed_out_when_finished(sampler):
     calls = []
     final = sampler.sample_media(requests, options, jax.random.key(2),
                                  on_step=lambda stage, i: calls.append(stage))
-    assert calls.count("step") == sampler.denoising_passes(options) == b.t
+    assert calls.count("step") == denoising_passes(sampler.config, options) == b.t
     seen = list(sampler.iter_media(requests, options, jax.random.key(2)))
     assert [i for i, _ in seen] == list(range(b.t))
     for i, x in seen:
