@@ -93,8 +93,8 @@ def test_wheel_installs_and_runs_in_a_fresh_environment(wheel, tmp_path):
     [], ["data"], ["data", "build"], ["data", "build", "avshapes"], ["data", "build", "folder"],
     ["data", "export"], ["data", "info"], ["data", "encode"], ["tokenizers"],
     ["tokenizers", "train"], ["tokenizers", "eval"], ["train"], ["generate"], ["caption"],
-    ["dub"], ["animate"], ["extend"], ["eval"], ["config"], ["config", "show"], ["serve"],
-    ["quickstart"], ["bench"],
+    ["dub"], ["animate"], ["extend"], ["eval"], ["judge"], ["config"], ["config", "show"],
+    ["serve"], ["quickstart"], ["bench"],
 ])
 def test_every_command_has_help(command):
     exe = shutil.which("o1") or pytest.fail("the o1 console script is not installed")

@@ -16,6 +16,8 @@
     o1 animate --workdir W --image first.png --prompt TEXT --out clip.mp4
     o1 extend --workdir W clip.mp4 --seconds S --out longer.mp4 [--prompt TEXT]
     o1 eval --workdir W [--split test] [--num N] [--out report.json]
+    o1 judge CLIP.mp4 --prompt TEXT [--at SECONDS:TEXT ...] [--window 10]
+             [--workdir W | --config NAME] [--json OUT]
     o1 serve --workdir W [--host 127.0.0.1] [--port 7860] [--allowed-host NAME] [--max-storage 2gb]
     o1 quickstart [--workdir runs/quickstart] [--config quickstart] [--no-serve] [key=value ...]
     o1 bench NAME [args ...]    (NAME: train_step, sampling, scaling, context_use, ...)
@@ -37,8 +39,8 @@ import sys
 from collections.abc import Sequence
 
 # The modules of o1.cli that add commands, in the order `o1 --help` lists them.
-GROUPS = ("data", "tokenizers", "train", "sample", "eval", "quickstart", "serve", "bench",
-          "config")
+GROUPS = ("data", "tokenizers", "train", "sample", "eval", "judge", "quickstart", "serve",
+          "bench", "config")
 
 
 class _Parser(argparse.ArgumentParser):

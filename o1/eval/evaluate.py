@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import pathlib
 import time
@@ -181,7 +180,7 @@ def evaluate(workdir: str | os.PathLike, split: str = "test", num: int = 50,
         report["per_seed"] = per_seed
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(_plain(report), indent=2, allow_nan=False))
+    tmp.write_text(json.dumps(judge.plain(report), indent=2, allow_nan=False))
     os.replace(tmp, out)
     return report
 
@@ -201,19 +200,6 @@ def mean_rows(rows: list[dict]) -> dict:
             kept = values[~np.isnan(values)]
             out[key] = float(kept.mean()) if len(kept) else float("nan")
     return out
-
-
-def _plain(value):
-    """`value` with numpy scalars as Python numbers and nan/inf as null (strict JSON)."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def format_report(report: dict) -> str:

@@ -81,8 +81,9 @@ def score_clip(frames: np.ndarray, wave: np.ndarray, config: Config,
       'jump_boundary_px', 'jump_inside_px' (medians across video-latent boundaries and inside
       latents, every object's steps pooled) and 'jump_ratio' (their ratio, ~1 for real
       motion; `analysis.jump_stats`: nan inside and for the ratio when t_down is 1); and the
-      facts 'object_count', 'bounce_times', 'onset_times' (seconds) and 'detected' (the
-      objects seen, colour/shape/speed), all JSON-serializable.
+      facts 'object_count', 'bounce_times', 'onset_times' (seconds), 'onset_colours' (per
+      onset the colour its pitch names, or None) and 'detected' (the objects seen,
+      colour/shape/speed), all JSON-serializable.
     """
     d = config.data
     video = analyze_video(frames, d.fps, d.object_size)
@@ -99,6 +100,7 @@ def score_clip(frames: np.ndarray, wave: np.ndarray, config: Config,
     scores["object_count"] = video["object_count"]
     scores["bounce_times"] = video["bounce_times"]
     scores["onset_times"] = audio["onset_times"]
+    scores["onset_colours"] = named
     scores["detected"] = [{k: o[k] for k in ("colour", "shape", "speed")}
                           for o in video["objects"]]
     return scores
@@ -198,6 +200,19 @@ def aggregate(scores: Sequence[Mapping], fps: float) -> dict:
 # ---------------------------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------------------------
+
+
+def plain(value):
+    """`value` with numpy scalars as Python numbers and nan/inf as None, for strict JSON."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 # What holds together over time and with the given inputs: `o1 eval` shows these in a table
 # of their own, so neither table is wider than a terminal.
