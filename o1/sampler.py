@@ -326,13 +326,14 @@ class Sampler:
             jax.block_until_ready(context)
             on_step("prefix", 0)
         grid = options.grid()
-        spans = ([b.step_span(i) for i in range(b.t)] if b.causal
+        spans = (_causal_spans(b, noised) if b.causal
                  else [(0, self.config.num_media_tokens)])
         # frame-causal: each latent step's whole grid in one call; else one call a step
         stages = ([grid] if b.causal else
                   [grid[i:i + 2] for i in range(options.steps)])
-        for last, (start, end) in enumerate(spans):
+        for start, end in spans:
             part = slice(start, end)
+            first, last = int(steps[start]), int(steps[end - 1])
             rows = {k: jnp.asarray(media[k][:, part]) for k in
                     ("tokens", "modality", "segment_ids", "block", "positions")}
             consts = {"noised": jnp.asarray(noised[:, part]),
@@ -340,7 +341,9 @@ class Sampler:
                       "scales": jnp.asarray(scales[:, part], jnp.float32)}
             x = jnp.asarray(x_all[:, part])
             index = p + start
-            for i, levels in enumerate(stages):
+            # Given steps (a continuation's past) have nothing to denoise: they only join
+            # the cache, all in one call.
+            for i, levels in enumerate(stages if noised[:, part].any() else []):
                 x = self._denoise(self.params, context, rows, consts, x, jnp.asarray(levels),
                                   index, solver=options.solver, guided=guided, cached=cached)
                 if on_step:
@@ -352,7 +355,9 @@ class Sampler:
                 context = self._commit(self.params, context, rows, consts, x, past,
                                        jax.random.fold_in(key, 1_000_000 + last), index,
                                        cached=cached)
-            yield int(steps[end - 1]), x_all.copy()
+            done = x_all.copy()
+            for step in range(first, last + 1):
+                yield step, done
 
     def _prefill_fn(self, params, prefix: dict) -> dict:
         """The KV cache of the prefix rows, sized for prefix + media."""
@@ -514,10 +519,28 @@ class Sampler:
         return jax.lax.while_loop(cond, body, state)[3]
 
 
-def denoising_passes(config: Config, options: FlowOptions) -> int:
+def denoising_passes(config: Config, options: FlowOptions, context_steps: int = 0) -> int:
     """How many ("step", i) progress calls `Sampler.sample_media` makes for one clip of
-    `config`: one per denoising step, or, frame-causal, one per latent time step."""
-    return config.num_video_latents if config.sequence.causal else options.steps
+    `config`: one per denoising step, or, frame-causal, one per latent time step it
+    generates (a continuation's `context_steps` given steps are not denoised)."""
+    if config.sequence.causal:
+        return config.num_video_latents - context_steps
+    return options.steps
+
+
+def _causal_spans(builder: SequenceBuilder, noised: np.ndarray) -> list[tuple[int, int]]:
+    """Token spans of a frame-causal media segment in sampling order: each latent step with
+    a token to generate on its own, and runs of given steps (nothing to generate in any
+    row of `noised` [R, M]) together."""
+    spans: list[tuple[int, int]] = []
+    for i in range(builder.t):
+        start, end = builder.step_span(i)
+        given = not noised[:, start:end].any()
+        if spans and given and not noised[:, spans[-1][0]:spans[-1][1]].any():
+            spans[-1] = (spans[-1][0], end)
+        else:
+            spans.append((start, end))
+    return spans
 
 
 def _written(rows: dict, inputs: dict, index) -> dict:

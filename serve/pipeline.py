@@ -215,9 +215,16 @@ class Pipeline:
         within(self.config.sample, flow)
         return flow, self.checks.seed(seed)
 
-    def _passes(self, flow: FlowOptions) -> int:
-        """Progress ticks of one window (`o1.sampler.denoising_passes`)."""
-        return denoising_passes(self.config, flow)
+    def _passes(self, flow: FlowOptions, windows: int = 1, have: int | None = None,
+                want: int = 0) -> int:
+        """Progress ticks (`o1.sampler.denoising_passes`) of `windows` whole windows, plus,
+        when `have` is given, of the continuation windows that take `have` frames to `want`."""
+        ticks = denoising_passes(self.config, flow) * windows
+        while have is not None and have < want:
+            steps, keep = self._context(have)
+            ticks += denoising_passes(self.config, flow, steps)
+            have += self.clip_frames - keep
+        return ticks
 
     def _media(self, clip: Clip, field: str) -> None:
         """RequestError for a clip this pipeline cannot take (empty, or too long)."""
@@ -252,8 +259,7 @@ class Pipeline:
         ids = self.prompt_ids(prompt)
         frames = self.check_seconds(seconds if seconds is not None else self.clip_seconds)
         timings: dict[str, float] = {}
-        windows = 1 + self.continuation_windows(self.clip_frames, frames)
-        ticks = _Ticks(self._passes(flow) * windows, progress)
+        ticks = _Ticks(self._passes(flow, 1, self.clip_frames, frames), progress)
         video, audio = self._window(ids, None, None, "text_to_av", flow, seed, timings,
                                     ticks=ticks)
         return self._extend_to(Clip(video, self.fps, audio, self.sample_rate, timings), frames,
@@ -285,7 +291,7 @@ class Pipeline:
         timings: dict[str, float] = {}
         waves = []
         starts = range(0, len(clip.frames), self.clip_frames)
-        ticks = _Ticks(self._passes(flow) * len(starts), progress)
+        ticks = _Ticks(self._passes(flow, len(starts)), progress)
         for w, start in enumerate(starts):
             window, _ = self._fit(clip.frames[start:start + self.clip_frames], None)
             _, audio = self._window(ids, window, None, "video_to_audio", flow, seed + w,
@@ -311,7 +317,7 @@ class Pipeline:
         timings: dict[str, float] = {}
         videos = []
         starts = range(0, frames, self.clip_frames)
-        ticks = _Ticks(self._passes(flow) * len(starts), progress)
+        ticks = _Ticks(self._passes(flow, len(starts)), progress)
         for w, start in enumerate(starts):
             window = audio[start * self.spf:(start + self.clip_frames) * self.spf]
             video, _ = self._window(ids, None, window, "audio_to_video", flow, seed + w,
@@ -331,8 +337,7 @@ class Pipeline:
             raise RequestError(f"is {getattr(image, 'shape', type(image).__name__)}; this model "
                                f"needs ({d.height}, {d.width}, 3) (use read_image)", "image")
         timings: dict[str, float] = {}
-        windows = 1 + self.continuation_windows(self.clip_frames, frames)
-        ticks = _Ticks(self._passes(flow) * windows, progress)
+        ticks = _Ticks(self._passes(flow, 1, self.clip_frames, frames), progress)
         video, audio = self._window(ids, image[None], None, "image_to_video", flow, seed,
                                     timings, ticks=ticks)
         return self._extend_to(Clip(video, self.fps, audio, self.sample_rate, timings), frames,
@@ -355,8 +360,7 @@ class Pipeline:
             len(clip.frames) * self.spf, np.float32)
         start = Clip(clip.frames, self.fps, audio, self.sample_rate)
         want = len(clip.frames) + added
-        ticks = _Ticks(self._passes(flow) * self.continuation_windows(len(clip.frames), want),
-                       progress)
+        ticks = _Ticks(self._passes(flow, 0, len(clip.frames), want), progress)
         return self._extend_to(start, want, ids, flow, seed, ticks)
 
     # ------------------------------------------------------------------------------------------
@@ -419,14 +423,6 @@ class Pipeline:
         """(latent steps, frames) of context a continuation window takes from `have` frames."""
         steps = min(self.context_steps, 1 + (have - 1) // self.config.video_vae.t_down)
         return steps, 1 + self.config.video_vae.t_down * (steps - 1)
-
-    def continuation_windows(self, have: int, want: int) -> int:
-        """Continuation windows that take a clip of `have` frames to `want` frames."""
-        windows = 0
-        while have < want:
-            have += self.clip_frames - self._context(have)[1]
-            windows += 1
-        return windows
 
     def _extend_to(self, clip: Clip, frames: int, ids, flow: FlowOptions, seed: int,
                    ticks: _Ticks | None = None) -> Clip:

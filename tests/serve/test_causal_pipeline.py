@@ -39,8 +39,12 @@ def test_every_task_runs_frame_causal(causal_pipeline):
                          progress=lambda done, total: ticks.append((done, total)))
     frames = round(3.0 * config.data.fps)
     assert made.frames.shape[0] == frames and len(made.audio) == frames * pipe.spf
-    # one window and one continuation window, each a pass per latent step
-    assert ticks[-1] == (2 * config.num_video_latents,) * 2
+    # one window and one continuation window, a pass per latent step each generates (a
+    # continuation's given steps join the cache without denoising)
+    t = config.num_video_latents
+    context = pipe._context(pipe.clip_frames)[0]
+    assert ticks[-1] == (t + t - context,) * 2
+    assert [done for done, _ in ticks] == list(range(1, 2 * t - context + 1))
     again = pipe.generate("a red circle", seconds=3.0, flow=flow, seed=1)
     np.testing.assert_array_equal(made.frames, again.frames)
     np.testing.assert_array_equal(made.audio, again.audio)
