@@ -11,6 +11,7 @@ from o1.config import (
     Config,
     DataConfig,
     ModelConfig,
+    SampleConfig,
     SequenceConfig,
     TextConfig,
     TokenizerTrainConfig,
@@ -64,4 +65,6 @@ def get_config() -> Config:
         train=TrainConfig(steps=1000, batch_size=8, learning_rate=3e-3, warmup_steps=100,
                           log_every=20, eval_every=125, eval_batches=2, checkpoint_every=100,
                           keep_checkpoints=20),
+        # A stream's cost per second is flat (o1.serve.stream), so minutes are fine here.
+        sample=SampleConfig(max_seconds=300.0),
     )

@@ -482,6 +482,9 @@ class SampleConfig:
     # joins the KV cache as the next steps' past (0 = clean, as generated)
     past_noise: float = 0.0
     seed: int = 0  # seed of the initial noise and of caption sampling
+    # a stream's windows after the first each add this much picture and sound (rounded to
+    # whole latent steps, at least one); it is also how soon a changed prompt shows
+    stream_seconds: float = 1.0
     max_tokens: int = 32  # longest caption `o1 caption` writes, in tokens (eos included)
     temperature: float = 0.0  # caption sampling temperature (0 = greedy)
     top_p: float = 1.0  # nucleus mass of caption sampling (1 = every id)
@@ -519,7 +522,7 @@ class SampleConfig:
         elif name == "seed":
             ok = whole and 0 <= value <= self.MAX_SEED
             want = f"a whole number from 0 to {self.MAX_SEED}"
-        elif name in ("shift", "max_seconds"):
+        elif name in ("shift", "max_seconds", "stream_seconds"):
             ok, want = number and value > 0, "a finite number > 0"
         elif name in ("cfg_video", "cfg_audio"):
             ok = number and 0 <= value <= self.max_guidance

@@ -136,6 +136,11 @@ class SequenceBuilder:
         """int32 [M]: the latent time step (0 .. t-1) of each media token, in layout order."""
         return self._step.copy()
 
+    @property
+    def modality(self) -> np.ndarray:
+        """int32 [M]: VIDEO or AUDIO, each media token's modality, in layout order."""
+        return self._modality.copy()
+
     def step_span(self, i: int) -> tuple[int, int]:
         """(first, last + 1): the media tokens of latent time step i, in layout order."""
         return int(self._bounds[i]), int(self._bounds[i + 1])

@@ -25,7 +25,7 @@ import dataclasses
 import os
 import pathlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import jax
 import numpy as np
@@ -52,6 +52,7 @@ from o1.serve.checks import (
     committed_steps,
     load_config,
 )
+from o1.serve.stream import Stream
 from o1.tokenizers import bundle
 
 __all__ = ["Pipeline", "RequestError", "check_audio_file", "check_video_file",
@@ -264,6 +265,20 @@ class Pipeline:
                                     ticks=ticks)
         return self._extend_to(Clip(video, self.fps, audio, self.sample_rate, timings), frames,
                                ids, flow, seed, ticks)
+
+    def stream(self, prompt: str | Sequence[tuple[float, str]], seconds: float | None = None,
+               flow: FlowOptions | None = None, seed: int | None = None,
+               hop: int | None = None) -> Stream:
+        """Text -> video with sound as a stream of latent steps (`o1.serve.stream`), for
+        `seconds` (within sample.max_seconds) or, when None, until `Stream.stop`.
+
+        `prompt` is one prompt, or a schedule [(seconds, prompt), ...] starting at 0; the
+        stream's `set_prompt` changes it while it runs. `hop` latent steps are added per
+        window after the first (default: sample.stream_seconds of them). Everything is
+        checked here, before the model loads."""
+        flow, seed = self._sampling(flow, seed)
+        schedule = [(0.0, prompt)] if isinstance(prompt, str) or prompt is None else list(prompt)
+        return Stream(self, schedule, seconds, flow, seed, hop)
 
     def caption(self, clip: Clip, text: TextOptions | None = None, seed: int | None = None
                 ) -> str:

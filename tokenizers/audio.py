@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import librosa
 import numpy as np
+import scipy.signal
 import scipy.sparse
 from flax import nnx
 
@@ -164,15 +165,8 @@ class GriffinLimVocoder:
             raise ValueError(f"{frames} mel frames cannot make {num_samples} samples: that "
                              f"needs ceil({num_samples} / hop {cfg.hop}) = "
                              f"{num_mel_frames(num_samples, cfg.hop)} frames")
-        mel_bfm = denormalize(log_mel.reshape(-1, frames, cfg.n_mels))
-        batch = mel_bfm.shape[0]
-        # Linear magnitudes: the least-squares (pseudo-inverse) solution clipped at zero. It is
-        # where librosa's NNLS (mel_to_stft) starts, and on these features its L-BFGS-B
-        # refinement changed neither the mel fit (relative error 6e-4 either way) nor the
-        # onsets, pitch or log-spectral distance of the result, at 100x the cost (0.25 s/clip).
-        mel_mx = mel_bfm.reshape(batch * frames, cfg.n_mels).T
-        spec_kx = np.maximum(_mel_pinv(self.sample_rate, cfg.n_fft, cfg.n_mels) @ mel_mx, 0.0)
-        spec_bkf = spec_kx.reshape(-1, batch, frames).transpose(1, 0, 2)
+        spec_bkf = linear_magnitudes(log_mel.reshape(-1, frames, cfg.n_mels), cfg,
+                                     self.sample_rate)
         # Griffin-Lim leaves the first and last window's worth of samples inconsistent (quieter,
         # which an onset detector hears as a sound starting). Mirrored extra frames on both
         # sides, like the mirrored waveform padding of `log_mel`, move those edges outside the
@@ -185,6 +179,127 @@ class GriffinLimVocoder:
         left = _stft_padding(num_samples, cfg.n_fft, cfg.hop)[0] + extra * cfg.hop
         wave_bn = padded[:, left:left + num_samples].astype(np.float32)
         return wave_bn.reshape(*log_mel.shape[:-2], num_samples)
+
+
+def linear_magnitudes(log_mel_bfm: np.ndarray, cfg: AudioConfig, sample_rate: int
+                      ) -> np.ndarray:
+    """Normalized log-mel [B, F, M] -> linear STFT magnitudes [B, K, F].
+
+    The least-squares (pseudo-inverse) solution clipped at zero. It is where librosa's NNLS
+    (mel_to_stft) starts, and on these features its L-BFGS-B refinement changed neither the
+    mel fit (relative error 6e-4 either way) nor the onsets, pitch or log-spectral distance of
+    the result, at 100x the cost (0.25 s/clip)."""
+    mel_bfm = denormalize(log_mel_bfm)
+    batch, frames, _ = mel_bfm.shape
+    mel_mx = mel_bfm.reshape(batch * frames, cfg.n_mels).T
+    spec_kx = np.maximum(_mel_pinv(sample_rate, cfg.n_fft, cfg.n_mels) @ mel_mx, 0.0)
+    return spec_kx.reshape(-1, batch, frames).transpose(1, 0, 2)
+
+
+class GriffinLimStream:
+    """Griffin-Lim over a stream of mel frames, for sound handed out while it is made.
+
+    Each call takes the next frames and hands out the samples that are settled: those of
+    every frame so far but the last `hold` (their windows still reach frames not yet given),
+    which wait for the next call or `flush`. The samples already handed out are held fixed
+    while the new ones are iterated (with the momentum of fast Griffin-Lim, as
+    `GriffinLimVocoder` runs it), so the new phases continue the old ones and a tone runs on
+    without a seam. Cost and memory per call depend on its frames, not on how long the
+    stream has run; the output is deterministic for a seed and a sequence of calls.
+    """
+
+    MOMENTUM = 0.99
+
+    def __init__(self, cfg: AudioConfig, sample_rate: int, seed: int = 0):
+        self.cfg, self.sample_rate = cfg, sample_rate
+        self.rng = np.random.default_rng(seed)
+        self.left = (cfg.n_fft - cfg.hop) // 2  # samples before frame 0's hop in its window
+        self.hold = -(-cfg.n_fft // cfg.hop)  # frames a window of n_fft samples spans
+        self.window = scipy.signal.get_window("hann", cfg.n_fft, fftbins=True).astype(
+            np.float32)
+        self.samples = 0  # samples handed out so far
+        empty = np.zeros((cfg.n_fft // 2 + 1, 0), np.float32)
+        # magnitudes [K, n] of the last frames handed out (the context) and of those waiting
+        self._context, self._waiting = empty, empty
+        # the samples handed out from the context's first frame on (after `left` padding)
+        self._signal = np.zeros(0, np.float32)
+        self._unsettled = np.zeros(0, np.float32)  # the last call's samples after them
+
+    def __call__(self, log_mel: np.ndarray) -> np.ndarray:
+        """float32 [F, M] normalized log-mel of the next F frames -> float32 [n * hop], the
+        samples now settled (n = F at a steady state; fewer at the start)."""
+        cfg = self.cfg
+        log_mel = np.asarray(log_mel, np.float32)
+        if log_mel.ndim != 2 or log_mel.shape[1] != cfg.n_mels:
+            raise ValueError(f"expected log-mel [F, {cfg.n_mels}], got shape {log_mel.shape}")
+        new = linear_magnitudes(log_mel[None], cfg, self.sample_rate)[0]  # [K, F]
+        return self._run(np.concatenate([self._waiting, new], axis=1), self.hold)
+
+    def flush(self) -> np.ndarray:
+        """The samples of the frames still waiting: the end of the stream."""
+        return self._run(self._waiting, 0)
+
+    def _run(self, mags_new: np.ndarray, hold: int) -> np.ndarray:
+        hop, n_fft = self.cfg.hop, self.cfg.n_fft
+        f = mags_new.shape[1]
+        out_frames = max(f - hold, 0)
+        if not out_frames:
+            self._waiting = mags_new
+            return np.zeros(0, np.float32)
+        context = self._context.shape[1]
+        # Frames past the last are mirrored, as the offline vocoder mirrors a clip's end.
+        extra = min(self.hold, f - 1)
+        mags = np.concatenate([self._context, mags_new,
+                               mags_new[:, f - 1 - extra:f - 1][:, ::-1]], axis=1)
+        n = mags.shape[1]
+        length = (n - 1) * hop + n_fft
+        fixed = len(self._signal)
+        emit = context * hop + self.left if self.samples else self.left
+        index = np.arange(n)[:, None] * hop + np.arange(n_fft)  # [n, n_fft] frame samples
+
+        def overlap_add(frames):  # [n, n_fft] -> [length]
+            y = np.zeros(length, np.float32)
+            for j in range(n):
+                y[j * hop:j * hop + n_fft] += frames[j]
+            return y
+
+        norm = overlap_add(np.broadcast_to(self.window ** 2, (n, n_fft)))
+        norm = np.where(norm > 1e-6, norm, 1.0)
+
+        def stft(x):  # [length] -> [K, n]
+            return np.fft.rfft(x[index] * self.window, axis=1).T
+
+        def istft(spec):  # [K, n] -> [length], the handed-out samples as they were
+            y = overlap_add(np.fft.irfft(spec.T, n=n_fft, axis=1) * self.window) / norm
+            y[:fixed] = self._signal
+            return y
+
+        # Phases start from the last call's samples where it made them (the handed-out ones
+        # and those of the frames that waited), at random where nothing was made yet.
+        angles = np.exp(2j * np.pi * self.rng.random(mags.shape))
+        known = fixed + len(self._unsettled)
+        if known:
+            x = np.zeros(length, np.float32)
+            x[:known] = np.concatenate([self._signal, self._unsettled])[:length]
+            made = min(n, context + self._waiting.shape[1])
+            angles[:, :made] = np.exp(1j * np.angle(stft(x)[:, :made]))
+        previous = np.zeros_like(angles)
+        for _ in range(self.cfg.griffin_lim_iters):
+            rebuilt = stft(istft(mags * angles))
+            angles = rebuilt - (self.MOMENTUM / (1 + self.MOMENTUM)) * previous
+            angles /= np.abs(angles) + 1e-16
+            previous = rebuilt
+        y = istft(mags * angles)
+        end = emit + out_frames * hop
+        out = y[emit:end].astype(np.float32)
+        keep = min(self.hold, context + out_frames)  # context frames of the next call
+        start = (context + out_frames - keep) * hop
+        self._signal = y[start:end].astype(np.float32)
+        self._unsettled = y[end:end + (f - out_frames) * hop].astype(np.float32)
+        self._context = mags[:, context + out_frames - keep:context + out_frames]
+        self._waiting = mags_new[:, out_frames:]
+        self.samples += len(out)
+        return out
 
 
 def make_vocoder(cfg: AudioConfig, sample_rate: int) -> Vocoder:
