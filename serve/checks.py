@@ -105,10 +105,15 @@ def _probe(path, field) -> dict:
                            field, sentence=True) from None
 
 
-def check_output(path: str | os.PathLike, field: str = "out") -> pathlib.Path:
-    """An mp4 path whose folder exists, or RequestError."""
+def check_output(path: str | os.PathLike, field: str = "out", stream: bool = False
+                 ) -> pathlib.Path:
+    """An mp4 path (or, for a `stream`, .mp4 or MPEG-TS .ts) whose folder exists, or
+    RequestError."""
     out = pathlib.Path(path)
-    if out.suffix.lower() != ".mp4":
+    if stream and out.suffix.lower() not in (".mp4", ".ts"):
+        raise RequestError(f"{path}: streams are written as fragmented mp4 or MPEG-TS; name "
+                           "it *.mp4 or *.ts", field)
+    if not stream and out.suffix.lower() != ".mp4":
         raise RequestError(f"{path}: outputs are H.264 + AAC mp4 files; name it *.mp4", field)
     if not out.parent.is_dir():
         raise RequestError(f"{path}: the folder {out.parent} does not exist", field)

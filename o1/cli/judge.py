@@ -4,22 +4,10 @@ over a long clip shows."""
 from __future__ import annotations
 
 import argparse
-import math
+
+from o1.cli.sample import prompt_at
 
 WINDOW_S = 10.0
-
-
-def _at(text: str) -> tuple[float, str]:
-    """SECONDS:PROMPT of `--at`."""
-    seconds, _, prompt = text.partition(":")
-    try:
-        at = float(seconds)
-    except ValueError:
-        at = math.nan
-    if not (math.isfinite(at) and at > 0 and prompt.strip()):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not SECONDS:PROMPT with SECONDS > 0, e.g. 4:'a blue square'")
-    return at, prompt
 
 
 def _objects(prompt: str, field: str) -> list[dict]:
@@ -109,7 +97,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("clip", metavar="CLIP.mp4", help="the clip to judge")
     p.add_argument("--prompt", required=True,
                    help="what the clip shows from its start, e.g. 'a red circle bouncing fast'")
-    p.add_argument("--at", type=_at, action="append", default=[], metavar="SECONDS:PROMPT",
+    p.add_argument("--at", type=prompt_at, action="append", default=[], metavar="SECONDS:PROMPT",
                    help="from SECONDS on the clip shows PROMPT; windows are cut there too "
                         "(repeatable)")
     p.add_argument("--window", type=float, default=WINDOW_S, metavar="SECONDS",

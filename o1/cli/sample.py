@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import time
 
 
@@ -25,6 +26,19 @@ class SampleDefaults(argparse.HelpFormatter):
         value = getattr(SampleConfig(), action.dest)
         shown = f"{value:g}" if isinstance(value, float) else value
         return f"{action.help} (default: the workdir's sample.{action.dest}, normally {shown})"
+
+
+def prompt_at(text: str) -> tuple[float, str]:
+    """SECONDS:PROMPT of `--at`."""
+    seconds, _, prompt = text.partition(":")
+    try:
+        at = float(seconds)
+    except ValueError:
+        at = math.nan
+    if not (math.isfinite(at) and at > 0 and prompt.strip()):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not SECONDS:PROMPT with SECONDS > 0, e.g. 4:'a blue square'")
+    return at, prompt
 
 
 def trained_model(p: argparse.ArgumentParser) -> None:
@@ -101,6 +115,8 @@ def _generate(args: argparse.Namespace) -> None:
     from o1.serve.checks import check_output
     from o1.serve.pipeline import format_profile
 
+    if args.stream or args.at:
+        return _stream(args)
     out = check_output(args.out)
     flow, seed = _prompted_request(args)
     pipe = _pipeline(args)
@@ -112,6 +128,60 @@ def _generate(args: argparse.Namespace) -> None:
     wall = time.perf_counter() - start
     if args.profile:
         print(format_profile(clip.timings, clip.seconds, wall))
+
+
+def _stream(args: argparse.Namespace) -> None:
+    """`o1 generate --stream OUT` (or `--at`): the clip written as it is made."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from o1 import media
+    from o1.sampler import RequestError
+    from o1.serve.checks import check_output
+
+    if args.profile:
+        raise RequestError("--profile times `o1 generate --out`; a stream reports its own "
+                           "first-chunk time and real-time factor", "profile")
+    out = check_output(args.stream or args.out, "stream" if args.stream else "out",
+                       stream=bool(args.stream))
+    flow, seed = _prompted_request(args)
+    check = checks(args)
+    schedule = [(0.0, args.prompt), *sorted(args.at)]
+    for _, prompt in schedule[1:]:
+        try:
+            check.prompt(prompt)
+        except RequestError as e:
+            raise RequestError(e.message, "at" if e.field == "prompt" else e.field,
+                               sentence=e.sentence) from None
+    pipe = _pipeline(args)
+    seconds = args.seconds if args.seconds is not None else pipe.clip_seconds
+    stream = pipe.stream(schedule, seconds, flow, seed)
+    d = pipe.config.data
+    bar = tqdm(total=round(seconds * d.fps), unit="frame", desc="stream")
+    pieces = []
+    try:
+        with media.StreamWriter(out, d.fps, d.height, d.width, d.sample_rate) as writer:
+            for chunk in stream:
+                if args.stream:
+                    writer.append(chunk.frames, chunk.audio)
+                else:
+                    pieces.append(chunk)
+                bar.update(len(chunk.frames))
+                made = (chunk.start + len(chunk.frames)) / d.fps
+                bar.set_postfix(realtime=f"{made / max(chunk.made_at, 1e-9):.2f}x")
+    except KeyboardInterrupt:
+        stream.stop()
+        print(f"stopped: {out} holds what was made")
+    finally:
+        bar.close()
+    if not args.stream:
+        frames = np.concatenate([p.frames for p in pieces])
+        audio = np.concatenate([p.audio for p in pieces])
+        _wrote(media.Clip(frames, d.fps, audio, d.sample_rate), str(out))
+        return
+    print(f"wrote {out}: {writer.seconds:.2f} s streamed, first picture and sound after "
+          f"{stream.timings['first_chunk']:.2f} s, real-time factor "
+          f"{writer.seconds / stream.timings['total']:.2f}")
 
 
 def _caption(args: argparse.Namespace) -> None:
@@ -206,9 +276,20 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     gen = commands.add_parser(
         "generate", help="text -> video with sound (mp4)", formatter_class=SampleDefaults,
         description="Sample a clip with native sound from a prompt. Clips longer than the "
-                    "model's clip length are continued window by window.")
+                    "model's clip length are continued window by window. With --stream the "
+                    "clip is written as it is made, over a rolling window whose cost per "
+                    "second stays flat however long it runs (--seconds up to the workdir's "
+                    "sample.max_seconds).")
     gen.add_argument("--prompt", required=True, help="what the clip shows")
-    gen.add_argument("--out", required=True, help="mp4 file to write")
+    where = gen.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", help="mp4 file to write when the clip is done")
+    where.add_argument("--stream", metavar="OUT",
+                       help="fragmented .mp4 or MPEG-TS .ts file written latent step by latent "
+                            "step, playable while it grows (Ctrl-C stops it, the file valid)")
+    gen.add_argument("--at", type=prompt_at, action="append", default=[],
+                     metavar="SECONDS:PROMPT",
+                     help="from SECONDS on, the clip follows PROMPT (repeatable); made as a "
+                          "stream, the past kept as made")
     gen.add_argument("--seconds", type=float, default=None,
                      help="length in seconds (default: one model clip)")
     gen.add_argument("--profile", action="store_true",
