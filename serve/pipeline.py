@@ -439,6 +439,14 @@ class Pipeline:
         steps = min(self.context_steps, 1 + (have - 1) // self.config.video_vae.t_down)
         return steps, 1 + self.config.video_vae.t_down * (steps - 1)
 
+    def continuation_windows(self, have: int, want: int) -> int:
+        """Continuation windows that take a clip of `have` frames to `want` frames."""
+        windows = 0
+        while have < want:
+            have += self.clip_frames - self._context(have)[1]
+            windows += 1
+        return windows
+
     def _extend_to(self, clip: Clip, frames: int, ids, flow: FlowOptions, seed: int,
                    ticks: _Ticks | None = None) -> Clip:
         """`clip` cut, or continued window by window, to `frames` frames."""
