@@ -232,35 +232,222 @@ def _check_clip(frames, fps, audio, sample_rate) -> None:
 def _encode(out, frames, fps, audio, sample_rate, crf) -> None:
     """Encodes the validated clip into the open output container `out`."""
     rate = fractions.Fraction(fps).limit_denominator(1001)
+    video, sound = _add_streams(out, rate, frames.shape[1], frames.shape[2],
+                                None if audio is None else sample_rate, crf)
+    cuts = None
+    if audio is not None:
+        audio = np.clip(audio, -1.0, 1.0).astype(np.float32)
+        cuts = [round(i * sample_rate / rate) for i in range(len(frames))] + [len(audio)]
+    _mux_frames(out, video, sound, frames, 0, audio, cuts)
+    out.mux(video.encode(None))
+    if audio is not None:
+        out.mux(sound.encode(None))
+
+
+def _add_streams(out, rate: fractions.Fraction, height: int, width: int,
+                 sample_rate: int | None, crf: int, x264_params: str = "mbtree=0"
+                 ) -> tuple[av.VideoStream, av.AudioStream | None]:
+    """Adds the H.264 stream (and a mono AAC one if `sample_rate`) to `out`."""
     # The same frames must give the same bytes. x264's frame threads make its decisions
     # depend on timing, and its macroblock tree (the lookahead's estimate of how much each
     # block is referenced) reads outside the picture on small frames, so a 32x32 clip came
     # out differently from one call to the next; without it x264 falls back to plain
     # per-frame rate control, a few percent larger at the same quality.
     video = out.add_stream("libx264", rate=rate, options={
-        "crf": str(crf), "threads": "1", "x264-params": "mbtree=0"})
-    video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-    if audio is not None:
+        "crf": str(crf), "threads": "1", "x264-params": x264_params})
+    video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+    sound = None
+    if sample_rate is not None:
         sound = out.add_stream("aac", rate=sample_rate, layout="mono")
         # FFmpeg's default leaves audible artefacts at low sample rates; it caps this
         # request at the most AAC can carry for the rate.
         sound.bit_rate = 128_000
-        audio = np.clip(audio, -1.0, 1.0).astype(np.float32)
-        # Sample k of the audio plays at k / sample_rate; split it at the frame times so
-        # the muxer gets both streams in step and never has to buffer a whole stream.
-        cuts = [round(i * sample_rate / rate) for i in range(len(frames))] + [len(audio)]
+    return video, sound
+
+
+def _mux_frames(out, video, sound, frames, first: int, audio, cuts, keyframe: bool = False
+                ) -> None:
+    """Encodes and muxes frames numbered from `first`, each followed by its sound.
+
+    Sample k of the sound plays at k / sample_rate; `cuts` [len(frames) + 1] are the sample
+    numbers at which the frames start (the last where the sound ends) and `audio` starts at
+    cuts[0], so the muxer gets both streams in step and never has to buffer a whole stream.
+    `keyframe` starts the frames with a keyframe.
+    """
     for i, image in enumerate(frames):
         frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-        frame.pts = i  # in units of 1 / rate, the codec's time base
+        frame.pts = first + i  # in units of 1 / rate, the codec's time base
+        if keyframe and i == 0:
+            frame.pict_type = av.video.frame.PictureType.I
         out.mux(video.encode(frame))
         if audio is not None and cuts[i] < cuts[i + 1]:
-            chunk = av.AudioFrame.from_ndarray(audio[None, cuts[i]:cuts[i + 1]], format="flt",
-                                               layout="mono")
-            chunk.sample_rate, chunk.pts = sample_rate, cuts[i]
+            chunk = av.AudioFrame.from_ndarray(
+                audio[None, cuts[i] - cuts[0]:cuts[i + 1] - cuts[0]], format="flt",
+                layout="mono")
+            chunk.sample_rate, chunk.pts = sound.codec_context.sample_rate, cuts[i]
             out.mux(sound.encode(chunk))
-    out.mux(video.encode(None))
-    if audio is not None:
-        out.mux(sound.encode(None))
+
+
+class StreamWriter:
+    """Writes a clip as it is made, into a file that plays while it grows.
+
+    Each `append` adds a piece of picture with the sound that plays with it (one step of the
+    model: 4 frames and 4000 samples at 16 fps and 16 kHz); another process can read and
+    play the file meanwhile. A `.mp4` path gets a fragmented MP4 (H.264 + AAC, as
+    `write_mp4` encodes them, each append starting a fragment with a keyframe), a `.ts`
+    path MPEG-TS. A finished file reads with `read_media` like any other.
+
+    How far the file lags: after `append` returns, the file holds, whole, every append that
+    ended at least 3071 samples of sound before the end of the sound appended so far (0.19 s
+    at 16 kHz). The AAC encoder holds back up to that much (the 1024-sample frame it is
+    filling, the frame it codes one late, and its 1024-sample priming), and the muxer writes
+    a piece of picture only once the sound beside it has come out. So with appends of at
+    least 3071 samples, as the model's steps are, the file holds every append but the last,
+    which the next `append` or `close` writes. An MPEG-TS file can hold more: it is written
+    packet by packet, not fragment by fragment.
+
+    The file is written in place, not under a temporary name: it is meant to be read as it
+    grows. Whatever happens, it is a valid stream of what it holds: leaving the `with` block
+    on an exception closes it with everything appended, and a process killed part way leaves
+    the whole fragments written so far, which `read_media` reads. A writer that is closed
+    before any `append` leaves a file without frames.
+
+    Args:
+        path: Where to write; must end in .mp4 or .ts. A file there is replaced.
+        fps: Frames per second.
+        height, width: Frame size in pixels; both even (yuv420p).
+        sample_rate: Samples per second of the sound; one of `AAC_SAMPLE_RATES`.
+        crf: x264 constant rate factor, as for `write_mp4`.
+
+    Attributes:
+        path: The file, as a pathlib.Path.
+
+    Raises:
+        ValueError: An argument is out of range.
+        MediaError: The file cannot be created.
+    """
+
+    # Fragment at every keyframe; write the header with the first fragment (delay_moov), so
+    # it can give the AAC priming as an edit list: without one a fragmented track starts at
+    # 0 and the sound plays 1024 samples late. Then flush the file after every packet.
+    _PASS_ON = {"max_interleave_delta": "1", "flush_packets": "1"}
+    _OPTIONS = {".mp4": ("mp4", {"movflags": "frag_keyframe+empty_moov+delay_moov"
+                                             "+default_base_moof", **_PASS_ON}),
+                ".ts": ("mpegts", {"output_ts_offset": "1.4", **_PASS_ON})}
+
+    def __init__(self, path: str | os.PathLike, fps: float, height: int, width: int,
+                 sample_rate: int, *, crf: int = 18):
+        self.path = pathlib.Path(path)
+        if self.path.suffix.lower() not in self._OPTIONS:
+            raise ValueError(f"path must end in .mp4 (fragmented MP4) or .ts (MPEG-TS), got "
+                             f"{self.path.name!r}")
+        if not fps > 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        for name, size in (("height", height), ("width", width)):
+            if not (isinstance(size, int | np.integer) and size > 0 and size % 2 == 0):
+                raise ValueError(f"{name} must be a positive even number of pixels for "
+                                 f"yuv420p video, got {size}; crop or pad the frames to an "
+                                 f"even size")
+        if sample_rate not in AAC_SAMPLE_RATES:
+            raise ValueError(f"sample_rate must be one of {AAC_SAMPLE_RATES}, got "
+                             f"{sample_rate}; resample the audio first")
+        self._fps, self._size, self._sample_rate = fps, (height, width), sample_rate
+        self._rate = fractions.Fraction(fps).limit_denominator(1001)
+        self._frames = 0
+        self._out = None
+        container, options = self._OPTIONS[self.path.suffix.lower()]
+        with _av_errors(self.path, "creating", "check the directory exists and is writable"):
+            out = av.open(str(self.path), "w", format=container, options=options)
+            try:
+                # x264 hands each frame out as it comes in only without B-frames (with them
+                # it holds 4 back) and told the frame rate is constant (else it holds one to
+                # learn its duration); the frames are numbered, so the rate is constant.
+                self._video, self._sound = _add_streams(out, self._rate, height, width,
+                                                        sample_rate, crf,
+                                                        "mbtree=0:bframes=0:force-cfr=1")
+                out.start_encoding()  # creates the file, so a bad path fails here
+            except BaseException:
+                out.close()
+                raise
+        self._out = out
+
+    @property
+    def frames_written(self) -> int:
+        """Frames appended so far (the file lags them as the class docstring says)."""
+        return self._frames
+
+    @property
+    def seconds(self) -> float:
+        """Seconds appended so far: frames_written / fps."""
+        return self._frames / self._fps
+
+    def _samples_before(self, frame: int) -> int:
+        """Sample number at which frame number `frame` starts."""
+        return round(frame * self._sample_rate / self._rate)
+
+    def append(self, frames: np.ndarray, audio: np.ndarray) -> None:
+        """Encodes a piece of the clip and writes it as far as the codecs let out.
+
+        Args:
+            frames: uint8 [n, height, width, 3] RGB frames.
+            audio: float [m] mono sound that plays with them, in [-1, 1] (clipped), where m
+                is n * sample_rate / fps; when that is not whole, the frames' share of the
+                whole clip's sound: round(end * sample_rate / fps) - round(start * ...)
+                for the frames numbered [start, end).
+
+        Raises:
+            ValueError: The frames or sound do not fit the writer (nothing is written).
+            MediaError: FFmpeg failed to write.
+        """
+        if self._out is None:
+            raise ValueError(f"{self.path}: the StreamWriter is closed; open a new one")
+        _check_clip(frames, self._fps, audio, self._sample_rate)
+        if audio is None:
+            raise ValueError("audio must be a 1-D float array (mono) of the frames' sound, "
+                             "got None; pass silence (np.zeros) for a silent piece")
+        if frames.shape[1:3] != self._size:
+            raise ValueError(f"frames must be [n, {self._size[0]}, {self._size[1]}, 3] as "
+                             f"the writer was opened, got {frames.shape}; resize them")
+        start, end = self._frames, self._frames + len(frames)
+        cuts = [self._samples_before(i) for i in range(start, end + 1)]
+        if len(audio) != cuts[-1] - cuts[0]:
+            raise ValueError(f"audio must have {cuts[-1] - cuts[0]} samples for "
+                             f"{len(frames)} frames at {self._fps} fps and "
+                             f"{self._sample_rate} Hz, got {len(audio)}; cut or pad it to "
+                             f"the frames' duration")
+        audio = np.clip(audio, -1.0, 1.0).astype(np.float32)
+        with _av_errors(self.path, "writing", "check the disk has space"):
+            # The keyframe closes the fragment before it and lets a player start here.
+            _mux_frames(self._out, self._video, self._sound, frames, start, audio, cuts,
+                        keyframe=True)
+        self._frames = end
+
+    def close(self) -> None:
+        """Writes what the codecs hold and finishes the file; later calls do nothing.
+
+        Raises:
+            MediaError: FFmpeg failed to write.
+        """
+        out, self._out = self._out, None
+        if out is None:
+            return
+        with _av_errors(self.path, "finishing", "check the disk has space"):
+            try:
+                out.mux(self._video.encode(None))
+                out.mux(self._sound.encode(None))
+            finally:
+                out.close()
+
+    def __enter__(self) -> StreamWriter:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if error is None:
+            self.close()
+            return
+        # The error that ended the block says more than one from finishing the file.
+        with contextlib.suppress(MediaError):
+            self.close()
 
 
 def read_audio(path: str | os.PathLike, sample_rate: int, seconds: float | None = None
