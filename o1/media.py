@@ -11,12 +11,14 @@ Reading streams: frames and samples are retimed, aligned and resampled as they a
 so `read_media(..., seconds=s)` decodes only the start of a file and `iter_media` walks an
 hour-long file in fixed-size clips without holding it; both give exactly `read_media`'s
 frames and samples.
-`write_mp4` writes the model's output as an H.264 + AAC MP4 that browsers play.
+`write_mp4` writes the model's output as an H.264 + AAC MP4 that browsers play;
+`StreamWriter` writes it piece by piece, as it is made, into a fragmented MP4 (or MPEG-TS)
+that plays, and reads with `read_media`, while it grows.
 
 Every failure that comes from the file rather than from the caller is raised as
 `MediaError`, which names the file, so a data pipeline can log and skip bad inputs.
 
-The module is long (about 1,000 lines): it is the one place that talks to PyAV, reading and
+The module is long (about 1,400 lines): it is the one place that talks to PyAV, reading and
 writing share its container handling and `MediaError`, and most of its length is the
 streaming reading clock that keeps frame k at source time k / fps with the audio aligned to
 it. The sound levels at its end could stand alone; they sit here beside the decoder whose
@@ -29,6 +31,7 @@ import collections
 import contextlib
 import dataclasses
 import fractions
+import io
 import itertools
 import math
 import os
@@ -129,12 +132,14 @@ def probe(path: str | os.PathLike) -> dict:
         90), mirrored (whether it is mirrored left to right before the turn) and
         sample_rate; fields about a missing stream, or unknown to the container, are None.
 
+    A fragmented MP4 that is still being written (`StreamWriter`'s) is described as far as
+    its whole fragments go.
+
     Raises:
         MediaError: The file cannot be opened or is truncated.
     """
     path = pathlib.Path(path)
-    with _av_errors(path, "opening"), av.open(str(path)) as container:
-        _check_complete(path, container)
+    with _av_errors(path, "opening"), _open_input(path, _fragments_end(path)) as container:
         video, audio = _streams(container)
         width = height = turns = mirrored = None
         if video is not None:
@@ -294,17 +299,22 @@ class StreamWriter:
     Each `append` adds a piece of picture with the sound that plays with it (one step of the
     model: 4 frames and 4000 samples at 16 fps and 16 kHz); another process can read and
     play the file meanwhile. A `.mp4` path gets a fragmented MP4 (H.264 + AAC, as
-    `write_mp4` encodes them, each append starting a fragment with a keyframe), a `.ts`
-    path MPEG-TS. A finished file reads with `read_media` like any other.
+    `write_mp4` encodes them but without B-frames, each append starting a fragment with a
+    keyframe), a `.ts` path MPEG-TS. The same appends give the same bytes. A finished file
+    reads with `read_media` like any other, and so does one still being written: an `.mp4`
+    up to its last whole fragment even when a reader catches one half written (a `.ts`
+    caught part way through a packet raises MediaError; read it again).
 
-    How far the file lags: after `append` returns, the file holds, whole, every append that
-    ended at least 3071 samples of sound before the end of the sound appended so far (0.19 s
-    at 16 kHz). The AAC encoder holds back up to that much (the 1024-sample frame it is
-    filling, the frame it codes one late, and its 1024-sample priming), and the muxer writes
-    a piece of picture only once the sound beside it has come out. So with appends of at
-    least 3071 samples, as the model's steps are, the file holds every append but the last,
-    which the next `append` or `close` writes. An MPEG-TS file can hold more: it is written
-    packet by packet, not fragment by fragment.
+    How far the file lags, once `append` returns: a `.mp4` holds the frames of every append
+    but the last (but the last two when each append is a single frame), and their sound but
+    for at most its last 3071 samples (0.19 s at 16 kHz); the next `append` or `close`
+    writes the rest. The AAC encoder holds that much back: the 1024-sample frame it is
+    filling, one frame it codes late and its 1024-sample priming. A fragment is written
+    when the keyframe that starts the next append reaches the muxer, which passes each
+    packet on when the next one comes. The first waits for the encoder's first sound (2048
+    samples in), so nothing can be read before then. A `.ts` is written packet by packet: it
+    holds every frame but at most the last, and the sound but at most its last 4095
+    samples (the muxer holds one more AAC frame).
 
     The file is written in place, not under a temporary name: it is meant to be read as it
     grows. Whatever happens, it is a valid stream of what it holds: leaving the `with` block
@@ -327,9 +337,13 @@ class StreamWriter:
         MediaError: The file cannot be created.
     """
 
-    # Fragment at every keyframe; write the header with the first fragment (delay_moov), so
-    # it can give the AAC priming as an edit list: without one a fragmented track starts at
-    # 0 and the sound plays 1024 samples late. Then flush the file after every packet.
+    # Both: pass each packet on as soon as the next one comes, rather than waiting for the
+    # other stream to catch up (the AAC encoder runs 2048 samples and more behind), and
+    # write it to disk at once. MP4: cut a fragment at every keyframe, and write the header
+    # with the first fragment (delay_moov) so that it can give the AAC priming as an edit
+    # list; without one a fragmented track starts at 0 and the sound plays 1024 samples
+    # late. TS: start the clock at 1.4 s, as FFmpeg's own TS files do, so the priming
+    # before the first frame does not wrap round to a time 26 hours on.
     _PASS_ON = {"max_interleave_delta": "1", "flush_packets": "1"}
     _OPTIONS = {".mp4": ("mp4", {"movflags": "frag_keyframe+empty_moov+delay_moov"
                                              "+default_base_moof", **_PASS_ON}),
@@ -390,10 +404,10 @@ class StreamWriter:
 
         Args:
             frames: uint8 [n, height, width, 3] RGB frames.
-            audio: float [m] mono sound that plays with them, in [-1, 1] (clipped), where m
-                is n * sample_rate / fps; when that is not whole, the frames' share of the
-                whole clip's sound: round(end * sample_rate / fps) - round(start * ...)
-                for the frames numbered [start, end).
+            audio: float [m] mono sound that plays with them, in [-1, 1] (clipped), where
+                m = n * sample_rate / fps; when that is not whole, the frames' share of the
+                clip's sound: round(end * sample_rate / fps) - round(start * sample_rate /
+                fps) for the frames numbered [start, end).
 
         Raises:
             ValueError: The frames or sound do not fit the writer (nothing is written).
@@ -642,9 +656,10 @@ class _Reader:
     def __enter__(self) -> _Reader:
         path, fps, size, sample_rate, require_audio, seconds = self._args
         with self._files as files:
-            container = files.enter_context(av.open(str(path)))
-            # A cut-off file can look like one missing a stream; name the real cause first.
-            _check_complete(path, container)
+            # Both demuxers read the same bytes of a file that is still growing.
+            end = _fragments_end(path)
+            # A cut-off file can look like one missing a stream; this names the real cause.
+            container = files.enter_context(_open_input(path, end))
             video, audio = _streams(container)
             if video is None:
                 raise MediaError(path, "has no video stream", "only video files can be read")
@@ -654,7 +669,7 @@ class _Reader:
             self.video = _Video(path, container, video, fps, size, seconds)
             self.sound = None
             if audio is not None:
-                container = files.enter_context(av.open(str(path)))
+                container = files.enter_context(_open_input(path, end))
                 self.sound = _Sound(path, container, _streams(container)[1], self.video,
                                     sample_rate, require_audio)
             self._files = files.pop_all()
@@ -997,15 +1012,55 @@ class _Sound:
                              "its sound and picture do not overlap; re-encode it or skip it")
 
 
-def _check_complete(path: pathlib.Path, container) -> None:
-    """Raises MediaError if the container's index points past the end of the file.
+@contextlib.contextmanager
+def _open_input(path: pathlib.Path, end: int | None) -> Iterator[av.container.InputContainer]:
+    """Opens a file for decoding, checked for truncation; only its first `end` bytes (the
+    whole fragments `_fragments_end` found) when `end` is given."""
+    if end is None:
+        with av.open(str(path)) as container:
+            _check_complete(path, container, path.stat().st_size)
+            yield container
+        return
+    with path.open("rb") as file, av.open(_Prefix(file, end)) as container:
+        _check_complete(path, container, end)
+        yield container
+
+
+class _Prefix(io.RawIOBase):
+    """The first `size` bytes of an open binary file, as a read-only file of that size."""
+
+    def __init__(self, file, size: int):
+        self._file, self._size = file, size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = max(0, min(len(buffer), self._size - self._file.tell()))
+        return self._file.readinto(memoryview(buffer)[:n])
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_END:
+            offset, whence = self._size + offset, io.SEEK_SET
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+
+def _check_complete(path: pathlib.Path, container, size: int) -> None:
+    """Raises MediaError if the container's index points past `size`, the end of the file
+    (or of the part of it read).
 
     MP4 and MOV files carry an index of every packet; when such a file was cut short
     (an interrupted copy) the demuxer reports a normal end of file at the cut, and the
     clip would silently lose its tail.
     """
-    size = path.stat().st_size
-    if _iso_box_past_end(path, size):
+    boxes = [box for box in _iso_boxes(path) if box[1] < size]
+    if boxes and boxes[-1][2] > size:
         raise MediaError(path, f"is truncated: a top-level MP4 box ends past the end of the "
                          f"file ({size} bytes)", "the copy is incomplete; fetch or write it again")
     for stream in container.streams:
@@ -1015,28 +1070,64 @@ def _check_complete(path: pathlib.Path, container) -> None:
                              "the copy is incomplete; fetch or write it again")
 
 
-def _iso_box_past_end(path: pathlib.Path, size: int) -> bool:
-    """True if an MP4/MOV file's top-level boxes claim more bytes than the file has.
+def _iso_boxes(path: pathlib.Path, within: tuple[int, int] | None = None
+               ) -> list[tuple[bytes, int, int]]:
+    """The boxes of an MP4/MOV file as (type, start, end), at its top level or `within`
+    the bytes [start, end) of a box; empty if the file is not one.
 
     A cut through the header can leave a readable but partial index (one track, a few
-    packets), which the index check cannot see; the box sizes still tell.
+    packets), which the index check cannot see; the box sizes still tell: the last box
+    ends past the end of the file. A box that runs to the end of the file (size 0) ends
+    the list there, and one with an impossible size (under 8 bytes) ends it as if cut.
     """
+    size = path.stat().st_size
+    boxes = []
     with path.open("rb") as f:
-        if f.read(12)[4:8] != b"ftyp":
-            return False
-        offset = 0
-        while offset + 8 <= size:
+        if within is None:
+            if f.read(12)[4:8] != b"ftyp":
+                return boxes
+            within = (0, size)
+        offset, stop = within[0], min(within[1], size)
+        while offset + 8 <= stop:
             f.seek(offset)
             header = f.read(16)
-            box_size = int.from_bytes(header[:4], "big")
+            kind, box_size = header[4:8], int.from_bytes(header[:4], "big")
             if box_size == 1 and len(header) == 16:  # 64-bit size follows the type
                 box_size = int.from_bytes(header[8:16], "big")
             elif box_size == 0:  # the box runs to the end of the file
-                return False
+                box_size = size - offset
             if box_size < 8:
-                return True
+                boxes.append((kind, offset, math.inf))
+                break
+            boxes.append((kind, offset, offset + box_size))
             offset += box_size
-        return offset > size
+    return boxes
+
+
+def _fragments_end(path: pathlib.Path) -> int | None:
+    """Where the whole fragments of a fragmented MP4 that is being written end; None for
+    any other file (a finished fragmented MP4 included), which is read whole.
+
+    A fragmented MP4 (a `moov` box declaring fragments, then `moof` + `mdat` pairs) can be
+    read while it grows, and its end may cut a fragment a writer has not finished: the file
+    is read up to the last whole fragment instead. FFmpeg ends a finished one with an
+    `mfra` box, and it is read as any other file, with its truncation checks.
+    """
+    try:
+        size = path.stat().st_size
+        boxes = _iso_boxes(path)
+    except OSError:  # FFmpeg's error on opening the file names the cause
+        return None
+    whole = [box for box in boxes if box[2] <= size]
+    moov = [box for box in whole if box[0] == b"moov"]
+    if not moov or (boxes[-1][0] == b"mfra" and boxes[-1] in whole):
+        return None
+    if not any(kind == b"moof" for kind, _, _ in whole) and not any(
+            kind == b"mvex" for kind, _, _ in _iso_boxes(path, (moov[0][1] + 8, moov[0][2]))):
+        return None
+    if whole[-1][0] == b"moof":  # its samples are in the mdat that follows, still to come
+        whole.pop()
+    return whole[-1][2]
 
 
 @dataclasses.dataclass(frozen=True)
