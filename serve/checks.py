@@ -107,12 +107,14 @@ def _probe(path, field) -> dict:
 
 def check_output(path: str | os.PathLike, field: str = "out", stream: bool = False
                  ) -> pathlib.Path:
-    """An mp4 path whose folder exists, or RequestError. A `stream` is written as a
-    fragmented mp4, which plays while it grows."""
+    """An mp4 path (or, for a `stream`, .mp4 or MPEG-TS .ts) whose folder exists, or
+    RequestError."""
     out = pathlib.Path(path)
-    if out.suffix.lower() != ".mp4":
-        kind = "streams are fragmented" if stream else "outputs are"
-        raise RequestError(f"{path}: {kind} H.264 + AAC mp4 files; name it *.mp4", field)
+    if stream and out.suffix.lower() not in (".mp4", ".ts"):
+        raise RequestError(f"{path}: streams are written as fragmented mp4 or MPEG-TS; name "
+                           "it *.mp4 or *.ts", field)
+    if not stream and out.suffix.lower() != ".mp4":
+        raise RequestError(f"{path}: outputs are H.264 + AAC mp4 files; name it *.mp4", field)
     if not out.parent.is_dir():
         raise RequestError(f"{path}: the folder {out.parent} does not exist", field)
     if out.is_dir():

@@ -284,8 +284,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     where = gen.add_mutually_exclusive_group(required=True)
     where.add_argument("--out", help="mp4 file to write when the clip is done")
     where.add_argument("--stream", metavar="OUT",
-                       help="fragmented mp4 written latent step by latent step, playable while "
-                            "it grows (Ctrl-C stops it, the file valid)")
+                       help="fragmented .mp4 or MPEG-TS .ts file written latent step by latent "
+                            "step, playable while it grows (Ctrl-C stops it, the file valid)")
     gen.add_argument("--at", type=prompt_at, action="append", default=[],
                      metavar="SECONDS:PROMPT",
                      help="from SECONDS on, the clip follows PROMPT (repeatable); made as a "

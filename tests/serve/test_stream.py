@@ -89,8 +89,10 @@ def test_a_bad_stream_is_refused_before_the_model_loads(trained_workdir, kwargs,
     assert not pipe.loaded
 
 
-def test_generate_stream_writes_a_file_of_the_length_asked(trained_workdir, tmp_path, capsys):
-    out = tmp_path / "stream.mp4"
+@pytest.mark.parametrize("suffix", [".ts", ".mp4"])
+def test_generate_stream_writes_a_file_of_the_length_asked(trained_workdir, tmp_path, suffix,
+                                                           capsys):
+    out = tmp_path / f"stream{suffix}"
     assert cli.main(["generate", "--workdir", str(trained_workdir), "--prompt", "a red circle",
                      "--stream", str(out), "--seconds", "3", "--steps", "2",
                      "--at", "1.5:a blue square"]) == 0
@@ -107,5 +109,5 @@ def test_generate_stream_refuses_a_bad_at_prompt_and_output(trained_workdir, tmp
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--at" in err and "zebra" in err
     assert cli.main([*base, "--stream", str(tmp_path / "s.avi")]) == 2
-    assert "name it *.mp4" in capsys.readouterr().err
+    assert "*.mp4 or *.ts" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
