@@ -9,6 +9,22 @@ Image -> Video, Extend), each also a named endpoint for `gradio_client`:
     client = Client("http://127.0.0.1:7860/")
     video, picture, sync = client.predict("a fast red circle bounces", api_name="/generate")
 
+The Stream tab plays a clip while it is made (`o1.serve.stream`): every second or so of the
+stream goes to the page as a segment (H.264 and AAC; Gradio serves them as HLS), with the sound
+so far as a picture; pressing Enter in its prompt box steers the windows made from then on, and
+Stop ends it. Over HTTP, `/stream` yields, per segment, the stream's playlist, the sound
+picture, the segment as an mp4 with sound and a status line; `/steer` changes the prompt of the
+stream running for the same client and `/stop` ends it:
+
+    job = client.submit("a fast red circle bounces", 30.0, api_name="/stream")
+    for i, (playlist, sound, segment, status) in enumerate(job):  # about one a second
+        if i == 10:
+            client.predict("a slow blue square bounces", api_name="/steer")
+
+A stream runs at most `LEAD_SECONDS` ahead of real time, so a new prompt shows within a few
+seconds of the viewer's present. It needs the ffmpeg and ffprobe programs (Gradio muxes the
+segments with them); without them the Stream tab says so and the other tabs work.
+
 The model is loaded and every program compiled (a warm-up call per task) before the server
 listens. Requests wait in one queue: at most `concurrency` run at once on the device, at most
 `queue_size` wait, and a request beyond that is refused at once ("Queue is full! Please try
@@ -23,9 +39,11 @@ import functools
 import logging
 import os
 import pathlib
+import shutil
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -36,10 +54,15 @@ from o1.sampler import FlowOptions
 from o1.serve import picture
 from o1.serve.checks import check_image_file
 from o1.serve.pipeline import Pipeline, RequestError, read_audio, read_clip, read_image
+from o1.serve.stream import Stream
 
 log = logging.getLogger(__name__)
 
 EXAMPLES = 4  # AV-Shapes test clips offered as examples
+SEGMENT_SECONDS = 1.0  # a stream goes to the page in segments of about this length
+# How far a stream may run ahead of real time (from its first segment): the player keeps this
+# much in hand, and a prompt typed now shows about this much later.
+LEAD_SECONDS = 2.0
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 
 # How the page names each field of a request (RequestError.field).
@@ -135,6 +158,8 @@ class Studio:
         self.outputs.mkdir(exist_ok=True)
         self._sweep()
         self.examples = self._write_examples()
+        self._streams: dict[str, Stream] = {}  # the running stream of each page session
+        self._streams_lock = threading.Lock()
 
     # ------------------------------------------------------------------------------------------
     # Checks: the pipeline's (`o1.serve.checks`), with uploads named as the page names them.
@@ -237,6 +262,75 @@ class Studio:
         clip = self._video(video, "video to extend")
         return self._publish(self.pipe.extend(clip, seconds, prompt, flow, seed, progress))
 
+    def stream(self, prompt: str, seconds: float, steps: int | None = None,
+               cfg_video: float | None = None, cfg_audio: float | None = None,
+               seed: int | None = None, session: str | None = None, pace: bool = True
+               ) -> Iterator[tuple[str, str, str]]:
+        """Text -> video with sound as it is made: every `SEGMENT_SECONDS` or so of the stream,
+        (the segment as an mp4 with sound, the sound so far as a png, a status line).
+
+        `session` names the stream for `steer` and `stop`. With `pace`, the stream waits
+        rather than run more than `LEAD_SECONDS` ahead of real time from its first segment.
+        """
+        flow, seed = self._options(steps, cfg_video, cfg_audio, seed)
+        stream = self.pipe.stream(prompt, seconds, flow, seed)
+        fps, rate = self.pipe.fps, self.pipe.sample_rate
+        name, growing = uuid.uuid4().hex, picture.StreamPicture(rate)
+        pictures: list[pathlib.Path] = []
+        if session is not None:
+            with self._streams_lock:
+                self._streams[session] = stream
+        first = last = None  # perf_counter of the first and the last segment handed out
+        try:
+            for i, chunks in enumerate(_segments(stream, round(SEGMENT_SECONDS * fps))):
+                for chunk in chunks:
+                    growing.add(chunk.audio, chunk.prompt)
+                frames = np.concatenate([c.frames for c in chunks])
+                segment = media.write_mp4(self.outputs / f"{name}-{i:04d}.mp4", frames, fps,
+                                          np.concatenate([c.audio for c in chunks]), rate)
+                pictures.append(self.outputs / f"{name}-{i:04d}.png")
+                _save_png(pictures[-1], growing.draw())
+                if len(pictures) > 2:  # the page has long fetched it
+                    pictures.pop(0).unlink(missing_ok=True)
+                end = (chunks[-1].start + len(chunks[-1].frames)) / fps
+                status = f"**{end:.1f} s** of {seconds:g} s made · prompt: {chunks[-1].prompt}"
+                last, last_unix = time.perf_counter(), time.time()
+                first = first or last
+                yield str(segment), str(pictures[-1]), status
+                ahead = end - (time.perf_counter() - first) - LEAD_SECONDS
+                if pace and ahead > 0 and round(end * fps) < stream.frames:
+                    time.sleep(ahead)
+        finally:
+            stream.stop()
+            if session is not None:
+                with self._streams_lock:
+                    if self._streams.get(session) is stream:
+                        del self._streams[session]
+        if first is not None and session is not None:
+            print(f"o1 studio: stream {name} of {seconds:g} s: first segment after "
+                  f"{stream.timings.get('first_chunk', 0):.2f} s, last at "
+                  f"{last - first:.2f} s after the first (unix {last_unix:.3f})",
+                  flush=True)
+
+    def steer(self, prompt: str, session: str) -> bool:
+        """Sets the prompt of `session`'s running stream (checked: RequestError); False when
+        none runs."""
+        with self._streams_lock:
+            stream = self._streams.get(session)
+        if stream is None:
+            return False
+        stream.set_prompt(prompt)
+        return True
+
+    def stop(self, session: str) -> bool:
+        """Ends `session`'s running stream after the window being made; False when none
+        runs."""
+        with self._streams_lock:
+            stream = self._streams.get(session)
+        if stream is not None:
+            stream.stop()
+        return stream is not None
+
     def _publish(self, clip: Clip) -> tuple[str, str, str]:
         """Writes the mp4 and the sync picture into the served folder."""
         from PIL import Image
@@ -284,7 +378,8 @@ class Studio:
         return examples
 
     def warm_up(self) -> float:
-        """Runs every task once (2 steps) so requests find their programs compiled."""
+        """Runs every task once (2 steps), and a stream, so requests find their programs
+        compiled."""
         start = time.perf_counter()
         first = self.examples[0]
         longer = self.pipe.clip_seconds * 1.5  # one continuation window as well
@@ -299,6 +394,11 @@ class Studio:
             outputs = run()
             for path in outputs[:2] if isinstance(outputs, tuple) else ():
                 pathlib.Path(path).unlink()
+        # Two windows of a stream, its segments and its sound picture, so the first stream
+        # asked for starts as fast as later ones.
+        for segment, png, _ in self.stream(first["caption"], longer, steps=2, pace=False):
+            pathlib.Path(segment).unlink()
+            pathlib.Path(png).unlink(missing_ok=True)
         return time.perf_counter() - start
 
     def _sweep(self, folder: pathlib.Path | None = None) -> None:
@@ -440,9 +540,73 @@ class Studio:
                     out = results("extend")
                 task(self.extend, [video, seconds, prompt, *flow], out, go, "extend")
 
+            with gr.Tab("Stream", id="stream"):
+                self._stream_tab(gr, sampling, seconds_slider)
+
         _named_inputs(app)
         app.queue(max_size=o.queue_size, default_concurrency_limit=o.concurrency)
         return app
+
+    def _stream_tab(self, gr, sampling: Callable, seconds_slider: Callable) -> None:
+        """The Stream tab: Start plays the stream as it is made, Enter in the prompt box
+        steers it, Stop ends it; each also an endpoint (/stream, /steer, /stop)."""
+        o, s = self.options, self.config.sample
+        missing = stream_unavailable()
+        with gr.Row():
+            with gr.Column():
+                if missing:
+                    gr.Markdown(f"**{missing}**", elem_id="stream-missing")
+                prompt = gr.Textbox(label="Prompt (Enter changes it while the stream runs)",
+                                    max_lines=1, elem_id="stream-prompt",
+                                    placeholder="a fast red circle bounces")
+                seconds = seconds_slider("Seconds", min(s.max_seconds, 30.0),
+                                         1 / self.config.data.fps)
+                flow = sampling()
+                with gr.Row():
+                    go = gr.Button("Start", variant="primary", elem_id="stream-btn",
+                                   interactive=not missing)
+                    stop = gr.Button("Stop", elem_id="stream-stop")
+                gr.Examples([[e["caption"]] for e in self.examples], [prompt],
+                            label="Prompts from the AV-Shapes test split")
+            with gr.Column():
+                video = gr.Video(label="Stream (picture with sound, played as it is made)",
+                                 streaming=True, autoplay=True, elem_id="stream-video",
+                                 height=360)
+                # unlabelled: the picture says what it is in its first line
+                image = gr.Image(label="Sound so far", show_label=False, type="filepath",
+                                 elem_id="stream-sound")
+                status = gr.Markdown(elem_id="stream-status")
+                segment = gr.File(label="Last segment (mp4)", visible=False)
+
+        def start(prompt, seconds, steps, cfg_video, cfg_audio, seed, request):
+            if missing:
+                raise gr.Error(missing, print_exception=False)
+            try:
+                for path, png, text in self.stream(prompt, seconds, steps, cfg_video,
+                                                   cfg_audio, seed, request.session_hash):
+                    yield path, png, path, text
+            except RequestError as e:
+                raise gr.Error(_on_page(e), print_exception=False) from None
+
+        def steer(prompt, request):
+            try:
+                self.steer(prompt, request.session_hash)
+            except RequestError as e:
+                raise gr.Error(_on_page(e), print_exception=False) from None
+
+        def stop_stream(request):
+            self.stop(request.session_hash)
+
+        # Gradio hands the request (its session) to a parameter annotated gr.Request, which it
+        # resolves among the module's globals; gradio is imported only when the app is built.
+        for fn in (start, steer, stop_stream):
+            fn.__annotations__["request"] = gr.Request
+
+        go.click(start, [prompt, seconds, *flow], [video, image, segment, status],
+                 api_name="stream", concurrency_id="device", concurrency_limit=o.concurrency)
+        # Not queued behind the device: they only reach into the running stream.
+        prompt.submit(steer, [prompt], None, api_name="steer", concurrency_limit=None)
+        stop.click(stop_stream, None, None, api_name="stop", concurrency_limit=None)
 
     def launch(self, block: bool = True):
         """Builds the app and serves it; returns (app, local_url)."""
@@ -479,6 +643,43 @@ def _write_wav(path: pathlib.Path, audio: np.ndarray, sample_rate: int) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _segments(chunks: Iterator, frames: int) -> Iterator[list]:
+    """`chunks` (`o1.serve.stream.Chunk`) in runs of at least `frames` frames, the last run
+    whatever is left."""
+    run: list = []
+    for chunk in chunks:
+        run.append(chunk)
+        if sum(len(c.frames) for c in run) >= frames:
+            yield run
+            run = []
+    if run:
+        yield run
+
+
+def _save_png(path: pathlib.Path, image: np.ndarray) -> None:
+    """`image` as a png, written whole or not at all."""
+    from PIL import Image
+
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        Image.fromarray(image).save(tmp, format="png")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def stream_unavailable() -> str | None:
+    """Why the Stream tab cannot play here (Gradio's streamed video needs the ffmpeg and
+    ffprobe programs), or None."""
+    missing = [name for name in ("ffmpeg", "ffprobe") if shutil.which(name) is None]
+    if not missing:
+        return None
+    return (f"Streaming needs the ffmpeg and ffprobe programs, and {' and '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not installed on the server: install "
+            "FFmpeg (apt-get install ffmpeg) and restart the studio. The other tabs work "
+            "without it.")
 
 
 def _gradio_task(fn: Callable) -> Callable:

@@ -1,9 +1,11 @@
 """The studio as users meet it: `o1 serve` on a free port with a tiny trained workdir, called
 through gradio_client, driven in headless Chromium, fed bad input and path traversal, and
-loaded by 16 clients at once."""
+loaded by 16 clients at once; a stream played in the page while it is made, and steered."""
 
 import os
 import pathlib
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -112,7 +114,7 @@ def test_startup_names_the_checkpoint_and_binds_loopback_only(server):
 def test_every_endpoint_through_gradio_client(client, example, server):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert set(endpoints) == {"/generate", "/caption", "/dub", "/visualize", "/animate",
-                              "/extend"}
+                              "/extend", "/stream", "/steer", "/stop"}
 
     video, image, sync = client.predict("a red circle bounces", 2.0, api_name="/generate")
     _check_clip(video, 2.0)
@@ -153,15 +155,36 @@ def test_progress_advances_per_denoising_step(client):
     assert len(seen) >= 2  # the bar moved while sampling
 
 
-def test_browser_generates_a_playable_clip_with_sound(server):
+def _browser():
+    """playwright's sync API, or a skip (a failure in CI) when it or Chromium is missing."""
     playwright = pytest.importorskip("playwright.sync_api")
     if not os.path.exists(CHROMIUM):
         if os.environ.get("O1_REQUIRE_BROWSER"):
             pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium)")
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    return playwright
+
+
+def _launch(p):
+    return p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+        "--no-sandbox", "--enable-blink-features=AudioVideoTracks",
+        "--autoplay-policy=no-user-gesture-required"])
+
+
+def _need_ffmpeg() -> None:
+    """A skip (a failure in CI) when the stream's muxing programs are missing."""
+    missing = [name for name in ("ffmpeg", "ffprobe") if shutil.which(name) is None]
+    if missing:
+        message = f"{' and '.join(missing)} missing (apt-get install ffmpeg)"
+        if os.environ.get("O1_REQUIRE_FFMPEG"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def test_browser_generates_a_playable_clip_with_sound(server):
+    playwright = _browser()
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--enable-blink-features=AudioVideoTracks"])
+        browser = _launch(p)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.goto(server.url)
@@ -361,3 +384,121 @@ def test_uploads_stop_when_the_served_folder_is_full(server):
     assert statuses[0] == 200 and statuses[-1] == 507, statuses
     used = sum(f.stat().st_size for f in server.out_dir.rglob("*") if f.is_file())
     assert used <= 4 * 1024**2
+
+
+def _stream_ends(server, before: int, timeout: float = 60) -> float:
+    """The unix time at which the studio handed out the last segment of the first stream to
+    end after `before` of them had (its log line)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        ends = [m for line in list(server.lines)
+                if (m := re.search(r"o1 studio: stream .* \(unix ([0-9.]+)\)", line))]
+        if len(ends) > before:
+            return float(ends[before].group(1))
+        time.sleep(0.1)
+    pytest.fail("no stream ended:\n" + "".join(server.lines))
+
+
+def _streams_ended(server) -> int:
+    return sum("o1 studio: stream " in line for line in list(server.lines))
+
+
+def test_stream_endpoint_yields_segments_with_sound(client):
+    _need_ffmpeg()
+    start = time.perf_counter()
+    outputs = list(client.submit("a red circle bounces", 4.0, api_name="/stream"))
+    assert len(outputs) >= 3, outputs
+    frames = 0
+    for playlist, sound, segment, _ in outputs:
+        clip = media.read_media(segment)
+        assert media.probe(segment)["has_audio"] and len(clip.frames) >= 15
+        assert abs(len(clip.audio) / clip.sample_rate - len(clip.frames) / 16) <= 1 / 16
+        assert pathlib.Path(sound).read_bytes()[:4] == b"\x89PNG"
+        assert pathlib.Path(playlist).read_text().startswith("#EXTM3U")
+        frames += len(clip.frames)
+    assert frames == 4 * 16
+    assert outputs[-1][3].startswith("**4.0 s** of 4 s made")
+    print(f"4 s stream through gradio_client: {len(outputs)} segments in "
+          f"{time.perf_counter() - start:.1f} s")
+
+
+def test_stream_is_steered_and_stopped_over_http(client):
+    _need_ffmpeg()
+    job = client.submit("a red circle bounces", 8.0, api_name="/stream")
+    statuses = []
+    for _, _, _, status in job:
+        statuses.append(status)
+        if len(statuses) == 1:
+            with pytest.raises(AppError, match="Prompt has 1 word this model never read"):
+                client.predict("a zigzag circle", api_name="/steer")
+            client.predict("a blue square", api_name="/steer")
+        if status.endswith("prompt: a blue square"):
+            client.predict(api_name="/stop")
+            break
+    rest = [status for _, _, _, status in job]  # what was made before the stop took hold
+    made = [float(s.split("**")[1].split()[0]) for s in statuses + rest]
+    assert statuses[0].endswith("prompt: a red circle bounces")
+    assert statuses[-1].endswith("prompt: a blue square"), statuses
+    assert made[-1] < 8.0 and made == sorted(made), made
+
+
+def test_stream_tab_says_when_ffmpeg_is_missing(monkeypatch, tmp_path):
+    from o1.serve.studio import stream_unavailable
+
+    assert (stream_unavailable() is None) == bool(shutil.which("ffmpeg") and
+                                                  shutil.which("ffprobe"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert "ffmpeg and ffprobe are not installed" in stream_unavailable()
+
+
+def test_browser_plays_a_stream_while_it_is_made_and_steers_it(server):
+    playwright = _browser()
+    _need_ffmpeg()
+    video = "document.querySelector('#stream-video video')"
+    with playwright.sync_playwright() as p:
+        browser = _launch(p)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(server.url)
+            page.get_by_role("tab", name="Stream").click()
+            prompt = page.locator("#stream-prompt textarea, #stream-prompt input").first
+            prompt.fill("a red circle bounces")
+            page.evaluate("""() => {  // the wall-clock time of every 'playing' of the player
+                window.playing = [];
+                const hook = () => document.querySelectorAll('#stream-video video')
+                    .forEach(v => { if (!v.o1) { v.o1 = true; v.addEventListener(
+                        'playing', () => window.playing.push(Date.now())); } });
+                new MutationObserver(hook).observe(document.body,
+                                                   {childList: true, subtree: true});
+                hook(); }""")
+            before = _streams_ended(server)
+            clicked = page.evaluate("() => Date.now()") / 1000
+            page.locator("#stream-btn").click()
+            page.wait_for_function("() => window.playing.length > 0", timeout=30_000)
+            page.wait_for_function(f"() => {video}.webkitAudioDecodedByteCount > 0",
+                                   timeout=10_000)
+            audio = page.evaluate(f"() => {video}.audioTracks.length")
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=ARTIFACTS / "stream_mid.png", full_page=True)
+            prompt.fill("a zigzag circle")  # refused; the stream goes on
+            prompt.press("Enter")
+            page.get_by_text("Prompt has 1 word this model never read").first.wait_for(
+                timeout=10_000)
+            prompt.fill("a blue square")
+            prompt.press("Enter")
+            page.wait_for_function(
+                "() => document.querySelector('#stream-status').innerText"
+                ".endsWith('prompt: a blue square')", timeout=30_000)
+            sound = "document.querySelector('#stream-sound img')"
+            drawn = page.evaluate(f"() => {sound}.src")  # may lag the status by a segment
+            page.wait_for_function(f"() => {sound}.src !== {drawn!r} && {sound}.complete",
+                                   timeout=30_000)
+            page.screenshot(path=ARTIFACTS / "stream_switched.png", full_page=True)
+            last = _stream_ends(server, before)
+            first_playing = page.evaluate("() => window.playing[0]") / 1000
+            playing = page.evaluate(f"() => {video}.currentTime")
+        finally:
+            browser.close()
+    print(f"the page played the stream {first_playing - clicked:.2f} s after Start, "
+          f"{last - first_playing:.2f} s before the studio handed out its last segment")
+    assert first_playing < last and audio == 1 and playing > 0
