@@ -19,7 +19,9 @@ bidirectional one denoises every window whole (its first window is all t steps).
 
 The prompt is read at the start of each window: `Stream.set_prompt` (the studio's prompt
 box) or a schedule of (seconds, prompt) switches it for every window that starts after the
-switch, while the past stays as made. Sound goes through `GriffinLimStream`, which holds the
+switch, while the past stays as made. The window where it changes is given fewer steps of the
+past (`sample.stream_switch_steps`, 1 by default), so the new prompt is not outvoted by a
+picture that shows the old one. Sound goes through `GriffinLimStream`, which holds the
 samples already handed out fixed, so a tone runs on from one window to the next; it keeps
 the last few mel frames back until the next window, and a chunk is handed out when its
 frames and its sound are both made.
@@ -96,6 +98,7 @@ class Stream:
         self._schedule = [(float(at), text, pipe.prompt_ids(text)) for at, text in schedule]
         if any(b[0] <= a[0] for a, b in zip(self._schedule[:-1], self._schedule[1:], strict=True)):
             raise RequestError("times must increase", "schedule")
+        self.switch_context = c.sample.stream_switch_steps  # where the prompt changes
         self._live: tuple[str, np.ndarray] | None = None
         self._lock = threading.Lock()
         self._stopped = False
@@ -167,6 +170,8 @@ class Stream:
                 hop = min(self.hop, self._steps_to_switch(made))
                 # given steps: as many as were made, at most a window less `hop`
                 context = min(1 + (made - 1) // self.t_down, self.t - hop) if made else 0
+                if context and prompts[:-1] and prompts[-2][1] != text:
+                    context = min(context, self.switch_context)
                 new = hop if builder.causal else self.t - context
                 last = context + new - 1  # the window's last latent step made
                 keep = 1 + self.t_down * (context - 1) if context else 0  # frames given

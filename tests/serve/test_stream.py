@@ -42,11 +42,25 @@ def test_a_stream_hands_out_every_latent_step_with_its_sound_and_a_seed_fixes_it
         np.testing.assert_array_equal(a.audio, b.audio)
 
 
-def test_a_schedule_switches_the_prompt_where_it_says(pipe):
+def test_a_schedule_switches_the_prompt_where_it_says(pipe, monkeypatch):
+    from o1.serve.stream import Stream
+
     fps, t_down = pipe.fps, pipe.config.video_vae.t_down
+    given = []  # (prompt ids, given latent steps) of each window
+    window = Stream._window
+
+    def spy(self, ids, frames, audio_z, context, last, w):
+        given.append((len(ids), context))
+        return window(self, ids, frames, audio_z, context, last, w)
+
+    monkeypatch.setattr(Stream, "_window", spy)
     chunks = list(pipe.stream([(0, "a red circle bounces"), (3.0, "a blue square bounces")],
-                              seconds=5.0, flow=FLOW, seed=0, hop=3))
-    _check_chunks(pipe, chunks, round(5.0 * fps))
+                              seconds=7.0, flow=FLOW, seed=0, hop=3))
+    # the window at the switch keeps sample.stream_switch_steps of the past, the next the usual
+    contexts = [context for _, context in given]
+    assert contexts[0] == 0 and pipe.config.sample.stream_switch_steps in contexts[1:]
+    assert contexts[-1] == pipe.config.num_video_latents - 3
+    _check_chunks(pipe, chunks, round(7.0 * fps))
     switch = next(c.start for c in chunks if c.prompt == "a blue square bounces")
     # a window starts at the switch: its first step is the first whole step from 3 s on
     assert round(3.0 * fps) <= switch < round(3.0 * fps) + t_down
