@@ -7,7 +7,8 @@ One short stream compiles every program first (`Pipeline.stream`: a rolling wind
 model clip, `sample.stream_seconds` added per window). Then, for each length, a fresh stream
 of the same prompt: first chunk = seconds from the request (prompt prefill included) to the
 first latent step's frames and sound; ms per generated second = wall / seconds of stream;
-peak memory = the largest resident set sampled while it ran, above the resident set before it.
+first / last 10 s = the same over the stream's first and last 10 s (flat: about equal); peak
+memory = the largest resident set sampled while it ran, above the resident set before it.
 The host's bfloat16 matmul peak is measured in the same run, since sampling time scales with it.
 """
 
@@ -24,6 +25,7 @@ from o1.flops import measure_peak
 from o1.serve.pipeline import Pipeline
 
 PROMPT = "a fast red circle bounces"
+PART_S = 10.0  # the stretches at a stream's start and end whose costs are compared
 
 
 def _rss() -> int:
@@ -50,6 +52,14 @@ class _Watcher(threading.Thread):
         return max(self.high, _rss())
 
 
+def _cost(times: list[tuple[int, float]], begin: float, end: float, fps: float) -> float:
+    """ms of wall time per generated second between stream seconds `begin` and `end`, from
+    (frames handed out, seconds since the start) after each chunk."""
+    inside = [(f, t) for f, t in times if begin * fps <= f <= end * fps]
+    (f0, t0), (f1, t1) = inside[0], inside[-1]
+    return (t1 - t0) / max(f1 - f0, 1) * fps * 1e3
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -63,20 +73,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     list(pipe.stream(PROMPT, seconds=2 * pipe.clip_seconds + 2, seed=1))  # compiles
     peak = measure_peak("bfloat16")
     table = report.Table(["stream s", "first chunk s", "wall s", "real-time factor",
-                          "ms per generated s", "peak memory MB", "windows"])
+                          "ms per generated s", "first / last 10 s", "peak memory MB",
+                          "windows"])
     for seconds in args.seconds:
         before = _rss()
         watcher = _Watcher(before)
         watcher.start()
         start = time.perf_counter()
         stream = pipe.stream(PROMPT, seconds=seconds, seed=0)
-        made = sum(len(chunk.frames) for chunk in stream) / pipe.fps
+        times = [(chunk.start + len(chunk.frames), chunk.made_at) for chunk in stream]
         wall = time.perf_counter() - start
+        made = times[-1][0] / pipe.fps
         high = watcher.stop()
-        windows = 1 + pipe.continuation_windows(pipe.clip_frames, round(seconds * pipe.fps))
         table.add([f"{made:.1f}", f"{stream.timings['first_chunk']:.3f}", f"{wall:.1f}",
                    f"{made / wall:.2f}", f"{wall / made * 1e3:.0f}",
-                   f"{(high - before) / 2**20:.0f}", windows])
+                   f"{_cost(times, 0, PART_S, pipe.fps):.0f} / "
+                   f"{_cost(times, made - PART_S, made, pipe.fps):.0f}",
+                   f"{(high - before) / 2**20:.0f}", stream.windows])
     c = pipe.config
     report.publish("Streaming", table, args, note=(
         f"`{args.workdir}` checkpoint {pipe.step} ({c.name}, "

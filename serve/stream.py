@@ -102,7 +102,8 @@ class Stream:
         self._live: tuple[str, np.ndarray] | None = None
         self._lock = threading.Lock()
         self._stopped = False
-        self.timings: dict[str, float] = {}
+        self.timings: dict[str, float] = {}  # "first_chunk" and "total" seconds
+        self.windows = 0  # windows made so far
 
     # ------------------------------------------------------------------------------------------
     # Steering
@@ -157,7 +158,8 @@ class Stream:
         picture = recent[:0]  # frames made, not handed out
         sound = np.zeros(0, np.float32)  # samples made, not handed out
         handed, step = 0, 0  # frames handed out, the next chunk's latent step
-        prompts: list[tuple[int, str]] = []  # (first frame, prompt) of each window
+        # (first frame, prompt) of the windows whose chunks are not all handed out
+        prompts: list[tuple[int, str]] = []
         window = 0
         while True:
             done = self._stopped or (self.frames is not None and made >= self.frames)
@@ -195,6 +197,7 @@ class Stream:
                 recent = np.concatenate([recent, decoded])[-pipe.clip_frames:]
                 made += len(decoded)
                 window += 1
+                self.windows = window
             while True:  # hand out every step whose frames and sound are made
                 n = 1 if step == 0 else self.t_down
                 if self.frames is not None:
@@ -205,7 +208,9 @@ class Stream:
                     if not done:
                         break
                     sound = np.pad(sound, (0, n * spf - len(sound)))
-                prompt = [p for first, p in prompts if first <= handed][-1]
+                while len(prompts) > 1 and prompts[1][0] <= handed:
+                    prompts.pop(0)  # windows whose chunks are all handed out
+                prompt = prompts[0][1]
                 now = time.perf_counter() - begin
                 self.timings.setdefault("first_chunk", now)
                 yield Chunk(picture[:n], sound[:n * spf], handed, step, prompt, now)
