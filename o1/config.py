@@ -486,8 +486,8 @@ class SampleConfig:
     # whole latent steps, at least one); it is also how soon a changed prompt shows
     stream_seconds: float = 1.0
     # given latent steps of the window where a stream's prompt changes (fewer: the new prompt
-    # wins sooner over the picture so far; 0 starts afresh): 1 switched colour in 0.70 of 20
-    # trials, as many as 0, against 0.65 with the usual 5 (docs/results.md)
+    # wins sooner over the picture so far): 1 switched colour in 0.70 of 20 trials, as many as
+    # dropping the past, against 0.65 with the usual 5 (docs/results.md)
     stream_switch_steps: int = 1
     max_tokens: int = 32  # longest caption `o1 caption` writes, in tokens (eos included)
     temperature: float = 0.0  # caption sampling temperature (0 = greedy)
@@ -521,9 +521,7 @@ class SampleConfig:
         elif name == "steps":
             ok = whole and 1 <= value <= self.max_steps
             want = f"a whole number from 1 to {self.max_steps} (sample.max_steps)"
-        elif name == "stream_switch_steps":
-            ok, want = whole and value >= 0, ">= 0 (a whole number)"
-        elif name in ("max_tokens", "max_steps", "max_prompt_chars"):
+        elif name in ("max_tokens", "max_steps", "max_prompt_chars", "stream_switch_steps"):
             ok, want = whole and value >= 1, ">= 1 (a whole number)"
         elif name == "seed":
             ok = whole and 0 <= value <= self.MAX_SEED

@@ -86,8 +86,9 @@ class Stream:
         c = pipe.config
         self.pipe, self.flow, self.seed = pipe, flow, seed
         self.t, self.t_down = c.num_video_latents, c.video_vae.t_down
-        if hop is None:
-            hop = round(c.sample.stream_seconds * c.data.fps / self.t_down)
+        if hop is None:  # whole latent steps, within a window
+            hop = min(max(1, round(c.sample.stream_seconds * c.data.fps / self.t_down)),
+                      self.t - 1)
         if not 1 <= hop < self.t:
             raise RequestError(f"must be 1 to {self.t - 1} latent steps (a window of this model "
                                f"is {self.t}), got {hop}", "hop")
