@@ -65,3 +65,28 @@ def test_every_task_runs_frame_causal(causal_pipeline):
     np.testing.assert_array_equal(longer.frames[:len(clip.video)], clip.video)
 
     assert isinstance(pipe.caption(given), str)
+
+
+def test_a_frame_causal_stream_makes_only_the_new_steps_of_each_window(causal_pipeline,
+                                                                       monkeypatch):
+    from o1.serve.stream import Stream
+
+    pipe = causal_pipeline
+    windows = []  # (given steps, last step made) of each window
+    window = Stream._window
+
+    def spy(self, ids, frames, audio_z, context, last, w):
+        windows.append((context, last))
+        return window(self, ids, frames, audio_z, context, last, w)
+
+    monkeypatch.setattr(Stream, "_window", spy)
+    chunks = list(pipe.stream("a red circle", seconds=3.0, flow=FlowOptions(steps=2), seed=0,
+                              hop=1))
+    t, t_down = pipe.config.num_video_latents, pipe.config.video_vae.t_down
+    # the first window stops after its first step; each later one adds one step
+    assert windows[0] == (0, 0)
+    assert all(last == context for context, last in windows[1:])
+    assert max(context for context, _ in windows) == t - 1
+    sizes = [len(c.frames) for c in chunks]
+    assert sizes[0] == 1 and set(sizes[1:-1]) == {t_down} and sum(sizes) == 48
+    assert all(len(c.audio) == len(c.frames) * pipe.spf for c in chunks)
