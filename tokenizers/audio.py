@@ -203,9 +203,11 @@ class GriffinLimStream:
     every frame so far but the last `hold` (their windows still reach frames not yet given),
     which wait for the next call or `flush`. The samples already handed out are held fixed
     while the new ones are iterated (with the momentum of fast Griffin-Lim, as
-    `GriffinLimVocoder` runs it), so the new phases continue the old ones and a tone runs on
-    without a seam. Cost and memory per call depend on its frames, not on how long the
-    stream has run; the output is deterministic for a seed and a sequence of calls.
+    `GriffinLimVocoder` runs it), phases starting from what the last call made, so the new
+    phases continue the old ones; the first samples handed out fade in from the last call's
+    own samples past its end, so a tone runs on without a seam. Cost and memory per call
+    depend on its frames, not on how long the stream has run; the output is deterministic for
+    a seed and a sequence of calls.
     """
 
     MOMENTUM = 0.99
@@ -292,6 +294,12 @@ class GriffinLimStream:
         y = istft(mags * angles)
         end = emit + out_frames * hop
         out = y[emit:end].astype(np.float32)
+        # Fade in from the samples the last call made past what it handed out.
+        fade = min(len(self._unsettled), len(out))
+        if fade:
+            w = np.linspace(0.0, 1.0, fade, dtype=np.float32)
+            out[:fade] = (1 - w) * self._unsettled[:fade] + w * out[:fade]
+            y[emit:emit + fade] = out[:fade]
         keep = min(self.hold, context + out_frames)  # context frames of the next call
         start = (context + out_frames - keep) * hop
         self._signal = y[start:end].astype(np.float32)

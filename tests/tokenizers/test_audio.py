@@ -291,8 +291,8 @@ def test_griffin_lim_stream_continues_a_tone_across_calls(quickstart):
     def mel_error(w):
         return np.abs(audio.log_mel(w[:len(wave)], ac, sr) - mel).mean()
 
-    # In calls of 64 frames (1 s) the mel error was 2.2x that of the whole clip at once: the
-    # frames where one call's samples meet the next carry most of it.
-    assert mel_error(out) < 2.5 * mel_error(offline)
+    # in calls of 64 frames (1 s) the sound is about as faithful as the whole clip made at
+    # once (measured: a mel error 1.24x the offline vocoder's)
+    assert mel_error(out) < 1.5 * mel_error(offline)
     # and no click where calls meet: no sample step far above the offline vocoder's largest
     assert np.abs(np.diff(out[:len(wave)])).max() < 2 * np.abs(np.diff(offline)).max()
