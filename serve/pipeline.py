@@ -25,7 +25,7 @@ import dataclasses
 import os
 import pathlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import jax
 import numpy as np
@@ -221,10 +221,9 @@ class Pipeline:
         """Progress ticks (`o1.sampler.denoising_passes`) of `windows` whole windows, plus,
         when `have` is given, of the continuation windows that take `have` frames to `want`."""
         ticks = denoising_passes(self.config, flow) * windows
-        while have is not None and have < want:
-            steps, keep = self._context(have)
-            ticks += denoising_passes(self.config, flow, steps)
-            have += self.clip_frames - keep
+        if have is not None:
+            ticks += sum(denoising_passes(self.config, flow, steps)
+                         for steps in self._continuations(have, want))
         return ticks
 
     def _media(self, clip: Clip, field: str) -> None:
@@ -402,9 +401,7 @@ class Pipeline:
                 ) -> tuple[np.ndarray | None, np.ndarray | None]:
         """One model clip of `task`; context from `frames` / `audio` (None = nothing given)."""
         c, tok = self.config, self.tokenizers
-        video_z = np.zeros((c.num_video_latents, *c.latent_grid, c.video_vae.channels),
-                           np.float32)
-        audio_z = np.zeros((c.num_audio_latents, c.audio.channels), np.float32)
+        video_z, audio_z = self.blank_latents()
         start = time.perf_counter()
         if frames is not None:
             video_z = tok.encode_video(self._fit(frames, None)[0][None])[0]
@@ -434,18 +431,30 @@ class Pipeline:
         _add(timings, "waveform", time.perf_counter() - mid)
         return video, wave
 
+    def blank_latents(self) -> tuple[np.ndarray, np.ndarray]:
+        """Zero latents of one model clip, video [t, h, w, C] and audio [a, Ca], to fill with
+        the context of a request (what is generated is never read)."""
+        c = self.config
+        return (np.zeros((c.num_video_latents, *c.latent_grid, c.video_vae.channels),
+                         np.float32),
+                np.zeros((c.num_audio_latents, c.audio.channels), np.float32))
+
     def _context(self, have: int) -> tuple[int, int]:
         """(latent steps, frames) of context a continuation window takes from `have` frames."""
         steps = min(self.context_steps, 1 + (have - 1) // self.config.video_vae.t_down)
         return steps, 1 + self.config.video_vae.t_down * (steps - 1)
 
+    def _continuations(self, have: int, want: int) -> Iterator[int]:
+        """The context steps of each continuation window that takes a clip of `have` frames
+        to `want` frames."""
+        while have < want:
+            steps, keep = self._context(have)
+            yield steps
+            have += self.clip_frames - keep
+
     def continuation_windows(self, have: int, want: int) -> int:
         """Continuation windows that take a clip of `have` frames to `want` frames."""
-        windows = 0
-        while have < want:
-            have += self.clip_frames - self._context(have)[1]
-            windows += 1
-        return windows
+        return sum(1 for _ in self._continuations(have, want))
 
     def _extend_to(self, clip: Clip, frames: int, ids, flow: FlowOptions, seed: int,
                    ticks: _Ticks | None = None) -> Clip:

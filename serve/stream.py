@@ -228,10 +228,8 @@ class Stream:
         [t, h, w, C], audio [a, Ca]); its first `context` steps are `context_frames` and the
         audio latents `audio_z` (those of the window's first frames on)."""
         pipe = self.pipe
-        c, tok, sampler = pipe.config, pipe.tokenizers, pipe.sampler
-        video_z = np.zeros((c.num_video_latents, *c.latent_grid, c.video_vae.channels),
-                           np.float32)
-        audio = np.zeros((c.num_audio_latents, c.audio.channels), np.float32)
+        tok, sampler = pipe.tokenizers, pipe.sampler
+        video_z, audio = pipe.blank_latents()
         if context:
             video_z = tok.encode_video(pipe._fit(context_frames, None)[0][None])[0]
             audio[:len(audio_z)] = audio_z[:len(audio)]

@@ -9,6 +9,7 @@ RequestError `o1.cli.main` prints as one line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import math
 import time
@@ -101,14 +102,14 @@ def _wrote(clip, path: str) -> None:
 
 
 def _prompted_request(args: argparse.Namespace):
-    """(flow options, seed) of a task that makes a clip from a prompt, with the prompt and
-    --seconds checked against the workdir."""
+    """(the workdir's checks, flow options, seed) of a task that makes a clip from a prompt,
+    with the prompt and --seconds checked against the workdir."""
     check = checks(args)
     flow, seed = flow_options(args, check), check.seed(args.seed)
     check.prompt(args.prompt)
     if args.seconds is not None:
         check.seconds(args.seconds)
-    return flow, seed
+    return check, flow, seed
 
 
 def _generate(args: argparse.Namespace) -> None:
@@ -118,7 +119,7 @@ def _generate(args: argparse.Namespace) -> None:
     if args.stream or args.at:
         return _stream(args)
     out = check_output(args.out)
-    flow, seed = _prompted_request(args)
+    _, flow, seed = _prompted_request(args)
     pipe = _pipeline(args)
     if args.profile:  # compile every program first, so the timed run is the steady state
         pipe.generate(args.prompt, args.seconds, flow, seed).write(out)
@@ -144,8 +145,7 @@ def _stream(args: argparse.Namespace) -> None:
                            "first-chunk time and real-time factor", "profile")
     out = check_output(args.stream or args.out, "stream" if args.stream else "out",
                        stream=bool(args.stream))
-    flow, seed = _prompted_request(args)
-    check = checks(args)
+    check, flow, seed = _prompted_request(args)
     schedule = [(0.0, args.prompt), *sorted(args.at)]
     for _, prompt in schedule[1:]:
         try:
@@ -157,12 +157,14 @@ def _stream(args: argparse.Namespace) -> None:
     seconds = args.seconds if args.seconds is not None else pipe.clip_seconds
     stream = pipe.stream(schedule, seconds, flow, seed)
     d = pipe.config.data
+    writer = (media.StreamWriter(out, d.fps, d.height, d.width, d.sample_rate)
+              if args.stream else None)
+    pieces = []  # the chunks of an --out clip, written when it is whole
     bar = tqdm(total=round(seconds * d.fps), unit="frame", desc="stream")
-    pieces = []
     try:
-        with media.StreamWriter(out, d.fps, d.height, d.width, d.sample_rate) as writer:
+        with writer or contextlib.nullcontext():
             for chunk in stream:
-                if args.stream:
+                if writer:
                     writer.append(chunk.frames, chunk.audio)
                 else:
                     pieces.append(chunk)
@@ -170,11 +172,12 @@ def _stream(args: argparse.Namespace) -> None:
                 made = (chunk.start + len(chunk.frames)) / d.fps
                 bar.set_postfix(realtime=f"{made / max(chunk.made_at, 1e-9):.2f}x")
     except KeyboardInterrupt:
-        stream.stop()
-        print(f"stopped: {out} holds what was made")
-    finally:
         bar.close()
-    if not args.stream:
+        print(f"stopped: {out} holds what was made" if writer else
+              f"stopped: nothing written to {out}")
+        return
+    bar.close()
+    if not writer:
         frames = np.concatenate([p.frames for p in pieces])
         audio = np.concatenate([p.audio for p in pieces])
         _wrote(media.Clip(frames, d.fps, audio, d.sample_rate), str(out))
@@ -256,7 +259,7 @@ def _animate(args: argparse.Namespace) -> None:
 
     path, out = _input(args.image, "image to animate"), check_output(args.out)
     check_image_file(path, "image")
-    flow, seed = _prompted_request(args)
+    _, flow, seed = _prompted_request(args)
     pipe = _pipeline(args)
     image = read_image(path, pipe.config)
     _wrote(pipe.animate(image, args.prompt, args.seconds, flow, seed), out)
