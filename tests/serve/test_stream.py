@@ -103,14 +103,19 @@ def test_a_bad_stream_is_refused_before_the_model_loads(trained_workdir, kwargs,
     assert not pipe.loaded
 
 
-@pytest.mark.parametrize("suffix", [".ts", ".mp4"])
-def test_generate_stream_writes_a_file_of_the_length_asked(trained_workdir, tmp_path, suffix,
-                                                           capsys):
+@pytest.mark.parametrize("flag, suffix, says", [
+    ("--stream", ".ts", "first picture and sound after"),
+    ("--stream", ".mp4", "first picture and sound after"),
+    ("--out", ".mp4", "wrote"),  # --at makes a stream, written when whole
+])
+def test_generate_stream_writes_a_file_of_the_length_asked(trained_workdir, tmp_path, flag,
+                                                           suffix, says, capsys):
     out = tmp_path / f"stream{suffix}"
     assert cli.main(["generate", "--workdir", str(trained_workdir), "--prompt", "a red circle",
-                     "--stream", str(out), "--seconds", "3", "--steps", "2",
+                     flag, str(out), "--seconds", "3", "--steps", "2",
                      "--at", "1.5:a blue square"]) == 0
-    assert "first picture and sound after" in capsys.readouterr().out
+    assert says in capsys.readouterr().out
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]
     clip = media.read_media(out)
     assert len(clip.frames) == 48 and clip.audio is not None
     assert abs(len(clip.audio) / clip.sample_rate - 3.0) < 0.1

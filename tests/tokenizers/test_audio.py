@@ -294,5 +294,7 @@ def test_griffin_lim_stream_continues_a_tone_across_calls(quickstart):
     # in calls of 64 frames (1 s) the sound is about as faithful as the whole clip made at
     # once (measured: a mel error 1.24x the offline vocoder's)
     assert mel_error(out) < 1.5 * mel_error(offline)
-    # and no click where calls meet: no sample step far above the offline vocoder's largest
-    assert np.abs(np.diff(out[:len(wave)])).max() < 2 * np.abs(np.diff(offline)).max()
+    # and no click where calls meet: the sample steps there are ordinary ones
+    steps = np.abs(np.diff(out[:len(wave)]))
+    meet = np.arange(64 * ac.hop, len(steps), 64 * ac.hop)
+    assert steps[np.concatenate([meet - 1, meet])].max() < np.percentile(steps, 99)
