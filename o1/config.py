@@ -250,7 +250,9 @@ class ModelConfig:
     rope_sections: tuple[int, ...] = ()
     norm_eps: float = 1e-6  # RMSNorm epsilon
     dtype: str = "bfloat16"  # compute dtype; parameters and optimizer state stay float32
-    # jax.nn.dot_product_attention implementation: xla, cudnn, or auto (cudnn when it applies)
+    # attention kernel (o1.nn.attention): xla (the reference, materializes [B, N, L, S]), cudnn
+    # (cuDNN's fused kernel, any length; an error where it cannot run), or auto (cudnn on an
+    # NVIDIA GPU with bfloat16 compute and a head_dim it supports, else xla)
     attention: str = "xla"
     remat: str = "none"  # rematerialization of each block: none, full, or dots (save matmuls)
     init_std: float = 0.02  # std of the normal initializer of every weight matrix
