@@ -37,9 +37,10 @@ def get_config() -> Config:
                           widths=(64, 128), steps=20_000, batch_size=16, learning_rate=3e-3),
         tokenizer_train=TokenizerTrainConfig(log_every=100, checkpoint_every=1000,
                                              stats_clips=1024),
-        # 12 blocks of width 768 with 4 KV heads for 12 query heads (grouped-query attention).
+        # 12 blocks of width 768 with 4 KV heads for 12 query heads (grouped-query attention),
+        # run as one scan so the step compiles one block, however deep (o1 bench compile_time).
         model=ModelConfig(d_model=768, num_layers=12, num_heads=12, num_kv_heads=4,
-                          head_dim=64, mlp_dim=2048, dtype="bfloat16"),
+                          head_dim=64, mlp_dim=2048, dtype="bfloat16", scan_layers=True),
         sequence=SequenceConfig(video_patch=2, max_text_len=48, examples_per_row=1),
         train=TrainConfig(steps=50_000, batch_size=32, learning_rate=3e-4, warmup_steps=1000,
                           log_every=50, eval_every=1000, eval_batches=4,

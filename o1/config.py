@@ -263,6 +263,7 @@ class ModelConfig:
     # the 16-channel quickstart it did not help and cost sound and captions.
     predict: str = "velocity"
     clean_min_noise: float = 0.05  # floor of t in the "clean" conversion (caps its 1/t)
+    scan_layers: bool = False  # full passes run the blocks as one scan: compiled once, any depth
     # How media tokens learn their noise level. "input": a noise-level embedding is added to
     # each media token's input. "adaln": that, and every block's norms are scaled and shifted
     # and its residual branches gated per media token by the embedding (DiT's adaLN, with one

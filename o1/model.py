@@ -253,16 +253,20 @@ class Model(nnx.Module):
         if self.cfg.media_locality:
             bias = locality_bias(self.cfg.media_locality, self.time_unit, inputs["modality"],
                                  inputs["positions"], keys["modality"], keys["positions"])
-        layers = []
-        run_block = self._block_fn()
-        for i, block in enumerate(self.blocks):
-            if cache is None:
+        if cache is None and self.cfg.scan_layers:
+            x = self._scan_blocks(x, inputs["positions"], mask, modulation, media, bias)
+        elif cache is None:
+            run_block = self._block_fn()
+            for block in self.blocks:
                 x, _ = run_block(block, x, inputs["positions"], mask, modulation, media, bias)
-            else:
-                x, layer_cache = block(x, inputs["positions"], mask, cache["layers"][i], index,
+        else:
+            # Decoding steps are short and each layer updates its own cache entry: a Python
+            # loop over layers, whatever `scan_layers` says.
+            layers = []
+            for block, layer_cache in zip(self.blocks, cache["layers"], strict=True):
+                x, layer_cache = block(x, inputs["positions"], mask, layer_cache, index,
                                        modulation, media, bias)
                 layers.append(layer_cache)
-        if cache is not None:
             cache["layers"] = layers
         logits, velocity = self.heads(x, inputs, noise)
         return Output(logits, velocity, cache)
@@ -274,6 +278,31 @@ class Model(nnx.Module):
         if self.cfg.remat == "none":
             return run
         return nnx.remat(run, policy=_REMAT_POLICIES[self.cfg.remat])
+
+    def _scan_blocks(self, x_bld, positions_bl3, mask_bls, modulation, media_bl, bias_bnls):
+        """[B, L, D] after every block, run as one `jax.lax.scan` so XLA compiles one block
+        however deep the model is.
+
+        The parameters stay a list of blocks (checkpoints, shardings and optimizer masks see
+        one array per layer and weight); their states are stacked on a leading layer axis
+        here, inside the traced call, and the stack's gradient flows back to each block's.
+        Everything but the residual stream is the same for every layer and closed over."""
+        graphdef, _ = nnx.split(self.blocks[0])
+        states = [nnx.state(block) for block in self.blocks]
+        stacked = jax.tree.map(lambda *layers: jnp.stack(layers), *states)
+
+        def layer(x_bld, state):
+            block = nnx.merge(graphdef, state)
+            x_bld, _ = block(x_bld, positions_bl3, mask_bls, modulation=modulation,
+                             media_bl=media_bl, bias_bnls=bias_bnls)
+            return x_bld
+
+        if self.cfg.remat != "none":
+            # scan already keeps the recomputation apart from the forward pass: no CSE guard
+            layer = jax.checkpoint(layer, policy=_REMAT_POLICIES[self.cfg.remat],
+                                   prevent_cse=False)
+        x_bld, _ = jax.lax.scan(lambda x, state: (layer(x, state), None), x_bld, stacked)
+        return x_bld
 
     def init_cache(self, batch: int, length: int) -> dict:
         """An empty inference cache for `length` positions: per-layer keys/values and the

@@ -15,7 +15,7 @@ from flax import nnx
 
 from o1 import configs, losses, sequence
 from o1 import model as model_lib
-from o1.batch import EXAMPLE_KEYS, MODEL_INPUTS, attention_mask
+from o1.batch import EXAMPLE_KEYS, MODEL_INPUTS, attention_mask, only_batch
 from o1.config import TASKS, ConfigError
 from o1.model import Model
 from o1.nn import rotary
@@ -505,6 +505,95 @@ def test_remat_gives_the_same_loss_and_gradients(config, builder, model, conditi
         np.testing.assert_allclose(other_loss, loss, rtol=1e-6)
         for g, h in zip(jax.tree.leaves(grads), jax.tree.leaves(other_grads), strict=True):
             np.testing.assert_allclose(h, g, rtol=1e-6, atol=1e-9)
+
+
+# ----------------------------------------------------------------------------------------------
+# Blocks under one scan
+# ----------------------------------------------------------------------------------------------
+
+
+def loss_and_grads(config, params, batch, **model_changes):
+    """Jitted (loss, gradients) at `params` of a Model of `config` with `model_changes`."""
+    graphdef, rest = graphdef_with(config, **model_changes)
+    denom = losses.denominators(batch)
+
+    def loss_of(params):
+        model = nnx.merge(graphdef, params, rest)
+        return losses.loss_fn(config, model, batch, jax.random.key(0), denom)[0]
+
+    return jax.jit(jax.value_and_grad(loss_of))(params)
+
+
+@pytest.mark.parametrize("conditioning", ["input", "adaln"])
+def test_scanned_blocks_compute_what_the_loop_computes(config, builder, model, packed,
+                                                       conditioning):
+    """Outputs, loss and gradients of every remat policy; under adaLN with the locality bias
+    too, so the per-layer offsets and everything shared by the layers go through the scan."""
+    changes = {}
+    if conditioning == "adaln":
+        model = adaln_model(config, scale=0.1)
+        changes = {"noise_conditioning": "adaln", "media_locality": SLOPES}
+    params = nnx.state(model, nnx.Param)
+    loop, scan = (nnx.merge(graphdef_with(config, scan_layers=s, **changes)[0], params)
+                  for s in (False, True))
+    for a, b in zip(make_forward(loop)(packed), make_forward(scan)(packed), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6)
+
+    rng = np.random.default_rng(6)
+    examples = [builder.build(random_example(config, 0), "text_to_av", rng),
+                builder.build(random_example(config, 1), "video_to_caption", rng)]
+    batch = {key: jnp.asarray(value)
+             for key, value in builder.batch([examples], config.seq_len).items()}
+    # The loop's remat policies agree (test_remat_gives_the_same_loss_and_gradients): the
+    # plain loop is the reference for each of them.
+    loss, grads = loss_and_grads(config, params, batch, **changes)
+    for remat in ("none", "full", "dots"):
+        scan_loss, scan_grads = loss_and_grads(config, params, batch, remat=remat,
+                                               scan_layers=True, **changes)
+        np.testing.assert_allclose(scan_loss, loss, rtol=1e-6)
+        assert jax.tree.structure(scan_grads) == jax.tree.structure(grads)
+        for (path, g), (_, h) in zip(nnx.to_flat_state(grads), nnx.to_flat_state(scan_grads),
+                                     strict=True):
+            np.testing.assert_allclose(h[...], g[...], rtol=1e-6, atol=1e-9,
+                                       err_msg=f"{remat} {path}")
+
+
+def test_a_checkpoint_of_the_loop_restores_into_the_scanned_model(config, builder, tmp_path):
+    """Scanning changes how the blocks run, not the parameters: two train steps taken with
+    the loop are saved as the training loop saves them and served by a scanned model."""
+    import orbax.checkpoint as ocp
+
+    from o1 import checkpoint
+    from o1.train import loop, trainer
+
+    with nnx.use_eager_sharding(False):
+        graphdef, params = nnx.split(Model(config, nnx.Rngs(0)))
+    tx = trainer.make_optimizer(config.train)
+    state = loop.initial_state(params, tx, config.train.seed)
+    step = jax.jit(trainer.make_train_step(config, graphdef, tx))
+    rng = np.random.default_rng(8)
+    rows = [[builder.build(random_example(config, 2 * r + e), TASKS[2 * r + e], rng)
+             for e in range(2)] for r in range(2)]
+    batch = {key: jnp.asarray(value)
+             for key, value in only_batch(builder.batch(rows, config.seq_len)).items()}
+    for _ in range(2):
+        state, metrics = step(state, batch)
+    assert np.isfinite(metrics["loss"])
+    with checkpoint.manager(tmp_path) as m:
+        m.save(2, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
+
+    scanned = with_model(config, scan_layers=True)
+    with nnx.use_eager_sharding(False):
+        scan_graphdef, scan_params = nnx.split(nnx.eval_shape(
+            lambda: Model(scanned, nnx.Rngs(0))))
+    restored, at = checkpoint.restore(tmp_path, {"params": checkpoint.abstract(scan_params)})
+    assert at == 2
+    assert jax.tree.structure(restored["params"]) == jax.tree.structure(state["params"])
+    row = {key: np.asarray(value[:1]) for key, value in batch.items()}
+    trained = make_forward(nnx.merge(graphdef, state["params"]))(row)
+    served = make_forward(nnx.merge(scan_graphdef, restored["params"]))(row)
+    for a, b in zip(trained, served, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------------------------

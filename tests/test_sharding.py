@@ -144,13 +144,20 @@ def test_shard_is_the_identity_without_a_mesh():
 # ----------------------------------------------------------------------------------------------
 
 
-def test_sharded_and_single_device_losses_and_gradients_agree(config, mesh, sharded):
+@pytest.mark.parametrize("scan_layers", [False, True])
+def test_sharded_and_single_device_losses_and_gradients_agree(config, mesh, sharded,
+                                                              scan_layers):
     builder = SequenceBuilder(config)
     rng = np.random.default_rng(0)
     tasks = [*TASKS, "video_to_caption"]  # 8 examples, 2 per row: 4 rows, one per data shard
     built = [builder.build(random_example(config, i), task, rng) for i, task in enumerate(tasks)]
     batch = builder.batch([built[i:i + 2] for i in range(0, 8, 2)], config.seq_len)
     graphdef, params, rest = nnx.split(sharded, nnx.Param, ...)
+    if scan_layers:  # the same sharded parameters, their blocks run as one scan
+        scanned = configs.get("tiny", ["model.scan_layers=true"])
+        with nnx.use_eager_sharding(False):
+            abstract = nnx.eval_shape(lambda: Model(scanned, nnx.Rngs(0)))
+        graphdef, _, rest = nnx.split(abstract, nnx.Param, ...)
 
     @jax.jit
     def loss_and_grads(params, batch, key):
