@@ -10,8 +10,9 @@ Two kernels compute the same function (`ModelConfig.attention`):
          materialized is the mask as an additive bias, [B, 1, P, Q] in the compute dtype
          (`jax.nn.dot_product_attention` turns a boolean mask into 0 / -2^41 and cuDNN
          broadcasts it over heads), its gradient of the same shape in the backward pass
-         (cuDNN always returns one; it is discarded), and, with `media_locality`, the float
-         bias plus mask as [B, N, P, Q].
+         (cuDNN always returns one, and zeros for batches over 1: it is discarded, as the mask
+         and the locality bias are constants), and, with `media_locality`, the float bias
+         plus mask as [B, N, P, Q].
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ KVCache = dict[str, jax.Array]  # {"k": [B, S, K, H], "v": [B, S, K, H]}
 
 # jax runs cuDNN's fused attention with a bias (a mask is one) under differentiation only when
 # the query and key lengths are even (`check_is_flash_attention` in
-# jax/_src/cudnn/fused_attention_stablehlo.py, unchanged from jax 0.10 to 0.11); the cuDNN path
-# pads both up to a multiple of this.
+# jax/_src/cudnn/fused_attention_stablehlo.py, jax 0.10.2); the cuDNN path pads both up to a
+# multiple of this. That also keeps keys at 2 or more, as cuDNN's backward pass needs.
 CUDNN_LENGTH_MULTIPLE = 2
 _CUDNN_DTYPES = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
 
