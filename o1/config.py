@@ -255,6 +255,7 @@ class ModelConfig:
     # NVIDIA GPU with bfloat16 compute and a head_dim it supports, else xla)
     attention: str = "xla"
     remat: str = "none"  # rematerialization of each block: none, full, or dots (save matmuls)
+    scan_layers: bool = False  # full passes run the blocks as one scan: compiled once, any depth
     init_std: float = 0.02  # std of the normal initializer of every weight matrix
     # What the media heads predict. "velocity": v = e - x_0 directly. "clean": the clean
     # latent x_0, turned into the velocity (x_t - x_0) / max(t, clean_min_noise) so the loss
@@ -263,7 +264,6 @@ class ModelConfig:
     # the 16-channel quickstart it did not help and cost sound and captions.
     predict: str = "velocity"
     clean_min_noise: float = 0.05  # floor of t in the "clean" conversion (caps its 1/t)
-    scan_layers: bool = False  # full passes run the blocks as one scan: compiled once, any depth
     # How media tokens learn their noise level. "input": a noise-level embedding is added to
     # each media token's input. "adaln": that, and every block's norms are scaled and shifted
     # and its residual branches gated per media token by the embedding (DiT's adaLN, with one
