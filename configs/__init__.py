@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from o1.config import Config, ConfigError, apply_overrides
 
-NAMES = ("tiny", "quickstart", "small")
+NAMES = ("tiny", "quickstart", "small", "medium", "large")
 
 
 def get(name: str, overrides: Sequence[str] = ()) -> Config:

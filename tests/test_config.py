@@ -158,3 +158,26 @@ def test_config_show_prints_json_that_loads_back(capsys):
     loaded = config_lib.from_dict(json.loads(out))
     assert loaded == configs.get("tiny", ["train.steps=7"])
     assert "frames T=" in err
+
+
+@pytest.mark.parametrize("name, low, high", [("medium", 280e6, 330e6), ("large", 0.9e9, 1.1e9)])
+def test_one_gpu_configs_have_the_documented_size(name, low, high):
+    from flax import nnx
+
+    from o1.model import Model, num_params
+
+    config = configs.get(name)
+    with nnx.use_eager_sharding(False):
+        model = nnx.eval_shape(lambda: Model(config, nnx.Rngs(0)))  # shapes only
+    assert low < num_params(model) < high
+    assert min(config.data.height, config.data.width) >= 128
+    assert (config.model.dtype, config.model.attention) == ("bfloat16", "auto")
+    # A clip: 9 latent frames of 8x8 patch tokens, 33 audio latents, up to 48 caption tokens
+    # and 2 media markers; a row packs two.
+    rows, cols = config.token_grid
+    assert (config.num_video_latents, rows, cols, config.num_audio_latents) == (9, 8, 8, 33)
+    assert config.max_example_len == 9 * 8 * 8 + 33 + 48 + 2 == 659
+    assert config.seq_len == 2 * 659
+    # small's tokenizer sections, so a small workdir's latent cache serves
+    assert not config_lib.differences(configs.get("small"), config,
+                                      ("data", "text", "video_vae", "audio"))
