@@ -39,10 +39,12 @@ import pathlib
 import time
 import uuid
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-import av
 import numpy as np
-import soxr
+
+if TYPE_CHECKING:  # PyAV and soxr load with the first read or write, not with MediaError
+    import av
 
 # Sample rates the AAC bitstream can signal; FFmpeg's encoder rejects the others.
 AAC_SAMPLE_RATES = (7350, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000,
@@ -103,6 +105,8 @@ class Clip:
 
 def _streams(container) -> tuple[av.VideoStream | None, av.AudioStream | None]:
     """The first video stream that is not cover art, and the first audio stream."""
+    import av
+
     videos = [s for s in container.streams.video
               if not s.disposition & av.stream.Disposition.attached_pic]
     audios = container.streams.audio
@@ -112,6 +116,8 @@ def _streams(container) -> tuple[av.VideoStream | None, av.AudioStream | None]:
 @contextlib.contextmanager
 def _av_errors(path: pathlib.Path, action: str, hint: str = _READ_HINT) -> Iterator[None]:
     """Re-raises FFmpeg's errors as MediaError naming `path`."""
+    import av
+
     try:
         yield
     except av.error.FFmpegError as err:
@@ -138,6 +144,8 @@ def probe(path: str | os.PathLike) -> dict:
     Raises:
         MediaError: The file cannot be opened or is truncated.
     """
+    import av
+
     path = pathlib.Path(path)
     with _av_errors(path, "opening"), _open_input(path, _fragments_end(path)) as container:
         video, audio = _streams(container)
@@ -194,6 +202,8 @@ def write_mp4(
         ValueError: The arguments are not a valid clip.
         MediaError: FFmpeg failed to write the file.
     """
+    import av
+
     path = pathlib.Path(path)
     _check_clip(frames, fps, audio, sample_rate)
     # A hidden name in the same directory, so os.replace is an atomic rename.
@@ -279,6 +289,8 @@ def _mux_frames(out, video, sound, frames, first: int, audio, cuts, keyframe: bo
     cuts[0], so the muxer gets both streams in step and never has to buffer a whole stream.
     `keyframe` starts the frames with a keyframe.
     """
+    import av
+
     for i, image in enumerate(frames):
         frame = av.VideoFrame.from_ndarray(image, format="rgb24")
         frame.pts = first + i  # in units of 1 / rate, the codec's time base
@@ -351,6 +363,8 @@ class StreamWriter:
 
     def __init__(self, path: str | os.PathLike, fps: float, height: int, width: int,
                  sample_rate: int, *, crf: int = 18):
+        import av
+
         self.path = pathlib.Path(path)
         if self.path.suffix.lower() not in self._OPTIONS:
             raise ValueError(f"path must end in .mp4 (fragmented MP4) or .ts (MPEG-TS), got "
@@ -477,6 +491,8 @@ def read_audio(path: str | os.PathLike, sample_rate: int, seconds: float | None 
     Raises:
       MediaError: naming the file, when it has no audio track or cannot be decoded.
     """
+    import av
+
     path = pathlib.Path(path)
     hint = "the file may be corrupt, truncated or not a sound file; re-encode it"
     chunks, native, have, end = [], 0, 0, None
@@ -512,6 +528,8 @@ def resample(audio: np.ndarray, rate: int, to: int) -> np.ndarray:
     quality resampling clipped to [-1, 1] (its filter can overshoot a full-scale sound)."""
     if rate == to:
         return audio
+    import soxr
+
     return np.clip(soxr.resample(audio, rate, to, quality="HQ"), -1.0, 1.0).astype(np.float32)
 
 
@@ -823,6 +841,8 @@ class _Sound:
     _LOOKAHEAD = 0.1
 
     def __init__(self, path, container, stream, video: _Video, sample_rate, require_audio):
+        import av
+
         clock = _Clock.of(stream)
         self._path, self._video, self._require = path, video, require_audio
         self._decoded = container.decode(stream)
@@ -961,6 +981,8 @@ class _Sound:
         """Resamples (None: flushes) into the output, clipped to full scale."""
         rate = self._wanted or self._native
         if rate != self._native and self._stream is None:
+            import soxr
+
             self._stream = soxr.ResampleStream(self._native, rate, 1, dtype="float32",
                                                quality="HQ")
         if self._stream is not None:
@@ -1016,6 +1038,8 @@ class _Sound:
 def _open_input(path: pathlib.Path, end: int | None) -> Iterator[av.container.InputContainer]:
     """Opens a file for decoding, checked for truncation; only its first `end` bytes (the
     whole fragments `_fragments_end` found) when `end` is given."""
+    import av
+
     if end is None:
         with av.open(str(path)) as container:
             _check_complete(path, container, path.stat().st_size)
@@ -1222,8 +1246,10 @@ def _display_turns(frame: av.VideoFrame, tag_turns: int) -> tuple[int, bool]:
     mirrors. Angles between quarter turns are rounded to the nearest, as the picture is only
     ever turned by quarters here. Without a matrix, the stream's `rotate` tag decides.
     """
+    import av
+
     for data in frame.side_data:
-        if data.type == _DISPLAYMATRIX:
+        if data.type == av.sidedata.sidedata.Type.DISPLAYMATRIX:
             a, b, _, c, d = (int(v) for v in np.frombuffer(bytes(data), np.int32)[:5])
             mirrored = a * d - b * c < 0
             if mirrored:  # undo a mirror of p, leaving a pure rotation
@@ -1232,13 +1258,12 @@ def _display_turns(frame: av.VideoFrame, tag_turns: int) -> tuple[int, bool]:
     return tag_turns, False
 
 
-_DISPLAYMATRIX = av.sidedata.sidedata.Type.DISPLAYMATRIX
-
-
 def _to_rgb(frame: av.VideoFrame, size: tuple[int, int] | None, tag_turns: int = 0
             ) -> np.ndarray:
     """Converts a decoded frame to uint8 [H, W, 3] RGB as a player shows it (turned and
     mirrored by its display matrix or `rotate` tag), centre-cropped and resized to size."""
+    import av
+
     image = frame.to_ndarray(format="rgb24")
     turns, mirrored = _display_turns(frame, tag_turns)
     if mirrored:
