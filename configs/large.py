@@ -18,13 +18,15 @@ Memory on one 80 GB GPU, for 951M parameters (P) and 42,176 tokens a step (32 ro
   gradients, float32              4 B x P = 3.8 GB
   AdamW moments, float32          8 B x P = 7.6 GB
   bfloat16 weight copies          2 B x P = 1.9 GB
+  blocks stacked for the scan     8 B x P = 7.6 GB (scan_layers: the float32 stack of the
+                                  blocks' weights and its gradient, in the step)
   activations kept for backward   remat="dots" keeps each block's matmul outputs in bfloat16:
                                   q (4 kB), k and v (2 kB each), attention projection (4 kB),
                                   gate and up of 5632 (11 kB each), MLP output (4 kB), and its
                                   input (4 kB): ~42 kB x 20 blocks x 42,176 tokens = 35 GB
   the block being recomputed      ~100 kB a token (all of one block's activations, as medium's
                                   ~50 kB at twice the width) x 42,176 tokens = 4.2 GB
-  total                           ~56 GB of 80. Without remat every block keeps ~100 kB a
+  total                           ~64 GB of 80. Without remat every block keeps ~100 kB a
                                   token: 84 GB of activations alone, more than the GPU holds.
 """
 
@@ -38,10 +40,10 @@ def get_config() -> Config:
     return dataclasses.replace(
         small.get_config(),
         name="large",
-        # 20 blocks of width 2048; 16 query heads of 128 over 8 KV heads.
+        # 20 blocks of width 2048; 16 query heads of 128 over 8 KV heads; one scan over blocks.
         model=ModelConfig(d_model=2048, num_layers=20, num_heads=16, num_kv_heads=8,
                           head_dim=128, mlp_dim=5632, dtype="bfloat16", attention="auto",
-                          remat="dots"),
+                          remat="dots", scan_layers=True),
         sequence=SequenceConfig(video_patch=2, max_text_len=48, examples_per_row=2),
         train=TrainConfig(steps=50_000, batch_size=32, learning_rate=2e-4, warmup_steps=1000,
                           log_every=50, eval_every=1000, eval_batches=4,

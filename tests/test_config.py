@@ -172,6 +172,7 @@ def test_one_gpu_configs_have_the_documented_size(name, low, high):
     assert low < num_params(model) < high
     assert min(config.data.height, config.data.width) >= 128
     assert (config.model.dtype, config.model.attention) == ("bfloat16", "auto")
+    assert config.model.scan_layers
     # A clip: 9 latent frames of 8x8 patch tokens, 33 audio latents, up to 48 caption tokens
     # and 2 media markers; a row packs two.
     rows, cols = config.token_grid
