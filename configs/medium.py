@@ -13,20 +13,24 @@ the copy with --config medium. Eight GPUs and several hosts: docs/gpu.md.
 Sequence: a clip is 9 latent frames of 8x8 patch tokens (576) and 33 audio latents, plus
 up to 48 caption tokens and 2 media markers: 659 tokens; a row packs 2 examples, 1318.
 
-Memory on one 80 GB GPU, for 305M parameters (P) and 42,176 tokens a step (32 rows x 1318):
+Memory on one 80 GB GPU, of which JAX takes 75% (60 GB) by default, for 305M parameters (P)
+and 42,176 tokens a step (32 rows x 1318):
   parameters, float32             4 B x P = 1.2 GB
   gradients, float32              4 B x P = 1.2 GB
   AdamW moments, float32          8 B x P = 2.4 GB
   bfloat16 weight copies          2 B x P = 0.6 GB
-  blocks stacked for the scan     8 B x P = 2.4 GB (scan_layers: the float32 stack of the
-                                  blocks' weights and its gradient, in the step)
-  activations kept for backward   no remat: per token and block, in bfloat16, the norms' inputs
-                                  and outputs (8 kB), q, k, v before and after QK-norm and
-                                  rotary (7 kB), attention and projection outputs, residual
-                                  (6 kB), gate, up, SiLU and product of 3072 each (24 kB), MLP
-                                  output (2 kB), with float32 norm statistics: ~50 kB
-                                  x 24 blocks x 42,176 tokens = 51 GB
-  total                           ~59 GB of 80; the rest is XLA's temporaries and headroom.
+  blocks stacked for the scan     8 B x P = 2.4 GB (the float32 stack of the blocks' weights
+                                  and its gradient, inside the step)
+  activations kept for backward   remat="dots" keeps each block's matmul outputs in bfloat16:
+                                  q (2 kB a token), k and v (1 kB each), attention projection
+                                  (2 kB), gate and up of 3072 (6 kB each), MLP output (2 kB),
+                                  and the block's input (2 kB): 22 kB x 24 blocks x 42,176
+                                  tokens = 22 GB
+  the block being recomputed      76 kB a token (everything one block keeps without remat,
+                                  float32 norm and QK-norm copies included) x 42,176 = 3.2 GB
+  total                           ~33 GB. Without remat every block keeps those 76 kB a
+                                  token: 77 GB of activations, more than the GPU holds.
+The per-token figures are what `jax.ad_checkpoint` lists as saved residuals for this model.
 """
 
 import dataclasses
@@ -42,7 +46,7 @@ def get_config() -> Config:
         # 24 blocks of width 1024; 16 query heads of 64 over 8 KV heads; one scan over blocks.
         model=ModelConfig(d_model=1024, num_layers=24, num_heads=16, num_kv_heads=8,
                           head_dim=64, mlp_dim=3072, dtype="bfloat16", attention="auto",
-                          remat="none", scan_layers=True),
+                          remat="dots", scan_layers=True),
         sequence=SequenceConfig(video_patch=2, max_text_len=48, examples_per_row=2),
         train=TrainConfig(steps=50_000, batch_size=32, learning_rate=3e-4, warmup_steps=1000,
                           log_every=50, eval_every=1000, eval_batches=4,
