@@ -41,8 +41,10 @@ def test_train_runs_without_the_media_libraries(fresh_workdir):
     assert help_.returncode == 0, help_.stderr[-3000:]
     assert "--workdir" in help_.stdout
 
-    shown = _o1("config", "show", "--config", "tiny", timeout=120)
-    assert shown.returncode == 0, shown.stderr[-3000:]
+    for command in (["config", "show", "--config", "large"], ["bench", "train_step", "--help"],
+                    ["bench", "compile_time", "--help"]):
+        done = _o1(*command, timeout=120)
+        assert done.returncode == 0, (command, done.stderr[-3000:])
 
     trained = _o1("train", "--workdir", str(fresh_workdir), "--config", "tiny",
                   "train.steps=2", "train.eval_every=100", "train.peak_flops=1e12",
