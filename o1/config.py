@@ -227,6 +227,14 @@ class LoaderConfig:
     # processes that build whole batches (0 = this process); the batches are the same for any
     # count, and a run may resume with another
     worker_count: int = 0
+    # a latent cache whose split takes at most this many MB on disk is read once and held in
+    # memory by each loading process (the batches are the same); 0 = read every batch from disk
+    memory_mb: int = 2048
+
+    def __post_init__(self):
+        for name in ("worker_count", "memory_mb"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"loader.{name} must be >= 0, got {getattr(self, name)}")
 
 
 TASKS = ("text_to_av", "video_to_caption", "video_to_audio", "audio_to_video", "image_to_video",

@@ -56,6 +56,9 @@ and the text before, never a later step; the segments after it are numbered on f
 
 from __future__ import annotations
 
+import bisect
+from typing import NamedTuple
+
 import numpy as np
 
 from o1 import batch as batch_lib
@@ -73,6 +76,14 @@ CAPTION_CONDITIONED = ("text_to_av", "video_to_audio", "audio_to_video", "image_
 MIN_NOISE = 1e-5
 PAD_BLOCK = -1  # block id of padding; real blocks are >= 0
 
+
+class Draw(NamedTuple):
+    """The random choices that lay out one example (`SequenceBuilder.draw`)."""
+
+    task: str  # a name in config.TASKS
+    drop: bool  # the conditioning caption is dropped (classifier-free guidance)
+    level: float | np.ndarray  # noise level of the noised media tokens (one, or one per token)
+    noised: np.ndarray  # bool [M]: the media tokens generated (the rest are clean context)
 
 
 class SequenceBuilder:
@@ -97,6 +108,11 @@ class SequenceBuilder:
         self._tasks = [task for task in TASKS if weights[task] > 0]
         w = np.array([weights[task] for task in self._tasks], np.float64)
         self._task_p = w / w.sum()
+        # Generator.choice(n, p=p)'s cumulative weights: one uniform draw through them picks
+        # the task choice would, without choice's checks of p on every call
+        cdf = self._task_p.cumsum()
+        cdf /= cdf[-1]
+        self._task_cdf = cdf.tolist()
 
     def _layout(self):
         """The media segment's per-token template, shared by every example."""
@@ -130,6 +146,8 @@ class SequenceBuilder:
         self._step = cat(step)  # [M] latent time step of each token
         # [t + 1]: tokens of latent step i are [bounds[i], bounds[i + 1]) of the segment
         self._bounds = np.searchsorted(self._step, np.arange(self.t + 1)).astype(np.int32)
+        self._media_span = int(self._positions[:, 0].max()) + 1  # rotary times it covers
+        self._media_blocks = self.t if self.causal else 1
 
     @property
     def latent_step(self) -> np.ndarray:
@@ -151,30 +169,56 @@ class SequenceBuilder:
 
     def sample_task(self, rng: np.random.Generator) -> str:
         """A task drawn from `sequence.task_weights` (normalized; weight 0 is never drawn)."""
-        return self._tasks[rng.choice(len(self._tasks), p=self._task_p)]
+        return self._tasks[bisect.bisect_right(self._task_cdf, rng.random())]
 
     def noise_level(self, rng: np.random.Generator) -> float:
         """t = shift(sigmoid(normal(noise_mean, noise_std))), in [MIN_NOISE, 1]."""
         seq = self.config.sequence
         t = 1.0 / (1.0 + np.exp(-rng.normal(seq.noise_mean, seq.noise_std)))
         s = seq.noise_shift
-        return float(np.clip(s * t / (1.0 + (s - 1.0) * t), MIN_NOISE, 1.0))
+        return min(max(float(s * t / (1.0 + (s - 1.0) * t)), MIN_NOISE), 1.0)
 
     def patchify(self, video_thwc: np.ndarray) -> np.ndarray:
-        """Video latents [t, h, w, C] -> tokens [t, R * W, p * p * C], (p_row, p_col, C) order."""
-        t, h, w, c = video_thwc.shape
-        p = self.p
-        x = video_thwc.reshape(t, h // p, p, w // p, p, c).transpose(0, 1, 3, 2, 4, 5)
-        return x.reshape(t, (h // p) * (w // p), p * p * c)
+        """Video latents [..., t, h, w, C] -> tokens [..., t, R * W, p * p * C], in
+        (p_row, p_col, C) order."""
+        *lead, t, h, w, c = video_thwc.shape
+        p, n = self.p, len(lead)
+        x = video_thwc.reshape(*lead, t, h // p, p, w // p, p, c)
+        x = x.transpose(*range(n), n, n + 1, n + 3, n + 2, n + 4, n + 5)
+        return x.reshape(*lead, t, (h // p) * (w // p), p * p * c)
 
     def media_features(self, video_thwc: np.ndarray, audio_ac: np.ndarray) -> np.ndarray:
-        """Clean features [M, F] of a clip's media segment, in layout order, zero-padded to F."""
-        f = self.media_dim
-        video = self.patchify(video_thwc).reshape(-1, self.config.video_token_dim)
-        feats = np.zeros((video.shape[0] + audio_ac.shape[0], f), np.float32)
-        feats[:video.shape[0], :video.shape[1]] = video
-        feats[video.shape[0]:, :audio_ac.shape[1]] = audio_ac
-        return feats[self._order]
+        """Clean features [..., M, F] of clips' media segments, in layout order, zero-padded
+        to F, from video latents [..., t, h, w, C] and audio latents [..., a, Ca]."""
+        lead = video_thwc.shape[:-4]
+        video = self.patchify(video_thwc).reshape(*lead, -1, self.config.video_token_dim)
+        nv, ca = video.shape[-2], audio_ac.shape[-1]
+        feats = np.zeros((*lead, nv + audio_ac.shape[-2], self.media_dim), np.float32)
+        feats[..., :nv, :video.shape[-1]] = video
+        feats[..., nv:, :ca] = audio_ac
+        return feats[..., self._order, :]
+
+    def draw(self, task: str, rng: np.random.Generator) -> Draw:
+        """The random choices of one example laid out for `task` (see `build`).
+
+        The draws always happen in this order, so one seed gives one sequence; the options
+        draw only when they are on, so the draws of every other config stay as they were.
+        """
+        if task not in TASK_IDS:
+            raise ValueError(f"unknown task {task!r}; choose one of {list(TASKS)}")
+        seq = self.config.sequence
+        drop = task in CAPTION_CONDITIONED and rng.random() < seq.caption_dropout
+        level = self.noise_level(rng) if task != "video_to_caption" else 0.0
+        # c clean steps for continuation, 1 <= c <= t - 1
+        noised = self.noised_mask(task, int(rng.integers(1, self.t))
+                                  if task == "continuation" else 1)
+        if task != "video_to_caption" and seq.step_noise > 0 and rng.random() < seq.step_noise:
+            # one level per latent time step
+            level = np.array([self.noise_level(rng) for _ in range(self.t)])[self._step]
+        if (task not in ("video_to_caption", "continuation") and seq.clean_past > 0
+                and rng.random() < seq.clean_past):
+            noised = noised & (self._step >= int(rng.integers(1, self.t)))
+        return Draw(task, bool(drop), level, noised)
 
     def build(self, example: dict, task: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """One example laid out for `task` (see the module docstring).
@@ -193,8 +237,52 @@ class SequenceBuilder:
           in the same text segment, else 0), `text_loss` and `media_loss` float32 [n] (1 where
           that loss applies), `task` int32 [n].
         """
-        if task not in TASK_IDS:
-            raise ValueError(f"unknown task {task!r}; choose one of {list(TASKS)}")
+        d = self.draw(task, rng)
+        caption = self._caption(example)
+        video, audio = self._latents(example)
+        out = self._empty(self._length(caption, d))
+        _, at, offset, block = self._write(out, slice(None), caption, d)
+        self.write_media(out, slice(at, at + len(self._modality)),
+                         self.media_features(video, audio), d.noised, d.level, offset, block)
+        return {key: out[key] for key in EXAMPLE_KEYS}
+
+    def batch_drawn(self, rows: list[list[tuple[dict, Draw]]], seq_len: int
+                    ) -> dict[str, np.ndarray]:
+        """Rows of [B, seq_len] from cached examples and their draws, each row holding its
+        examples one after another: the same arrays as `batch` of `build`s with those
+        draws, written in place (the training pipeline's path, one batch at a time).
+
+        Raises:
+          ValueError: an example does not have this config's latent shapes, or a row's
+            examples do not fit in `seq_len`.
+        """
+        flat = [pair for row in rows for pair in row]
+        latents = [self._latents(ex) for ex, _ in flat]
+        feats = self.media_features(np.stack([v for v, _ in latents]),
+                                    np.stack([a for _, a in latents]))  # [n, M, F]
+        out = self._empty((len(rows), seq_len))
+        media = []  # (row, first token, time offset, block) of each media segment
+        for r, row in enumerate(rows):
+            captions = [self._caption(ex) for ex, _ in row]
+            lengths = [self._length(c, d) for c, (_, d) in zip(captions, row, strict=True)]
+            _check_fits(lengths, seq_len)
+            at = first_block = 0
+            for i, (caption, (_, d)) in enumerate(zip(captions, row, strict=True)):
+                span = (r, slice(at, at + lengths[i]))
+                blocks, m_at, offset, block = self._write(out, span, caption, d, first_block)
+                media.append((r, at + m_at, offset, block))
+                out["segment_ids"][span] = i + 1
+                first_block += blocks
+                at += lengths[i]
+        r, at, offset, block = (np.array(x) for x in zip(*media, strict=True))
+        m = len(self._modality)
+        index = (np.broadcast_to(r[:, None], (len(r), m)), at[:, None] + np.arange(m))
+        levels = np.stack([np.broadcast_to(d.level, (m,)) for _, d in flat])
+        self.write_media(out, index, feats, np.stack([d.noised for _, d in flat]), levels,
+                         offset, block)
+        return out
+
+    def _latents(self, example: dict) -> tuple[np.ndarray, np.ndarray]:
         video = np.asarray(example["video_latents"], np.float32)
         audio = np.asarray(example["audio_latents"], np.float32)
         want_v = (self.t, *self.latent_shape)
@@ -203,43 +291,53 @@ class SequenceBuilder:
             raise ValueError(f"example {example.get('id', '?')!r} has video latents "
                              f"{video.shape} and audio latents {audio.shape}; this config "
                              f"needs {want_v} and {want_a} (re-run `o1 data encode`?)")
-        caption = self.cut_caption(np.asarray(example["text_ids"], np.int32))
+        return video, audio
+
+    def _caption(self, example: dict) -> np.ndarray:
+        return self.cut_caption(np.asarray(example["text_ids"], np.int32))
+
+    def _length(self, caption: np.ndarray, d: Draw) -> int:
+        """Tokens of an example with this caption and draw."""
+        first = len(caption) + 1 if self._conditioned(d) else 1  # [caption.., <media>]
+        last = len(caption) + 1 if d.task == "video_to_caption" else 0  # [</media>, caption..]
+        return first + len(self._modality) + last
+
+    @staticmethod
+    def _conditioned(d: Draw) -> bool:
+        return d.task in CAPTION_CONDITIONED and not d.drop
+
+    def _write(self, out: dict[str, np.ndarray], span, caption: np.ndarray, d: Draw,
+               first_block: int = 0) -> tuple[int, int, int, int]:
+        """Writes one example's text segments and task (the module docstring's layout for
+        `d.task`) into `out[key][span]`, blocks numbered from `first_block`.
+
+        `out` holds `_empty` arrays (zeros, PAD_BLOCK blocks): only non-zero values are
+        written. `span` indexes the example's tokens (a slice, or (row, slice)). Returns the
+        example's number of blocks and where its media segment goes, for `write_media`: its
+        first token (counted from the span's start), time offset and first block.
+        """
         start = np.array([MEDIA_START_ID], np.int32)
-
-        # Draws always happen in this order, so one seed gives one sequence.
-        drop = task in CAPTION_CONDITIONED and rng.random() < self.config.sequence.caption_dropout
-        level = self.noise_level(rng) if task != "video_to_caption" else 0.0
-        # c clean steps for continuation, 1 <= c <= t - 1
-        noised = self.noised_mask(task, int(rng.integers(1, self.t))
-                                  if task == "continuation" else 1)
-        # The options below draw only when they are on, so the draws of every other config
-        # stay as they were.
-        seq = self.config.sequence
-        if task != "video_to_caption" and seq.step_noise > 0 and rng.random() < seq.step_noise:
-            # one level per latent time step
-            level = np.array([self.noise_level(rng) for _ in range(self.t)])[self._step]
-        if (task not in ("video_to_caption", "continuation") and seq.clean_past > 0
-                and rng.random() < seq.clean_past):
-            noised = noised & (self._step >= int(rng.integers(1, self.t)))
-
-        conditioned = task in CAPTION_CONDITIONED and not drop
-        # (text ids, whether the LM loss applies), with None for the media segment.
-        segments = [(np.concatenate([caption, start]) if conditioned else start, False),
+        # (text ids, whether the LM loss applies), with None for the media segment
+        segments = [(np.concatenate([caption, start]) if self._conditioned(d) else start, False),
                     (None, False)]
-        if task == "video_to_caption":
+        if d.task == "video_to_caption":
             segments.append((np.concatenate([[MEDIA_END_ID], caption]).astype(np.int32), True))
-
-        parts, pos = [], 0
+        views = {key: out[key][span] for key in EXAMPLE_KEYS}
+        at = pos = 0
+        block = first_block
         for ids, lossed in segments:
             if ids is None:
-                part = self.media_segment(video, audio, noised, level, pos)
+                media = (at, pos, block)
+                at += len(self._modality)
+                pos += self._media_span
+                block += self._media_blocks
             else:
-                part = self.text_segment(ids, pos, lossed)
-            pos = int(part["positions"][:, 0].max()) + 1
-            parts.append(part)
-        out = join_segments(parts)
-        out["task"] = np.full(len(out["tokens"]), TASK_IDS[task], np.int32)
-        return {key: out[key] for key in EXAMPLE_KEYS}
+                self.write_text(views, slice(at, at + len(ids)), ids, pos, lossed, block)
+                at += len(ids)
+                pos += len(ids)
+                block += 1
+        views["task"][:] = TASK_IDS[d.task]
+        return block - first_block, *media
 
     def noised_mask(self, task: str, context_steps: int = 1) -> np.ndarray:
         """bool [M]: the media tokens `task` generates (the rest are clean context).
@@ -270,22 +368,9 @@ class SequenceBuilder:
                      ) -> dict[str, np.ndarray]:
         """Per-token arrays (as `build` returns, without task) of a text segment whose first
         position is `start`; `block` is 0 (one block, numbered by `join_segments`)."""
-        m = len(ids)
-        q = np.arange(start, start + m, dtype=np.int32)
-        loss = np.zeros(m, np.float32)
-        if lossed:
-            loss[:-1] = 1.0  # the last token has no next token to predict
-        return {
-            "tokens": ids.astype(np.int32),
-            "block": np.zeros(m, np.int32),
-            "modality": np.full(m, TEXT, np.int32),
-            "positions": np.stack([q, q, q], -1),
-            "media": np.zeros((m, self.media_dim), np.float32),
-            "noise": np.zeros(m, np.float32),
-            "targets": np.append(ids[1:], 0).astype(np.int32),
-            "text_loss": loss,
-            "media_loss": np.zeros(m, np.float32),
-        }
+        out = self._empty(len(ids))
+        self.write_text(out, slice(None), ids, start, lossed)
+        return {key: out[key] for key in EXAMPLE_KEYS if key != "task"}
 
     def media_segment(self, video: np.ndarray, audio: np.ndarray, noised: np.ndarray,
                       level: float | np.ndarray, offset: int) -> dict[str, np.ndarray]:
@@ -293,20 +378,53 @@ class SequenceBuilder:
         `video` [t, h, w, C] and `audio` [a, Ca], noise level `level` (one, or one per token
         [M]) where `noised` [M]. `block` counts from 0 inside the segment: 0 everywhere, or
         the latent time step under frame-causal attention (`join_segments` numbers on)."""
-        m = len(self._modality)
-        positions = self._positions.copy()
-        positions[:, 0] += offset
-        return {
-            "tokens": np.zeros(m, np.int32),
-            "block": self._step.copy() if self.causal else np.zeros(m, np.int32),
-            "modality": self._modality.copy(),
-            "positions": positions,
-            "media": self.media_features(video, audio),
-            "noise": np.where(noised, level, 0.0).astype(np.float32),
-            "targets": np.zeros(m, np.int32),
-            "text_loss": np.zeros(m, np.float32),
-            "media_loss": noised.astype(np.float32),
-        }
+        out = self._empty(len(self._modality))
+        self.write_media(out, slice(None), self.media_features(video, audio), noised, level,
+                         offset, 0)
+        return {key: out[key] for key in EXAMPLE_KEYS if key != "task"}
+
+    def write_text(self, out: dict[str, np.ndarray], span: slice, ids: np.ndarray,
+                   start: int, lossed: bool = False, block: int = 0) -> None:
+        """Writes a text segment of `ids` at positions start, start + 1, ... into
+        `out[key][span]` (zeroed arrays of `_empty`), as block `block`; the LM loss applies
+        to every token but the last where `lossed`."""
+        m = len(ids)
+        q = np.arange(start, start + m, dtype=np.int32)
+        out["tokens"][span] = ids
+        out["block"][span] = block
+        out["modality"][span] = TEXT
+        out["positions"][span] = q[:, None]
+        out["targets"][span][:-1] = ids[1:]
+        if lossed:
+            out["text_loss"][span][:-1] = 1.0  # the last token has no next token to predict
+        out["media"][span] = 0.0
+        for key in ("noise", "media_loss"):
+            out[key][span] = 0.0
+
+    def write_media(self, out: dict[str, np.ndarray], index, feats: np.ndarray,
+                    noised: np.ndarray, level: float | np.ndarray, offset: int | np.ndarray,
+                    block: int | np.ndarray) -> None:
+        """Writes n media segments into `out[key][index]` (zeroed arrays of `_empty`):
+        clean features `feats` [n, M, F] in layout order, noise `level` (per segment [n],
+        or per token [n, M]) where `noised` [n, M], times from `offset` [n], blocks from
+        `block` [n]: one block, or one per latent time step (frame-causal). One segment
+        may drop the leading n axis everywhere; `index` puts an [n, M] grid of tokens in
+        `out` (a slice for one segment, or row and column index arrays [n, M])."""
+        offset, block = np.asarray(offset)[..., None], np.asarray(block)[..., None]
+        level = np.asarray(level)
+        if level.ndim < np.ndim(noised):
+            level = level[..., None]
+        positions = np.broadcast_to(self._positions, (*np.shape(noised), 3)).copy()
+        positions[..., 0] += offset
+        out["tokens"][index] = 0
+        out["block"][index] = block + (self._step if self.causal else 0)
+        out["modality"][index] = self._modality
+        out["positions"][index] = positions
+        out["media"][index] = feats
+        out["noise"][index] = np.where(noised, level, 0.0)
+        out["targets"][index] = 0
+        out["text_loss"][index] = 0.0
+        out["media_loss"][index] = noised
 
     def unpack_media(self, media_mf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Inverse of `media_features`: [M, F] in layout order -> video [t, h, w, C], audio [a, Ca].
@@ -336,10 +454,7 @@ class SequenceBuilder:
           ValueError: the examples do not fit in `seq_len`.
         """
         lengths = [len(ex["tokens"]) for ex in examples]
-        if sum(lengths) > seq_len:
-            raise ValueError(f"examples of lengths {lengths} ({sum(lengths)} tokens) do not fit "
-                             f"in a row of seq_len={seq_len}; pack fewer examples per row or "
-                             f"raise sequence.seq_len")
+        _check_fits(lengths, seq_len)
         row = self._empty(seq_len)
         at = first_block = 0
         for i, ex in enumerate(examples):
@@ -352,12 +467,14 @@ class SequenceBuilder:
             at += lengths[i]
         return row
 
-    def _empty(self, seq_len: int) -> dict[str, np.ndarray]:
-        row = {key: np.zeros(seq_len, np.int32) for key in batch_lib.BATCH_KEYS}
-        row["positions"] = np.zeros((seq_len, 3), np.int32)
-        row["media"] = np.zeros((seq_len, self.media_dim), np.float32)
+    def _empty(self, shape: int | tuple[int, ...]) -> dict[str, np.ndarray]:
+        """Padding of `shape` tokens: every `Batch` key zero, blocks PAD_BLOCK."""
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        row = {key: np.zeros(shape, np.int32) for key in batch_lib.BATCH_KEYS}
+        row["positions"] = np.zeros((*shape, 3), np.int32)
+        row["media"] = np.zeros((*shape, self.media_dim), np.float32)
         for key in ("noise", "text_loss", "media_loss"):
-            row[key] = np.zeros(seq_len, np.float32)
+            row[key] = np.zeros(shape, np.float32)
         row["block"][:] = PAD_BLOCK
         return row
 
@@ -366,6 +483,13 @@ class SequenceBuilder:
         """Packs each list of built examples into a row; arrays [B, seq_len, ...]."""
         packed = [self.pack(row, seq_len) for row in rows]
         return {key: np.stack([p[key] for p in packed]) for key in packed[0]}
+
+
+def _check_fits(lengths: list[int], seq_len: int) -> None:
+    if sum(lengths) > seq_len:
+        raise ValueError(f"examples of lengths {lengths} ({sum(lengths)} tokens) do not fit "
+                         f"in a row of seq_len={seq_len}; pack fewer examples per row or "
+                         f"raise sequence.seq_len")
 
 
 def join_segments(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -415,11 +539,14 @@ def visible_keys(segment_ids: np.ndarray, block: np.ndarray, modality: np.ndarra
     themselves). A query sees the keys of its segment up to itself, plus, for a media query,
     the later keys of its (segment, block). Arguments as in `attention_mask`.
     """
-    segment_ids, block, modality = (np.asarray(x).reshape(-1, np.shape(x)[-1])
+    segment_ids, block, modality = (np.asarray(x, np.int64).reshape(-1, np.shape(x)[-1])
                                     for x in (segment_ids, block, modality))
-    row = np.broadcast_to(np.arange(len(segment_ids))[:, None], segment_ids.shape)
-    seg_rank, _ = _rank_in_group(np.stack([row, segment_ids], -1).reshape(-1, 2))
-    blk_rank, blk_size = _rank_in_group(np.stack([row, segment_ids, block], -1).reshape(-1, 3))
+    # One integer key per (row, segment) and per (row, segment, block) group.
+    rows = np.arange(len(segment_ids))[:, None]
+    seg_key = rows * (segment_ids.max() + 1) + segment_ids
+    blk_key = seg_key * (block.max() - block.min() + 1) + block - block.min()
+    seg_rank, _ = _rank_in_group(seg_key.reshape(-1))
+    blk_rank, blk_size = _rank_in_group(blk_key.reshape(-1))
     real = segment_ids.reshape(-1) != 0
     media = modality.reshape(-1) != TEXT
     later = np.where(media, blk_size - blk_rank - 1, 0)
@@ -427,9 +554,8 @@ def visible_keys(segment_ids: np.ndarray, block: np.ndarray, modality: np.ndarra
 
 
 def _rank_in_group(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For rows of `keys` [N, K]: how many earlier rows share the key, and the group size."""
-    _, group, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
-    group = group.reshape(-1)
+    """For integer `keys` [N]: how many earlier entries share the key, and the group size."""
+    _, group, counts = np.unique(keys, return_inverse=True, return_counts=True)
     order = np.argsort(group, kind="stable")
     first = np.cumsum(counts) - counts
     rank = np.empty_like(group)

@@ -410,3 +410,25 @@ def test_other_rate_pairings_keep_every_latent_once_and_aligned(overrides):
         # The audio right after a video latent starts at the same instant.
         after = at + config.token_grid[0] * config.token_grid[1]
         assert mod[after] == AUDIO and time[after] == time[at]
+
+
+@pytest.mark.parametrize("overrides", [
+    [], ["sequence.media_attention=causal", "sequence.step_noise=0.5", "sequence.clean_past=0.5"]])
+def test_a_batch_laid_out_in_place_equals_the_built_examples_packed(overrides):
+    config = configs.get("tiny", overrides)
+    builder = SequenceBuilder(config)
+    examples = [make_example(config, i) for i in range(14)]
+    tasks = [TASKS[i % len(TASKS)] for i in range(14)]
+    rng = np.random.default_rng(3)
+    built = [builder.build(ex, task, rng) for ex, task in zip(examples, tasks, strict=True)]
+    seq_len = 2 * max(len(b["tokens"]) for b in built) + 3
+    rng = np.random.default_rng(3)  # the same draws again
+    drawn = [(ex, builder.draw(task, rng)) for ex, task in zip(examples, tasks, strict=True)]
+    want = builder.batch([built[i:i + 2] for i in range(0, 14, 2)], seq_len)
+    got = builder.batch_drawn([drawn[i:i + 2] for i in range(0, 14, 2)], seq_len)
+    assert got.keys() == want.keys()
+    for key in want:
+        assert got[key].dtype == want[key].dtype, key
+        np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+    with pytest.raises(ValueError, match="do not fit in a row of seq_len"):
+        builder.batch_drawn([drawn[:3]], seq_len)

@@ -199,6 +199,11 @@ def data_source(data: str | os.PathLike, split: str):
     return builder.as_data_source(split=split)
 
 
+def split_bytes(data: str | os.PathLike, split: str) -> int:
+    """Bytes of the files that store one split."""
+    return int(load_builder(data).info.splits[split].num_bytes)
+
+
 def decode(example: dict[str, Any]) -> dict[str, Any]:
     """Text features arrive as bytes; turn them into str and the metadata into a dict."""
     out = dict(example)

@@ -28,6 +28,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -35,6 +37,7 @@ import grain
 import jax
 import numpy as np
 from absl import flags
+from tqdm import tqdm
 
 from o1.train import datasets
 
@@ -106,19 +109,32 @@ class Loader:
     def __iter__(self) -> BatchIterator:
         return BatchIterator(self)
 
+    def iterate(self, place: Callable[[Any], Any], ahead: int = 2) -> BatchIterator:
+        """An iterator of `place(batch)` for each batch, computed `ahead` batches in advance
+        by a background thread: `place` puts a batch on the devices while the step before it
+        runs, so the step never waits for its input."""
+        return BatchIterator(self, place, ahead)
+
 
 class BatchIterator(Iterator[Any]):
     """Batches of a `Loader`, with a state to save in a checkpoint and restore.
 
     Orbax saves and restores it through `grain.checkpoint.CheckpointSave/Restore` (one JSON
     file per process). Worker processes start at the first batch (or `start_prefetch`);
-    `close` stops them.
+    `close` stops them. With `place`, a thread reads and places up to `ahead` batches in
+    advance; the state still counts only the batches handed out.
     """
 
-    def __init__(self, loader: Loader):
+    def __init__(self, loader: Loader, place: Callable[[Any], Any] | None = None,
+                 ahead: int = 0):
         self._loader = loader
         self._read = 0  # examples of this process's stream before the next batch
         self._it: grain.DatasetIterator | None = None
+        self._place = place
+        self._ahead = ahead
+        self._queue: queue.Queue | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
 
     def _start(self) -> grain.DatasetIterator:
         if self._it is None:
@@ -128,16 +144,53 @@ class BatchIterator(Iterator[Any]):
         return self._it
 
     def __next__(self) -> Any:
-        batch = next(self._start())
+        if self._place is None:
+            batch = next(self._start())
+        else:
+            if self._thread is None:
+                self._start_thread()
+            ok, batch = self._queue.get()
+            if not ok:  # the thread's exception, raised here
+                self._thread.join()
+                self._thread = None
+                raise batch
         self._read += self._loader.batch_size
         return batch
+
+    def _start_thread(self) -> None:
+        it = self._start()
+        self._queue = queue.Queue(max(self._ahead, 1))
+        self._stop.clear()
+
+        def fill(q: queue.Queue, stop: threading.Event):
+            try:
+                while not stop.is_set():
+                    item = (True, self._place(next(it)))
+                    while not stop.is_set():
+                        try:
+                            q.put(item, timeout=0.1)
+                            break
+                        except queue.Full:
+                            pass
+            except BaseException as e:  # noqa: BLE001 - handed to the consumer
+                q.put((False, e))
+
+        self._thread = threading.Thread(target=fill, args=(self._queue, self._stop),
+                                        name="o1-batches", daemon=True)
+        self._thread.start()
 
     def start_prefetch(self) -> None:
         """Starts loading (and the worker processes) before the first `next`."""
         self._start().start_prefetch()
 
     def close(self) -> None:
-        """Stops the worker processes; the next `next` starts them again."""
+        """Stops the worker processes and the placing thread; the next `next` starts them
+        again from the first batch not handed out."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+            self._queue = None
         if self._it is not None:
             self._it.close()
             self._it = None
@@ -178,13 +231,38 @@ def _read_by_data_loader(state: dict[str, Any], about: dict[str, Any]) -> int:
     return sum((seen + stride - index - w * count) // stride for w, seen in last.items())
 
 
+class MemorySource(Sequence[dict[str, Any]]):
+    """Every record of a data source read and decoded once, kept in this process's memory
+    (only `keys` of each), so that batches skip the per-record read and decode."""
+
+    def __init__(self, source, keys: Sequence[str] | None, desc: str = "records"):
+        chunk = 256
+        self.records: list[dict[str, Any]] = []
+        with tqdm(total=len(source), desc=f"reading {desc} into memory", unit="record",
+                  leave=False, disable=len(source) < 10 * chunk) as bar:
+            for first in range(0, len(source), chunk):
+                ids = list(range(first, min(first + chunk, len(source))))
+                records = (source.__getitems__(ids) if hasattr(source, "__getitems__")
+                           else [source[i] for i in ids])
+                self.records += [r if keys is None else {k: r[k] for k in keys}
+                                 for r in records]
+                bar.update(len(ids))
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.records[index]
+
+
 def make_loader(data: str | os.PathLike, split: str, *, batch_size: int, seed: int,
                 transforms: Sequence[grain.transforms.Map | grain.transforms.RandomMap] = (
                     DecodeText(),),
                 batch_fn: Callable[[Sequence[Any]], Any] = stack_examples,
                 worker_count: int = 0, num_epochs: int | None = None,
                 drop_remainder: bool = True, shard_index: int | None = None,
-                shard_count: int | None = None) -> Loader:
+                shard_count: int | None = None, keys: Sequence[str] | None = None,
+                memory_mb: float = 0) -> Loader:
     """This process's batches of `split` of the dataset at `data`, shuffled with `seed`.
 
     Args:
@@ -201,6 +279,9 @@ def make_loader(data: str | os.PathLike, split: str, *, batch_size: int, seed: i
       drop_remainder: drop a last batch smaller than the per-process batch size.
       shard_index, shard_count: this process's shard; default `jax.process_index()` of
         `jax.process_count()`.
+      keys: the features kept of each record held in memory (None: all of them).
+      memory_mb: when the split's files take at most this many MB, its records (`keys` of
+        each) are read once and kept in memory (`MemorySource`); the batches are the same.
     """
     index = jax.process_index() if shard_index is None else shard_index
     count = jax.process_count() if shard_count is None else shard_count
@@ -209,6 +290,8 @@ def make_loader(data: str | os.PathLike, split: str, *, batch_size: int, seed: i
                          f"processes; try a batch size of "
                          f"{max(count, batch_size // count * count)}")
     source = datasets.data_source(data, split)
+    if memory_mb > 0 and datasets.split_bytes(data, split) <= memory_mb * 2**20:
+        source = MemorySource(source, keys, f"{split} of {data}")
     if len(source) // count == 0:
         raise ValueError(f"split {split!r} of {data} has {len(source)} examples, fewer than "
                          f"the {count} processes reading it")

@@ -15,6 +15,7 @@ batches do not depend on the loader's worker processes, so a run may resume with
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import pathlib
@@ -135,6 +136,8 @@ class Stage:
     step: Callable[[dict, Any], tuple[dict, dict]]  # (state, input) -> (state, metrics), jitted
     loader: Loader  # endless batches of this process's examples
     prepare: Callable[[Any], Any] = lambda batch: batch  # batch -> step input, on the host
+    # step input -> its arrays on the devices (default: left to the step's jit)
+    place: Callable[[Any], Any] = lambda batch: batch
     scalars: Callable[[Any], dict[str, float]] = _scalars  # fetched metrics -> logged numbers
     keep_checkpoints: int = 2  # committed checkpoints kept
     eval_every: int = 0  # steps between validations (and at the end); 0 = none
@@ -143,24 +146,26 @@ class Stage:
     cost: Callable[[Any], tuple[int, float]] | None = None
     peak_flops: float = 0.0  # FLOP/s of all devices together, for mfu
     progress: bool = True  # a progress bar and validation lines on stderr
+    mesh: Any = None  # the loop runs under jax.set_mesh(mesh) when given
 
 
 @dataclasses.dataclass
 class _Window:
-    """Throughput over the steps since the last log line."""
+    """Throughput since the last log line: counters at its first step and when it began."""
 
     start: float
-    steps: int = 0
-    tokens: int = 0
+    done: int  # steps finished when the window began
+    tokens: int = 0  # totals of the run at that point
     flops: float = 0.0
 
-    def rates(self, now: float, peak: float) -> dict[str, float]:
-        seconds = now - self.start
-        out = {"step_time": seconds / self.steps, "steps_per_s": self.steps / seconds}
-        if self.flops:
-            out.update(tokens_per_s=self.tokens / seconds)
+    def rates(self, now: float, done: int, tokens: int, flops: float, peak: float
+              ) -> dict[str, float]:
+        seconds, steps = now - self.start, done - self.done
+        out = {"step_time": seconds / steps, "steps_per_s": steps / seconds}
+        if flops > self.flops:
+            out.update(tokens_per_s=(tokens - self.tokens) / seconds)
             if peak:
-                out.update(mfu=self.flops / seconds / peak)
+                out.update(mfu=(flops - self.flops) / seconds / peak)
         return out
 
 
@@ -170,6 +175,27 @@ def fit(stage: Stage, stop: StopRequest) -> dict[str, float]:
     Raises:
       Preempted: `stop` was requested; a checkpoint of the last finished step was saved.
     """
+    with jax.set_mesh(stage.mesh) if stage.mesh is not None else contextlib.nullcontext():
+        return _fit(stage, stop)
+
+
+def _on_leaves(step: Callable, state: dict[str, Any]) -> Callable:
+    """`step` as a jitted function of the state's leaves (a list of arrays), donated and
+    kept in their shardings. Calling a jitted function flattens its arguments on every call,
+    and the leaves of a list flatten in C++ where an nnx state's Variables go through
+    Python: on a fast device that difference is a large share of the step."""
+    treedef = jax.tree.structure(state)
+    shardings = [x.sharding for x in jax.tree.leaves(state)]
+
+    def on_leaves(leaves, batch):
+        new, metrics = step(jax.tree.unflatten(treedef, leaves), batch)
+        return jax.tree.leaves(new), metrics
+
+    return jax.jit(on_leaves, donate_argnums=0, in_shardings=(shardings, None),
+                   out_shardings=(shardings, None))
+
+
+def _fit(stage: Stage, stop: StopRequest) -> dict[str, float]:
     s = stage
     lead = jax.process_index() == 0
     manager = checkpoint.manager(s.checkpoints, s.keep_checkpoints, asynchronous=True)
@@ -178,7 +204,12 @@ def fit(stage: Stage, stop: StopRequest) -> dict[str, float]:
         manager.close()
         return {}
     state = s.state
-    batches = iter(s.loader)
+
+    def placed(batch):  # in the loader's thread, ahead of the step that takes it
+        cost = s.cost(batch) if s.cost else (0, 0.0)
+        return cost, s.place(s.prepare(batch))
+
+    batches = s.loader.iterate(placed, ahead=2)
     if start:
         saved = checkpoint.state_keys(s.checkpoints, start)
         if saved != set(state):
@@ -195,9 +226,14 @@ def fit(stage: Stage, stop: StopRequest) -> dict[str, float]:
         if s.progress and lead:
             tqdm.write(f"{s.name}: resuming at step {start}")
 
+    treedef = jax.tree.structure(state)
+    step_fn = _on_leaves(s.step, state)
+    leaves = jax.tree.leaves(state)
+    del state  # the leaves are donated to each step; a state is rebuilt where one is needed
+
     def save(step: int) -> None:
         manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state),
+            state=ocp.args.StandardSave(jax.tree.unflatten(treedef, leaves)),
             loader=grain.checkpoint.CheckpointSave(batches)))
 
     writer = MetricWriter(s.workdir, s.name, start) if lead else None
@@ -208,32 +244,48 @@ def fit(stage: Stage, stop: StopRequest) -> dict[str, float]:
     bar = tqdm(range(start, s.steps), initial=start, total=s.steps, desc=s.name, unit="step",
                dynamic_ncols=True, smoothing=0.0, disable=not s.progress or not lead)
     window = None
+    tokens = flops = 0  # totals since the first step
+    pending = None  # (step, its metrics on the devices, tokens, flops) of the last log step
+
+    def log_step(step_done: int, metrics, tokens_then: int, flops_then: float) -> None:
+        """Fetches a log step's metrics (by now computed or nearly) and writes them."""
+        nonlocal last, window
+        last = s.scalars(jax.device_get(metrics))
+        now = time.perf_counter()
+        if step_done > window.done:
+            last.update(window.rates(now, step_done, tokens_then, flops_then, s.peak_flops))
+        window = _Window(now, step_done, tokens_then, flops_then)
+        if writer:
+            writer.write(step_done, last)
+        bar.set_postfix({k: f"{last[k]:.4g}" for k in ("loss", "steps_per_s", "mfu")
+                         if k in last}, refresh=False)
+
     try:
         for step in bar:
-            batch = next(batches)
-            state, metrics = s.step(state, s.prepare(batch))
+            (step_tokens, step_flops), batch = next(batches)
+            leaves, metrics = step_fn(leaves, batch)
             done = step + 1
             if window is None:  # the first step compiles: time from its end
                 jax.block_until_ready(metrics)
-                window = _Window(time.perf_counter())
+                window = _Window(time.perf_counter(), done)
             else:
-                window.steps += 1
-                if s.cost:
-                    tokens, flops = s.cost(batch)
-                    window.tokens += tokens * jax.process_count()
-                    window.flops += flops * jax.process_count()
+                tokens += step_tokens * jax.process_count()
+                flops += step_flops * jax.process_count()
+            if pending is not None:  # the step after a log step is queued: fetch the log's
+                log_step(*pending)
+                pending = None
             if done % s.log_every == 0 or done == s.steps:
-                last = s.scalars(jax.device_get(metrics))
-                now = time.perf_counter()
-                if window.steps:
-                    last.update(window.rates(now, s.peak_flops))
-                window = _Window(now)
-                if writer:
-                    writer.write(done, last)
-                bar.set_postfix({k: f"{last[k]:.4g}" for k in ("loss", "steps_per_s", "mfu")
-                                 if k in last}, refresh=False)
+                for x in jax.tree.leaves(metrics):
+                    x.copy_to_host_async()
+                pending = (done, metrics, tokens, flops)
+            finishing = (done == s.steps or stop.requested
+                         or (s.validate and done % s.eval_every == 0)
+                         or done % s.checkpoint_every == 0)
+            if pending is not None and finishing:
+                log_step(*pending)
+                pending = None
             if s.validate and (done % s.eval_every == 0 or done == s.steps):
-                values = s.validate(state)
+                values = s.validate(jax.tree.unflatten(treedef, leaves))
                 if val_writer:
                     val_writer.write(done, values)
                 if s.progress and lead:

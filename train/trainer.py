@@ -113,14 +113,20 @@ def make_optimizer(t: TrainConfig) -> optax.GradientTransformation:
 # Data: grain over the latent cache, one sequence per example, packed rows.
 # ---------------------------------------------------------------------------------------------
 
-class _Build(grain.transforms.RandomMap):
-    """A cached example -> a built sequence of a task drawn from the mixture."""
+class _Draw(grain.transforms.RandomMap):
+    """A cached example -> (its trained keys, the draws that lay it out for a task drawn
+    from the mixture); the batch function lays out a whole batch at once."""
 
     def __init__(self, builder: sequence.SequenceBuilder):
         self.builder = builder
 
     def random_map(self, example, rng: np.random.Generator):
-        return self.builder.build(example, self.builder.sample_task(rng), rng)
+        example = {k: example[k] for k in EXAMPLE_FEATURES if k in example}
+        return example, self.builder.draw(self.builder.sample_task(rng), rng)
+
+
+# What the trainer reads of a cached example (`id` names it in errors).
+EXAMPLE_FEATURES = ("id", "text_ids", "video_latents", "audio_latents")
 
 
 def rows_per_process(config: Config) -> int:
@@ -133,19 +139,23 @@ def rows_per_process(config: Config) -> int:
 
 
 def make_loader(workdir: pathlib.Path, config: Config) -> loader.Loader:
-    """Endless, shuffled, process-sharded batches of packed rows from the train split."""
+    """Endless, shuffled, process-sharded batches of packed rows from the train split, each
+    with its cost (`step_cost`) computed where it is built."""
     builder = sequence.SequenceBuilder(config)
     per_row = config.sequence.examples_per_row
     rows_per_process(config)  # the batch must split over processes: say so in train.* terms
 
-    def pack(examples):
-        rows = [examples[i:i + per_row] for i in range(0, len(examples), per_row)]
-        return builder.batch(rows, config.seq_len)
+    def pack(drawn):
+        batch = builder.batch_drawn(
+            [drawn[i:i + per_row] for i in range(0, len(drawn), per_row)], config.seq_len)
+        tokens, step_flops = _count(config, batch)
+        return {**batch, "cost_tokens": np.int64(tokens), "cost_flops": np.float64(step_flops)}
 
     return loader.make_loader(
         workdir / "latents", "train", batch_size=config.train.batch_size * per_row,
-        seed=config.train.seed, transforms=[_Build(builder)], batch_fn=pack,
-        worker_count=config.loader.worker_count)
+        seed=config.train.seed, transforms=[_Draw(builder)], batch_fn=pack,
+        worker_count=config.loader.worker_count, keys=EXAMPLE_FEATURES,
+        memory_mb=config.loader.memory_mb)
 
 
 def validation_batches(workdir: pathlib.Path, config: Config) -> dict[str, list[dict]]:
@@ -244,24 +254,30 @@ def step_scalars(metrics: dict[str, Any]) -> dict[str, float]:
             **losses.report(metrics["sums"], metrics["counts"])}
 
 
-def step_cost(config: Config, batch: dict[str, np.ndarray]) -> tuple[int, float]:
-    """(real tokens, training FLOPs) of this process's rows."""
+def _count(config: Config, batch: dict[str, np.ndarray]) -> tuple[int, float]:
     return int((batch["segment_ids"] > 0).sum()), flops.train_flops(config, batch)
+
+
+def step_cost(config: Config, batch: dict[str, np.ndarray]) -> tuple[int, float]:
+    """(real tokens, training FLOPs) of this process's rows: as the loader counted them, or
+    counted now."""
+    if "cost_flops" in batch:
+        return int(batch["cost_tokens"]), float(batch["cost_flops"])
+    return _count(config, batch)
 
 
 # ---------------------------------------------------------------------------------------------
 # The run.
 # ---------------------------------------------------------------------------------------------
 
-def train(workdir: str | os.PathLike, config: Config, stop: StopRequest | None = None,
-          progress: bool = True) -> dict[str, float]:
-    """Trains (or resumes) the transformer in `workdir`; returns the last metrics.
+def make_stage(workdir: pathlib.Path, config: Config, progress: bool = True) -> loop.Stage:
+    """The transformer's training as `o1.train.loop` runs it: config checks against the
+    workdir, the model and optimizer created in their sharding, the jitted step, the loader
+    (batches placed on the devices ahead of their step) and validation.
 
     Raises:
       ConfigError: the config does not fit the workdir, the devices or the processes.
-      Preempted: `stop` was requested; a checkpoint of the last finished step was saved.
     """
-    workdir = pathlib.Path(workdir)
     t = config.train
     check_workdir(workdir, config)
     mesh = sh.make_mesh(config.mesh)
@@ -281,10 +297,6 @@ def train(workdir: str | os.PathLike, config: Config, stop: StopRequest | None =
         tqdm.write(f"o1 train: {len(jax.devices())} devices, mesh {dict(mesh.shape)}, peak "
                    f"{peak / 1e9:.1f} GFLOP/s ({peak_source})")
 
-    def step(state, batch):
-        with jax.set_mesh(mesh):
-            return train_step(state, sh.global_batch(only_batch(batch), mesh))
-
     def validate(state) -> dict[str, float]:
         values = {}
         with jax.set_mesh(mesh):
@@ -297,10 +309,22 @@ def train(workdir: str | os.PathLike, config: Config, stop: StopRequest | None =
                                if not k.startswith("all/")})
         return values
 
-    return loop.fit(loop.Stage(
+    return loop.Stage(
         name="train", workdir=workdir, checkpoints=workdir / "checkpoints", steps=t.steps,
         log_every=t.log_every, checkpoint_every=t.checkpoint_every,
-        keep_checkpoints=t.keep_checkpoints, state=state, step=step,
-        loader=make_loader(workdir, config), scalars=step_scalars, eval_every=t.eval_every,
-        validate=validate, cost=lambda batch: step_cost(config, batch), peak_flops=peak,
-        progress=progress), stop or StopRequest())
+        keep_checkpoints=t.keep_checkpoints, state=state, step=train_step,
+        loader=make_loader(workdir, config), mesh=mesh,
+        place=lambda batch: sh.global_batch(only_batch(batch), mesh),
+        scalars=step_scalars, eval_every=t.eval_every, validate=validate,
+        cost=lambda batch: step_cost(config, batch), peak_flops=peak, progress=progress)
+
+
+def train(workdir: str | os.PathLike, config: Config, stop: StopRequest | None = None,
+          progress: bool = True) -> dict[str, float]:
+    """Trains (or resumes) the transformer in `workdir`; returns the last metrics.
+
+    Raises:
+      ConfigError: the config does not fit the workdir, the devices or the processes.
+      Preempted: `stop` was requested; a checkpoint of the last finished step was saved.
+    """
+    return loop.fit(make_stage(pathlib.Path(workdir), config, progress), stop or StopRequest())

@@ -5,6 +5,7 @@ import json
 
 import grain
 import numpy as np
+import pytest
 
 from o1.train import datasets, loader
 
@@ -64,3 +65,51 @@ def test_state_of_the_earlier_grain_data_loader_resumes_after_its_examples(tiny_
     it.set_state(old.get_state())
     assert json.loads(it.get_state())["examples_read"] == 6
     assert len(next(it)["id"]) == 2
+
+
+def test_placed_batches_come_ahead_in_order_and_the_state_counts_only_those_handed_out(
+        tiny_dataset):
+    expected = _take(iter(loader.make_loader(tiny_dataset, "train", **BATCHES)), 6)
+    placed = []
+    it = loader.make_loader(tiny_dataset, "train", **BATCHES).iterate(
+        lambda batch: placed.append(batch["id"]) or batch, ahead=2)
+    try:
+        _assert_same(_take(it, 2), expected[:2])
+        state = it.get_state()  # the thread has placed batches past these two by now
+        assert len(placed) > 2
+        assert json.loads(state)["examples_read"] == 2 * BATCHES["batch_size"]
+        other = loader.make_loader(tiny_dataset, "train", **BATCHES).iterate(lambda b: b)
+        other.set_state(state)
+        _assert_same(_take(other, 4), expected[2:])
+        other.close()
+        _assert_same(_take(it, 1), expected[2:3])
+    finally:
+        it.close()
+
+
+def test_an_error_while_placing_reaches_the_consumer(tiny_dataset):
+    def place(batch):
+        raise RuntimeError("device gone")
+
+    it = loader.make_loader(tiny_dataset, "train", **BATCHES).iterate(place)
+    try:
+        with pytest.raises(RuntimeError, match="device gone"):
+            next(it)
+    finally:
+        it.close()
+
+
+def test_a_split_held_in_memory_gives_the_same_batches(tiny_dataset):
+    def make(memory_mb, workers=0):
+        return loader.make_loader(tiny_dataset, "train", **BATCHES, worker_count=workers,
+                                  keys=("id", "video"), memory_mb=memory_mb)
+
+    from_disk = _take(iter(make(0)), 5)
+    it = iter(make(10_000, workers=1))
+    try:
+        in_memory = _take(it, 5)
+    finally:
+        it.close()
+    _assert_same(in_memory, from_disk)
+    assert set(in_memory[0]) == {"id", "video"}  # read into memory, with the keys asked for
+    assert "audio" in from_disk[0]
