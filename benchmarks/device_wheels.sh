@@ -101,4 +101,5 @@ fi
 
 ls -l "$wheels" | awk 'NR > 1 {printf "%8.0f KiB  %s\n", $5 / 1024, $9}'
 du -sh "$wheels" | awk '{print "wheels: " $1}'
-[[ -d .device ]] && du -sh .device | awk '{print ".device in all (64 MiB carry limit, with the working tree): " $1}'
+# A `run` call carries at most 64 MiB, the working tree included.
+[[ -d .device ]] && du -sh .device | awk '{print ".device in all: " $1 " (of 64 MiB per call)"}'
