@@ -13,14 +13,14 @@
 #
 # The log goes to $OUT/device_check.log where $OUT is set, else ./device_check.log, and is also
 # printed. Steps, each under its own timeout so that one failing or hanging step never stops
-# the later ones (the timeouts add up to 440 s; 480 s with the 5 s after each before a kill):
+# the later ones (the timeouts add up to 460 s, and a killed step gets 5 s more):
 #   1. nvidia-smi; python, jax, flax versions; jax.devices(); o1's training path imports
 #   2. installs the wheels into a fresh $TMPDIR/o1deps.PID, and o1 from the working tree
 #      (the carried o1 wheel only if that build fails), on PYTHONPATH
 #   3. pytest on the GPU: tests/test_model.py, test_attention.py, test_sampler.py,
 #      test_sharding.py (the 8-device tests skip on one GPU)
-#   4. o1.benchmarks.train_step: quickstart and small with attention xla, then cudnn; medium
-#      and large with auto
+#   4. o1.benchmarks.train_step, one run each: quickstart xla, small xla and cudnn, medium and
+#      large auto (with the GPU's peak memory)
 #   5. the real `o1 train` loop on a copy of .device/workdir: o1.benchmarks.train_loop where it
 #      exists, else `o1 train` for a fixed time and its metrics.jsonl steps/s
 # and a table of each step's exit status and seconds at the end (124: timed out).
@@ -31,11 +31,12 @@
 #   DEVICE_CHECK_WHEELS     the wheel directory (default .device/wheels); a dry run on another
 #                           Python points it at wheels for that Python
 #   DEVICE_CHECK_WORKDIR    the workdir to copy for the loop (default .device/workdir)
-#   DEVICE_CHECK_LOOP_SECONDS  how long the real loop trains (default 40; 20 when quick); the
-#                           step's limit is 80 s more, for o1.benchmarks.train_loop's loader,
+#   DEVICE_CHECK_LOOP_SECONDS  how long the real loop trains (default 30; 20 when quick); the
+#                           step's limit is 60 s more, for o1.benchmarks.train_loop's loader,
 #                           host-ceiling and bare-step runs and their compiles
 #   DEVICE_CHECK_LOOP_ARGS  more arguments of o1.benchmarks.train_loop (default
-#                           --ceiling-steps 200; --workers 0 --ceiling-steps 20 when quick)
+#                           --workers 0 4 --ceiling-steps 200; --workers 0 --ceiling-steps 20
+#                           when quick)
 #   DEVICE_CHECK_TIMEOUT_SCALE multiplies every timeout (default 1; a dry run on a loaded CPU
 #                           compiles several times slower than the GPU machine's 16 cores)
 #   PYTHON                  the interpreter (default python3)
@@ -59,14 +60,17 @@ export PYTHONUNBUFFERED=1
 export PYTHONSAFEPATH=1
 export PYTHONPATH=$deps${PYTHONPATH:+:$PYTHONPATH}
 
+# One train_step run per (config, attention), each under its own limit, so a slow compile
+# costs only its own row: "config attention seconds".
 if [[ $quick == 1 ]]; then
-  step_configs=(tiny); large_configs=(tiny); steps=2
+  step_runs=("tiny xla 30" "tiny cudnn 30" "tiny auto 30"); steps=2
   loop_seconds=${DEVICE_CHECK_LOOP_SECONDS:-20}; loop_batch=2; log_every=1
   loop_args=${DEVICE_CHECK_LOOP_ARGS:---workers 0 --ceiling-steps 20}
 else
-  step_configs=(quickstart small); large_configs=(medium large); steps=5
-  loop_seconds=${DEVICE_CHECK_LOOP_SECONDS:-40}; loop_batch=32; log_every=20
-  loop_args=${DEVICE_CHECK_LOOP_ARGS:---ceiling-steps 200}
+  step_runs=("quickstart xla 30" "small xla 45" "small cudnn 45" "medium auto 55"
+             "large auto 75"); steps=5
+  loop_seconds=${DEVICE_CHECK_LOOP_SECONDS:-30}; loop_batch=32; log_every=20
+  loop_args=${DEVICE_CHECK_LOOP_ARGS:---workers 0 4 --ceiling-steps 200}
 fi
 scale=${DEVICE_CHECK_TIMEOUT_SCALE:-1}
 
@@ -194,14 +198,16 @@ main() {
   local start=$SECONDS
   echo "o1 device check, $(date -u '+%Y-%m-%d %H:%M:%S') UTC, $(git rev-parse --short HEAD \
     2>/dev/null || echo 'no git'), JAX_PLATFORMS=$JAX_PLATFORMS, quick=$quick"
-  step nvidia-smi 10 nvidia-smi
+  local run config attention limit
+  step nvidia-smi 5 nvidia-smi
   step install 30 install_deps
-  step versions 20 show_versions
-  step pytest 110 run_tests
-  step "train_step ${step_configs[*]} xla" 45 bench_step xla "${step_configs[@]}"
-  step "train_step ${step_configs[*]} cudnn" 45 bench_step cudnn "${step_configs[@]}"
-  step "train_step ${large_configs[*]} auto" 60 bench_step auto "${large_configs[@]}"
-  step "train loop ${loop_seconds} s" $((loop_seconds + 80)) bench_loop
+  step versions 15 show_versions
+  step pytest 70 run_tests
+  for run in "${step_runs[@]}"; do
+    read -r config attention limit <<< "$run"
+    step "train_step $config $attention" "$limit" bench_step "$attention" "$config"
+  done
+  step "train loop ${loop_seconds} s" $((loop_seconds + 60)) bench_loop
   echo
   echo "=== summary ($((SECONDS - start)) s in all)"
   printf '%s\n' "${summary[@]}"

@@ -72,11 +72,13 @@ def measure(name: str, overrides: list[str], steps: int) -> dict:
     # The CPU peak is measured right after the timed steps, so both see the same machine load.
     peak, source = flops.peak_flops(config)
     params = num_params(nnx.merge(graphdef, state["params"]))
+    stats = jax.local_devices()[0].memory_stats() or {}  # None on CPU
+    peak_gb = stats.get("peak_bytes_in_use", 0) / 2**30
     return {"config": " ".join([name, *overrides]), "params": params,
             "rows": config.train.batch_size, "seq_len": config.seq_len,
             "dtype": config.model.dtype, "seconds": seconds, "tokens_per_s": tokens / seconds,
             "flops": step_flops, "peak": peak, "source": source,
-            "mfu": step_flops / seconds / peak, "compile_s": compile_s,
+            "mfu": step_flops / seconds / peak, "compile_s": compile_s, "peak_gb": peak_gb,
             "loss": float(metrics["loss"])}
 
 
@@ -90,7 +92,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="applied to every config, e.g. train.batch_size=2")
     args = report.parse(parser, argv, __file__)
     table = report.Table(["config", "params", "devices", "rows x len", "dtype", "step s",
-                          "tokens/s", "TFLOP/step", "peak GFLOP/s", "MFU", "compile s"])
+                          "tokens/s", "TFLOP/step", "peak GFLOP/s", "MFU", "compile s",
+                          "device GB"])
     for name in args.configs:
         try:
             r = measure(name, args.overrides, args.steps)
@@ -100,14 +103,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             # A row that says so, instead of no row: e.g. `small` at batch 32 on a 24 GB CPU.
             table.add([" ".join([name, *args.overrides]), "", "", "", "", "out of memory: "
                        + str(e).split("RESOURCE_EXHAUSTED:")[-1].strip()[:80], "", "", "",
-                       "", ""])
+                       "", "", ""])
             continue
         table.add([r["config"], f"{r['params'] / 1e6:.1f}M",
                    f"{jax.device_count()} {jax.devices()[0].platform}",
                    f"{r['rows']} x {r['seq_len']}", r["dtype"], f"{r['seconds']:.3f}",
                    f"{r['tokens_per_s']:,.0f}", f"{r['flops'] / 1e12:.3f}",
                    f"{r['peak'] / 1e9:,.0f} ({r['source']})", f"{r['mfu']:.1%}",
-                   f"{r['compile_s']:.1f}"])
+                   f"{r['compile_s']:.1f}", f"{r['peak_gb']:.1f}" if r["peak_gb"] else ""])
     report.publish("Training step", table, args, note=(
         f"Mean of {args.steps} steps after a compiling one, on a batch of random latents with "
         "every task of the mixture. MFU = analytic model FLOPs (o1/flops.py) per second over "

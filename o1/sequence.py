@@ -277,9 +277,10 @@ class SequenceBuilder:
         r, at, offset, block = (np.array(x) for x in zip(*media, strict=True))
         m = len(self._modality)
         index = (np.broadcast_to(r[:, None], (len(r), m)), at[:, None] + np.arange(m))
-        levels = np.stack([np.broadcast_to(d.level, (m,)) for _, d in flat])
-        self.write_media(out, index, feats, np.stack([d.noised for _, d in flat]), levels,
-                         offset, block)
+        levels, noised = np.empty((len(flat), m)), np.empty((len(flat), m), bool)
+        for i, (_, d) in enumerate(flat):
+            levels[i], noised[i] = d.level, d.noised
+        self.write_media(out, index, feats, noised, levels, offset, block)
         return out
 
     def _latents(self, example: dict) -> tuple[np.ndarray, np.ndarray]:

@@ -130,7 +130,10 @@ def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
 
 def global_batch(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
     """Global arrays from this process's rows (every process passes its own slice)."""
-    return {k: jax.make_array_from_process_local_data(batch_sharding(mesh, v.ndim), v)
+    shardings = {k: batch_sharding(mesh, v.ndim) for k, v in local.items()}
+    if jax.process_count() == 1:  # the whole batch is here: one transfer of every array
+        return jax.device_put(local, shardings)
+    return {k: jax.make_array_from_process_local_data(shardings[k], v)
             for k, v in local.items()}
 
 
