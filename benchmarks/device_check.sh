@@ -13,16 +13,17 @@
 #
 # The log goes to $OUT/device_check.log where $OUT is set, else ./device_check.log, and is also
 # printed. Steps, each under its own timeout so that one failing or hanging step never stops
-# the later ones (the timeouts add up to 460 s, and a killed step gets 5 s more):
+# the later ones (the timeouts add up to 475 s, and a killed step gets 5 s more):
 #   1. nvidia-smi; python, jax, flax versions; jax.devices(); o1's training path imports
 #   2. installs the wheels into a fresh $TMPDIR/o1deps.PID, and o1 from the working tree
 #      (the carried o1 wheel only if that build fails), on PYTHONPATH
-#   3. pytest on the GPU: tests/test_model.py, test_attention.py, test_sampler.py,
-#      test_sharding.py (the 8-device tests skip on one GPU)
-#   4. o1.benchmarks.train_step, one run each: quickstart xla, small xla and cudnn, medium and
-#      large auto (with the GPU's peak memory)
-#   5. the real `o1 train` loop on a copy of .device/workdir: o1.benchmarks.train_loop where it
-#      exists, else `o1 train` for a fixed time and its metrics.jsonl steps/s
+#   3. pytest on the GPU: tests/test_attention.py (cuDNN against xla on every task's rows),
+#      then tests/test_model.py while the limit allows
+#   4. o1.benchmarks.train_step on small with model.attention=auto (cuDNN on the GPU), with
+#      MFU and the GPU's peak memory
+#   5. the real `o1 train` loop on a copy of .device/workdir (o1.benchmarks.train_loop: the
+#      host ceiling with 4 loader workers, the real loop against the bare step)
+#   6. o1.benchmarks.train_step on large (auto)
 # and a table of each step's exit status and seconds at the end (124: timed out).
 #
 # Environment:
@@ -61,17 +62,24 @@ export PYTHONSAFEPATH=1
 export PYTHONPATH=$deps${PYTHONPATH:+:$PYTHONPATH}
 
 # One train_step run per (config, attention), each under its own limit, so a slow compile
-# costs only its own row: "config attention seconds".
+# costs only its own row: "config attention seconds". On the H100 image (2026-11-28) a
+# compile takes tens of seconds (quickstart's train_step did not finish in 30 s, medium's
+# model init not in 55 s), so the runs come in order of what they tell: small (the MFU bar at
+# 77M), the real loop, large (the 1B bar), then the rest while time is left.
 if [[ $quick == 1 ]]; then
   step_runs=("tiny xla 30" "tiny cudnn 30" "tiny auto 30"); steps=2
   loop_seconds=${DEVICE_CHECK_LOOP_SECONDS:-20}; loop_batch=2; log_every=1
   loop_args=${DEVICE_CHECK_LOOP_ARGS:---workers 0 --ceiling-steps 20}
+  test_limit=60
 else
-  step_runs=("quickstart xla 30" "small xla 45" "small cudnn 45" "medium auto 55"
-             "large auto 75"); steps=5
+  step_runs=("small auto 110" "large auto 135"); steps=5
   loop_seconds=${DEVICE_CHECK_LOOP_SECONDS:-30}; loop_batch=32; log_every=20
-  loop_args=${DEVICE_CHECK_LOOP_ARGS:---workers 0 4 --ceiling-steps 200}
+  loop_args=${DEVICE_CHECK_LOOP_ARGS:---workers 4 --ceiling-steps 200}
+  test_limit=60
 fi
+# Compiled programs persist in /tmp, which a warm machine keeps between calls: a second call
+# skips the compiles the first one finished.
+export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/o1-jax-cache}
 scale=${DEVICE_CHECK_TIMEOUT_SCALE:-1}
 
 summary=()
@@ -140,16 +148,11 @@ EOF
 }
 
 run_tests() {
-  local files=() file
-  # The GPU-only attention tests first, so that a timeout cuts the CPU-tested ones.
-  for file in tests/test_attention.py tests/test_sharding.py tests/test_sampler.py \
-              tests/test_model.py; do
-    if [[ -f $file ]]; then files+=("$file"); else echo "($file is missing: skipped)"; fi
-  done
-  # The repo's pytest options (-m 'not slow', importlib imports) apply; no cache in the repo.
+  # The attention kernel against the xla reference (GPU-only tests), then model tests while
+  # the limit allows; the 8-device sharding tests skip on one GPU.
   # -v names each test as it ends: a test stuck in a compile ignores SIGINT until the kill,
   # and then no summary is printed.
-  "$python" -m pytest -v -p no:cacheprovider -rs "${files[@]}"
+  "$python" -m pytest -v -p no:cacheprovider -rs tests/test_attention.py tests/test_model.py
 }
 
 bench_step() {  # bench_step ATTENTION CONFIG...
@@ -202,12 +205,14 @@ main() {
   step nvidia-smi 5 nvidia-smi
   step install 30 install_deps
   step versions 15 show_versions
-  step pytest 70 run_tests
-  for run in "${step_runs[@]}"; do
+  step attention-tests "$test_limit" run_tests
+  read -r config attention limit <<< "${step_runs[0]}"
+  step "train_step $config $attention" "$limit" bench_step "$attention" "$config"
+  step "train loop ${loop_seconds} s" $((loop_seconds + 90)) bench_loop
+  for run in "${step_runs[@]:1}"; do
     read -r config attention limit <<< "$run"
     step "train_step $config $attention" "$limit" bench_step "$attention" "$config"
   done
-  step "train loop ${loop_seconds} s" $((loop_seconds + 60)) bench_loop
   echo
   echo "=== summary ($((SECONDS - start)) s in all)"
   printf '%s\n' "${summary[@]}"
