@@ -112,10 +112,12 @@ def test_resume_after_sigterm_matches_an_uninterrupted_run(tmp_path, tiny_datase
             os.kill(os.getpid(), signal.SIGTERM)
 
     monkeypatch.setattr(MetricWriter, "write", write_then_sigterm)
-    with pytest.raises(loop.Preempted, match="step 3/6"):
+    # A step's metrics are read once the next step is on its way, so the signal sent while
+    # step 3's are written stops the run after step 4.
+    with pytest.raises(loop.Preempted, match="step 4/6"):
         tok_train.train_tokenizers(tmp_path / "resumed", tiny_dataset, config)
     ckpt = tmp_path / "resumed" / "video_vae" / "checkpoints"
-    assert checkpoint.committed_steps(ckpt)[-1] == 3
+    assert checkpoint.committed_steps(ckpt)[-1] == 4
     monkeypatch.setattr(MetricWriter, "write", real_write)
     tok_train.train_tokenizers(tmp_path / "resumed", tiny_dataset, config)
     for a, b in zip(_params(tmp_path / "straight", config), _params(tmp_path / "resumed", config),
