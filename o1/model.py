@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from flax.nnx import spmd
 
 from o1 import sharding as sh
 from o1.batch import AUDIO, TEXT, VIDEO, ModelInputs, attention_mask
@@ -116,6 +117,20 @@ _REMAT_POLICIES = {
     "full": None,  # save nothing: recompute the whole block in the backward pass
     "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
 }
+_LAYER_AXIS = {nnx.PARTITION_NAME: sh.LAYERS}
+
+
+def stacked_blocks(cfg: ModelConfig, rngs: nnx.Rngs) -> Block:
+    """The model's `cfg.num_layers` decoder blocks as one `Block` whose parameters are stacked
+    on a leading layer axis ([num_layers, ...], logical axis `LAYERS`).
+
+    The layers are drawn from `rngs` one after another, as separate blocks would be; stacked,
+    the train step handles one array per weight whatever the depth (one gradient, one
+    optimizer update), and the blocks run as one scan."""
+    layers = [Block(cfg, rngs) for _ in range(cfg.num_layers)]
+    graphdef, _ = nnx.split(layers[0])
+    stacked = jax.tree.map(lambda *x: jnp.stack(x), *[nnx.state(b) for b in layers])
+    return nnx.merge(graphdef, spmd.add_axis(stacked, 0, _LAYER_AXIS))
 
 
 class Model(nnx.Module):
@@ -138,7 +153,7 @@ class Model(nnx.Module):
         self.modality_embed = dense(rngs, (3, d), (None, sh.EMBED), std)
         self.noise_in = dense(rngs, (NOISE_FEATURES, d), (None, sh.EMBED), std)
         self.noise_out = dense(rngs, (d, d), (None, sh.EMBED), std)
-        self.blocks = nnx.List([Block(m, rngs) for _ in range(m.num_layers)])
+        self.blocks = stacked_blocks(m, rngs)
         self.final_norm = RMSNorm(d, sh.EMBED, m.norm_eps)
         self.lm_head = dense(rngs, (d, config.text.vocab_size), (sh.EMBED, sh.VOCAB), std)
         self.video_out = dense(rngs, (d, self.video_dim), (sh.EMBED, sh.MEDIA), std)
@@ -253,63 +268,51 @@ class Model(nnx.Module):
         if self.cfg.media_locality:
             bias = locality_bias(self.cfg.media_locality, self.time_unit, inputs["modality"],
                                  inputs["positions"], keys["modality"], keys["positions"])
+        graphdef, stacked = nnx.split(self.blocks)
+        run_block = self._block_fn(graphdef, cache, index, positions=inputs["positions"],
+                                   mask=mask, modulation=modulation, media=media, bias=bias)
         if cache is None and self.cfg.scan_layers:
-            x = self._scan_blocks(x, inputs["positions"], mask, modulation, media, bias)
-        elif cache is None:
-            run_block = self._block_fn()
-            for block in self.blocks:
-                x, _ = run_block(block, x, inputs["positions"], mask, modulation, media, bias)
+            x, _ = jax.lax.scan(lambda x, layer: (run_block(x, layer)[0], None), x, stacked)
         else:
-            # Decoding steps are short and each layer updates its own cache entry: a Python
-            # loop over layers, whatever `scan_layers` says.
+            # Decoding steps are short and each layer updates its own cache entry in place: a
+            # Python loop over layers, whatever `scan_layers` says.
             layers = []
-            for block, layer_cache in zip(self.blocks, cache["layers"], strict=True):
-                x, layer_cache = block(x, inputs["positions"], mask, layer_cache, index,
-                                       modulation, media, bias)
+            for i in range(self.cfg.num_layers):
+                layer = jax.tree.map(lambda w, i=i: w[i], stacked)
+                x, layer_cache = run_block(x, layer, None if cache is None
+                                           else cache["layers"][i])
                 layers.append(layer_cache)
-            cache["layers"] = layers
+            if cache is not None:
+                cache["layers"] = layers
         logits, velocity = self.heads(x, inputs, noise)
         return Output(logits, velocity, cache)
 
-    def _block_fn(self):
-        def run(block, x, positions, mask, modulation, media, bias):
-            return block(x, positions, mask, modulation=modulation, media_bl=media,
-                         bias_bnls=bias)
-        if self.cfg.remat == "none":
+    def _block_fn(self, graphdef, cache, index, **inputs):
+        """(x [B, L, D], one layer's parameters sliced from the stack, its cache or None) ->
+        (x after that block, its updated cache), rematerialized as `remat` says in full
+        passes. Everything but the residual stream and the layer is closed over."""
+        scanned = cache is None and self.cfg.scan_layers
+
+        def run(x_bld, layer, layer_cache=None):
+            layer = spmd.remove_axis(layer, 0, _LAYER_AXIS)
+            block = nnx.merge(graphdef, layer)
+            return block(x_bld, inputs["positions"], inputs["mask"], layer_cache, index,
+                         modulation=inputs["modulation"], media_bl=inputs["media"],
+                         bias_bnls=inputs["bias"])
+
+        if cache is not None or self.cfg.remat == "none":
             return run
-        return nnx.remat(run, policy=_REMAT_POLICIES[self.cfg.remat])
-
-    def _scan_blocks(self, x_bld, positions_bl3, mask_bls, modulation, media_bl, bias_bnls):
-        """[B, L, D] after every block, run as one `jax.lax.scan` so XLA compiles one block
-        however deep the model is.
-
-        The parameters stay a list of blocks (checkpoints, shardings and optimizer masks see
-        one array per layer and weight); their states are stacked on a leading layer axis
-        here, inside the traced call, and the stack's gradient flows back to each block's.
-        Everything but the residual stream is the same for every layer and closed over."""
-        graphdef, _ = nnx.split(self.blocks[0])
-        states = [nnx.state(block) for block in self.blocks]
-        stacked = jax.tree.map(lambda *layers: jnp.stack(layers), *states)
-
-        def layer(x_bld, state):
-            block = nnx.merge(graphdef, state)
-            x_bld, _ = block(x_bld, positions_bl3, mask_bls, modulation=modulation,
-                             media_bl=media_bl, bias_bnls=bias_bnls)
-            return x_bld
-
-        if self.cfg.remat != "none":
-            # scan already keeps the recomputation apart from the forward pass: no CSE guard
-            layer = jax.checkpoint(layer, policy=_REMAT_POLICIES[self.cfg.remat],
-                                   prevent_cse=False)
-        x_bld, _ = jax.lax.scan(lambda x, state: (layer(x, state), None), x_bld, stacked)
-        return x_bld
+        # scan keeps the recomputation apart from the forward pass by itself: no CSE guard
+        return jax.checkpoint(run, policy=_REMAT_POLICIES[self.cfg.remat],
+                              prevent_cse=not scanned)
 
     def init_cache(self, batch: int, length: int) -> dict:
         """An empty inference cache for `length` positions: per-layer keys/values and the
         segment structure (segment ids, blocks, modalities, positions) the attention mask and
         the locality bias need."""
         zeros = jnp.zeros((batch, length), jnp.int32)
-        return {"layers": [empty_cache(batch, length, self.cfg) for _ in self.blocks],
+        return {"layers": [empty_cache(batch, length, self.cfg)
+                           for _ in range(self.cfg.num_layers)],
                 "segment_ids": zeros, "block": zeros, "modality": zeros,
                 "positions": jnp.zeros((batch, length, 3), jnp.int32)}
 

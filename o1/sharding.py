@@ -37,6 +37,7 @@ HEAD_DIM = "head_dim"  # features of one head
 MLP = "mlp"  # SwiGLU hidden units
 VOCAB = "vocab"  # text vocabulary
 MEDIA = "media"  # features of a media token (a video patch or an audio latent)
+LAYERS = "layers"  # the decoder blocks, stacked: every block's parameter has this leading axis
 
 RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     (BATCH, ("data", "fsdp")),
@@ -49,6 +50,7 @@ RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     (MLP, "tensor"),
     (VOCAB, "tensor"),
     (MEDIA, None),
+    (LAYERS, None),
 )
 _RULES = dict(RULES)
 

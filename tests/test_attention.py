@@ -49,9 +49,8 @@ def every_task_batch(config) -> dict:
 
 def using(model, kernel: str, length_multiple: int | None = None):
     """`model` with every block's attention set to `kernel` and `length_multiple`."""
-    for block in model.blocks:
-        block.attn.attention = kernel
-        block.attn.length_multiple = length_multiple
+    model.blocks.attn.attention = kernel  # the blocks are one stacked module
+    model.blocks.attn.length_multiple = length_multiple
     return model
 
 

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from o1 import checkpoint as checkpoint_lib
 from o1 import configs, losses, sequence
 from o1 import model as model_lib
+from o1 import sharding as sh
 from o1.batch import EXAMPLE_KEYS, MODEL_INPUTS, attention_mask, only_batch
 from o1.config import TASKS, ConfigError
 from o1.model import Model
@@ -383,8 +385,7 @@ def adaln_model(config, scale=0.0):
         model = Model(with_model(config, noise_conditioning="adaln"), nnx.Rngs(0))
     if scale:
         rng = np.random.default_rng(7)
-        for weight in [model.adaln, model.adaln_final,
-                       *(block.adaln_offset for block in model.blocks)]:
+        for weight in [model.adaln, model.adaln_final, model.blocks.adaln_offset]:
             weight[...] = jnp.asarray(scale * rng.standard_normal(weight.shape), jnp.float32)
     return model
 
@@ -594,6 +595,71 @@ def test_a_checkpoint_of_the_loop_restores_into_the_scanned_model(config, builde
     served = make_forward(nnx.merge(scan_graphdef, restored["params"]))(row)
     for a, b in zip(trained, served, strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6)
+
+
+def test_the_blocks_are_one_stack_of_the_blocks_drawn_one_by_one(config):
+    """Every block parameter has a leading layer axis (logical axis LAYERS), and layer i
+    holds what the i-th of separately built blocks, drawn from the same generator after the
+    model's input weights, holds: stacking changes the layout, not the initialization."""
+    model = model_lib.new_model(config, seed=0)
+    layers = config.model.num_layers
+    with nnx.use_eager_sharding(False):
+        rngs = nnx.Rngs(0)
+        for _ in range(6):  # embed, video_in, audio_in, modality_embed, noise_in, noise_out
+            rngs.params()
+        separate = [model_lib.Block(config.model, rngs) for _ in range(layers)]
+    stacked = nnx.to_flat_state(nnx.state(model.blocks, nnx.Param))
+    for path, weight in stacked:
+        assert weight.shape[0] == layers, path
+        assert weight.get_metadata()["out_sharding"][0] == sh.LAYERS, path
+    for i, block in enumerate(separate):
+        for (path, a), (_, b) in zip(nnx.to_flat_state(nnx.state(block, nnx.Param)), stacked,
+                                     strict=True):
+            np.testing.assert_array_equal(a[...], b[...][i], err_msg=f"layer {i} {path}")
+
+
+def per_layer(tree):
+    """`tree` with its stacked block parameters split into one subtree per layer, as
+    checkpoints of earlier versions hold them: nested dicts keyed by the saved names."""
+    out = {}
+    for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        names = checkpoint_lib._names(path)
+        parts = [(names, x)]
+        if "blocks" in names:
+            at = names.index("blocks") + 1
+            parts = [(names[:at] + (str(i),) + names[at:], x[i]) for i in range(x.shape[0])]
+        for name, value in parts:
+            node = out
+            for key in name[:-1]:
+                node = node.setdefault(key, {})
+            node[name[-1]] = value
+    return out
+
+
+def test_a_checkpoint_with_one_subtree_per_block_is_read_stacked(config, tmp_path):
+    """A run saved with its blocks one per layer still serves and resumes: parameters and
+    optimizer moments are read into the stacked layout, equal to what was saved."""
+    import orbax.checkpoint as ocp
+
+    from o1.train import loop, trainer
+
+    graphdef, params = nnx.split(model_lib.new_model(config))
+    params = jax.tree.map(lambda x: x + 0.5, params)  # not the fresh model's values
+    tx = trainer.make_optimizer(config.train)
+    state = loop.initial_state(params, tx, config.train.seed)
+    state["opt"] = jax.tree.map(lambda x: x + 1 if x.dtype == jnp.float32 else x, state["opt"])
+    with checkpoint_lib.manager(tmp_path) as m:
+        m.save(5, args=ocp.args.Composite(state=ocp.args.StandardSave(per_layer(state))))
+
+    restored, step = checkpoint_lib.restore(tmp_path, {"params": checkpoint_lib.abstract(params)})
+    assert step == 5
+    resumed, _ = checkpoint_lib.restore(tmp_path, checkpoint_lib.abstract(state))
+    for got, want in [(restored["params"], params), (resumed, state)]:
+        assert jax.tree.structure(got) == jax.tree.structure(want)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+            assert a.shape == b.shape
+            if not jax.dtypes.issubdtype(b.dtype, jax.dtypes.prng_key):
+                np.testing.assert_array_equal(a, b)
 
 
 # ----------------------------------------------------------------------------------------------

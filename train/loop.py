@@ -218,10 +218,9 @@ def _fit(stage: Stage, stop: StopRequest) -> dict[str, float]:
                 f"{s.checkpoints} holds an unfinished {s.name} run saved by an earlier version "
                 f"of o1 (its state has {sorted(saved)}, not {sorted(state)}), which cannot "
                 f"resume; move that folder away to train {s.name} from the start")
-        restored = manager.restore(start, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(checkpoint.abstract(state)),
+        state, _ = checkpoint.restore(s.checkpoints, checkpoint.abstract(state), start)
+        manager.restore(start, args=ocp.args.Composite(
             loader=grain.checkpoint.CheckpointRestore(batches)))
-        state = restored["state"]
         log.info("%s: resumed from step %d of %s", s.name, start, s.checkpoints)
         if s.progress and lead:
             tqdm.write(f"{s.name}: resuming at step {start}")

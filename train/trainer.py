@@ -79,23 +79,31 @@ def schedule(t: TrainConfig) -> optax.Schedule:
                           t.min_lr_ratio)
 
 
+def _matrix_axes(names: list[str], x) -> int:
+    """Axes of one weight: a decoder block's parameters carry a leading layer axis."""
+    return x.ndim - 1 if "blocks" in names else x.ndim
+
+
 def _matrices(params):
     """True for weight matrices (decayed); False for norms, scales and adaLN's per-block
     offsets, which are biases however many axes they have."""
-    return jax.tree_util.tree_map_with_path(
-        lambda path, x: x.ndim >= 2 and optim.path_names(path)[-1] != "adaln_offset", params)
+    def decayed(path, x):
+        names = optim.path_names(path)
+        return _matrix_axes(names, x) >= 2 and names[-1] != "adaln_offset"
+    return jax.tree_util.tree_map_with_path(decayed, params)
 
 
 def _muon_dimensions(params):
-    """Muon's matrix view of the decoder blocks' weights (model inputs reduced, outputs kept);
-    None (the AdamW path) for the embeddings, heads, noise MLP, norms, scales and offsets."""
+    """Muon's matrix view of the decoder blocks' weights (model inputs reduced, outputs kept;
+    the layer axis in front is a batch axis: each layer is orthogonalized on its own); None
+    (the AdamW path) for the embeddings, heads, noise MLP, norms, scales and offsets."""
     def dims(path, x):
         names = optim.path_names(path)
-        if "blocks" not in names or x.ndim < 2 or names[-1] == "adaln_offset":
+        if "blocks" not in names or _matrix_axes(names, x) < 2 or names[-1] == "adaln_offset":
             return None
-        if names[-1] == "o":  # [heads, head_dim, d]
-            return optax.contrib.MuonDimensionNumbers((0, 1), (2,))
-        return optax.contrib.MuonDimensionNumbers((0,), tuple(range(1, x.ndim)))
+        if names[-1] == "o":  # [layers, heads, head_dim, d]
+            return optax.contrib.MuonDimensionNumbers((1, 2), (3,))
+        return optax.contrib.MuonDimensionNumbers((1,), tuple(range(2, x.ndim)))
     return jax.tree_util.tree_map_with_path(dims, params)
 
 
