@@ -19,8 +19,6 @@ and 21,088 tokens a step (16 rows x 1318):
   gradients, float32              4 B x P = 3.8 GB
   AdamW moments, float32          8 B x P = 7.6 GB
   bfloat16 weight copies          2 B x P = 1.9 GB
-  blocks stacked for the scan     8 B x P = 7.6 GB (the float32 stack of the blocks' weights
-                                  and its gradient, inside the step)
   activations kept for backward   remat="dots" keeps each block's matmul outputs in bfloat16:
                                   q (4 kB a token), k and v (2 kB each), attention projection
                                   (4 kB), gate and up of 5632 (11 kB each), MLP output (4 kB),
@@ -28,7 +26,7 @@ and 21,088 tokens a step (16 rows x 1318):
                                   tokens = 18 GB
   the block being recomputed      ~145 kB a token (everything one block keeps without remat,
                                   float32 norm and QK-norm copies included) x 21,088 = 3.1 GB
-  total                           ~46 GB. 32 rows (~66 GB) need XLA_PYTHON_CLIENT_MEM_FRACTION
+  total                           ~38 GB. 32 rows (~59 GB) need XLA_PYTHON_CLIENT_MEM_FRACTION
                                   =0.95; without remat, 20 blocks of 145 kB a token are 61 GB
                                   of activations alone.
 The per-token figures are what `jax.ad_checkpoint` lists as saved residuals for this model.

@@ -19,8 +19,6 @@ and 42,176 tokens a step (32 rows x 1318):
   gradients, float32              4 B x P = 1.2 GB
   AdamW moments, float32          8 B x P = 2.4 GB
   bfloat16 weight copies          2 B x P = 0.6 GB
-  blocks stacked for the scan     8 B x P = 2.4 GB (the float32 stack of the blocks' weights
-                                  and its gradient, inside the step)
   activations kept for backward   remat="dots" keeps each block's matmul outputs in bfloat16:
                                   q (2 kB a token), k and v (1 kB each), attention projection
                                   (2 kB), gate and up of 3072 (6 kB each), MLP output (2 kB),
@@ -28,7 +26,7 @@ and 42,176 tokens a step (32 rows x 1318):
                                   tokens = 22 GB
   the block being recomputed      76 kB a token (everything one block keeps without remat,
                                   float32 norm and QK-norm copies included) x 42,176 = 3.2 GB
-  total                           ~33 GB. Without remat every block keeps those 76 kB a
+  total                           ~31 GB. Without remat every block keeps those 76 kB a
                                   token: 77 GB of activations, more than the GPU holds.
 The per-token figures are what `jax.ad_checkpoint` lists as saved residuals for this model.
 """

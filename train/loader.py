@@ -231,12 +231,18 @@ def _read_by_data_loader(state: dict[str, Any], about: dict[str, Any]) -> int:
     return sum((seen + stride - index - w * count) // stride for w, seen in last.items())
 
 
-class MemorySource(Sequence[dict[str, Any]]):
+class MemorySource(grain.MapDataset):
     """Every record of a data source read and decoded once, kept in this process's memory
-    (only `keys` of each), so that batches skip the per-record read and decode."""
+    (only `keys` of each), so that batches skip the per-record read and decode.
+
+    A grain dataset of its own rather than a data source: reading a record is a list lookup,
+    which grain's per-record accounting of a source (sizes and latencies) would cost several
+    times over."""
 
     def __init__(self, source, keys: Sequence[str] | None, desc: str = "records"):
+        super().__init__()
         chunk = 256
+        self.desc = desc
         self.records: list[dict[str, Any]] = []
         with tqdm(total=len(source), desc=f"reading {desc} into memory", unit="record",
                   leave=False, disable=len(source) < 10 * chunk) as bar:
@@ -251,8 +257,13 @@ class MemorySource(Sequence[dict[str, Any]]):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return self.records[index]
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.slice(index)
+        return self.records[index % len(self.records)]
+
+    def __str__(self) -> str:
+        return f"MemorySource({self.desc}, {len(self.records)} records)"
 
 
 def make_loader(data: str | os.PathLike, split: str, *, batch_size: int, seed: int,
@@ -296,7 +307,9 @@ def make_loader(data: str | os.PathLike, split: str, *, batch_size: int, seed: i
         raise ValueError(f"split {split!r} of {data} has {len(source)} examples, fewer than "
                          f"the {count} processes reading it")
     # The seed is grain's pipeline seed: the shuffle and each RandomMap derive their own.
-    stream = grain.MapDataset.source(source).seed(seed).shuffle().repeat(num_epochs)
+    if not isinstance(source, grain.MapDataset):
+        source = grain.MapDataset.source(source)
+    stream = source.seed(seed).shuffle().repeat(num_epochs)
     for t in transforms:
         # Before the shard and the batches: a random map's generator follows the position
         # in the whole stream.

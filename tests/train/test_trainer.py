@@ -82,7 +82,8 @@ def test_muon_takes_the_block_matrices_and_trains(tiny_workdir):
     mesh = sh.make_mesh(config.mesh, jax.devices()[:1])
     graphdef, state, step = trainer.init_state(config, mesh)
     # Muon sees each block weight as a matrix from the model width (or, for the attention
-    # output, from heads x head_dim) to the rest; embeddings, heads and scales take AdamW.
+    # output, from heads x head_dim) to the rest, one per layer (the stack's leading axis is
+    # a batch axis); embeddings, heads, norms and scales take AdamW.
     dims = {jax.tree_util.keystr(path): d for path, d in jax.tree_util.tree_leaves_with_path(
         trainer._muon_dimensions(state["params"]), is_leaf=lambda x: x is None or isinstance(
             x, optax.contrib.MuonDimensionNumbers))}
@@ -90,9 +91,11 @@ def test_muon_takes_the_block_matrices_and_trains(tiny_workdir):
               jax.tree_util.tree_leaves_with_path(state["params"])}
     assert dims.keys() == params.keys()
     for name, d in dims.items():
-        in_blocks = name.startswith("['blocks']") and params[name].ndim >= 2
+        in_blocks = name.startswith("['blocks']") and params[name].ndim >= 3
         assert (d is not None) == in_blocks, name
         if d is not None:
+            assert params[name].shape[0] == config.model.num_layers, name
+            assert 0 not in (*d.reduction_axis, *d.output_axis), name
             fan_in = np.prod([params[name].shape[i] for i in d.reduction_axis])
             assert fan_in == (config.model.num_heads * config.model.head_dim
                               if "['o']" in name else
@@ -115,21 +118,21 @@ def test_muon_takes_the_block_matrices_and_trains(tiny_workdir):
 
 
 def test_adaln_offsets_are_biases_to_the_optimizer():
-    """adaLN's per-block offsets [6, D] are neither decayed nor orthogonalized; its shared
-    projections are weight matrices outside the blocks (decayed, AdamW)."""
+    """adaLN's per-block offsets [layers, 6, D] are neither decayed nor orthogonalized; its
+    shared projections are weight matrices outside the blocks (decayed, AdamW), and the
+    blocks' norms [layers, D] are not decayed either."""
     config = configs.get("tiny", ["model.noise_conditioning=adaln"])
     with nnx.use_eager_sharding(False):
         params = nnx.state(nnx.eval_shape(lambda: Model(config, nnx.Rngs(0))), nnx.Param)
     flat = lambda tree: {jax.tree_util.keystr(p): x for p, x in  # noqa: E731
                          jax.tree_util.tree_leaves_with_path(tree, is_leaf=lambda x: x is None)}
     decayed, muon = flat(trainer._matrices(params)), flat(trainer._muon_dimensions(params))
-    offsets = [name for name in decayed if "adaln_offset" in name]
-    assert len(offsets) == config.model.num_layers
-    for name in offsets:
-        assert decayed[name] is False and muon[name] is None, name
+    name = "['blocks']['adaln_offset'].value"
+    assert decayed[name] is False and muon[name] is None
     for name in ("['adaln']", "['adaln_final']"):
         assert decayed[name + ".value"] is True and muon[name + ".value"] is None
-    assert decayed["['blocks'][0]['mlp']['up'].value"] is True
+    assert decayed["['blocks']['mlp']['up'].value"] is True
+    assert decayed["['blocks']['mlp_norm']['scale'].value"] is False
 
 
 def test_non_finite_gradient_skips_the_update(tiny_workdir):
