@@ -556,12 +556,14 @@ def visible_keys(segment_ids: np.ndarray, block: np.ndarray, modality: np.ndarra
 
 def _rank_in_group(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For integer `keys` [N]: how many earlier entries share the key, and the group size."""
-    _, group, counts = np.unique(keys, return_inverse=True, return_counts=True)
-    order = np.argsort(group, kind="stable")
+    keys = keys - keys.min()
+    counts = np.bincount(keys)
+    # a stable sort of keys below 2^16 is a radix sort, linear in N
+    order = np.argsort(keys.astype(np.uint16) if len(counts) <= 2**16 else keys, kind="stable")
     first = np.cumsum(counts) - counts
-    rank = np.empty_like(group)
-    rank[order] = np.arange(len(group)) - first[group[order]]
-    return rank, counts[group]
+    rank = np.empty_like(keys)
+    rank[order] = np.arange(len(keys)) - first[keys[order]]
+    return rank, counts[keys]
 
 
 def random_example(config: Config, seed: int = 0, caption_len: int = 6) -> dict[str, np.ndarray]:
