@@ -135,13 +135,3 @@ def _saved_as(name: tuple[str, ...], x, saved: dict) -> list[tuple[str, ...]] | 
             return layers
     return None
 
-
-def _nested(flat: dict[tuple[str, ...], Any]) -> dict[str, Any]:
-    """Nested dicts from {path of names: leaf}."""
-    out: dict[str, Any] = {}
-    for name, leaf in flat.items():
-        node = out
-        for key in name[:-1]:
-            node = node.setdefault(key, {})
-        node[name[-1]] = leaf
-    return out
