@@ -57,7 +57,7 @@ and the text before, never a later step; the segments after it are numbered on f
 from __future__ import annotations
 
 import bisect
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -246,30 +246,38 @@ class SequenceBuilder:
                          self.media_features(video, audio), d.noised, d.level, offset, block)
         return {key: out[key] for key in EXAMPLE_KEYS}
 
-    def batch_drawn(self, rows: list[list[tuple[dict, Draw]]], seq_len: int
-                    ) -> dict[str, np.ndarray]:
-        """Rows of [B, seq_len] from cached examples and their draws, each row holding its
-        examples one after another: the same arrays as `batch` of `build`s with those
-        draws, written in place (the training pipeline's path, one batch at a time).
+    def prepare(self, example: dict) -> dict[str, Any]:
+        """What a training batch needs of a cached example, whatever its draw: `id`, the
+        cut caption ids `caption` int32 [n] and the clean media features `media` float32
+        [M, F] in layout order (`batch_drawn`'s input; the loader holds them in memory).
 
         Raises:
-          ValueError: an example does not have this config's latent shapes, or a row's
-            examples do not fit in `seq_len`.
+          ValueError: the example does not have this config's latent shapes.
+        """
+        video, audio = self._latents(example)
+        return {"id": example.get("id", "?"), "caption": self._caption(example),
+                "media": self.media_features(video, audio)}
+
+    def batch_drawn(self, rows: list[list[tuple[dict, Draw]]], seq_len: int
+                    ) -> dict[str, np.ndarray]:
+        """Rows of [B, seq_len] from prepared examples (`prepare`) and their draws, each row
+        holding its examples one after another: the same arrays as `batch` of `build`s with
+        those draws, written in place (the training pipeline's path, one batch at a time).
+
+        Raises:
+          ValueError: a row's examples do not fit in `seq_len`.
         """
         flat = [pair for row in rows for pair in row]
-        latents = [self._latents(ex) for ex, _ in flat]
-        feats = self.media_features(np.stack([v for v, _ in latents]),
-                                    np.stack([a for _, a in latents]))  # [n, M, F]
         out = self._empty((len(rows), seq_len))
         media = []  # (row, first token, time offset, block) of each media segment
         for r, row in enumerate(rows):
-            captions = [self._caption(ex) for ex, _ in row]
-            lengths = [self._length(c, d) for c, (_, d) in zip(captions, row, strict=True)]
+            lengths = [self._length(ex["caption"], d) for ex, d in row]
             _check_fits(lengths, seq_len)
             at = first_block = 0
-            for i, (caption, (_, d)) in enumerate(zip(captions, row, strict=True)):
+            for i, (ex, d) in enumerate(row):
                 span = (r, slice(at, at + lengths[i]))
-                blocks, m_at, offset, block = self._write(out, span, caption, d, first_block)
+                blocks, m_at, offset, block = self._write(out, span, ex["caption"], d,
+                                                          first_block)
                 media.append((r, at + m_at, offset, block))
                 out["segment_ids"][span] = i + 1
                 first_block += blocks
@@ -280,6 +288,7 @@ class SequenceBuilder:
         levels, noised = np.empty((len(flat), m)), np.empty((len(flat), m), bool)
         for i, (_, d) in enumerate(flat):
             levels[i], noised[i] = d.level, d.noised
+        feats = np.stack([ex["media"] for ex, _ in flat])  # [n, M, F]
         self.write_media(out, index, feats, noised, levels, offset, block)
         return out
 

@@ -423,7 +423,8 @@ def test_a_batch_laid_out_in_place_equals_the_built_examples_packed(overrides):
     built = [builder.build(ex, task, rng) for ex, task in zip(examples, tasks, strict=True)]
     seq_len = 2 * max(len(b["tokens"]) for b in built) + 3
     rng = np.random.default_rng(3)  # the same draws again
-    drawn = [(ex, builder.draw(task, rng)) for ex, task in zip(examples, tasks, strict=True)]
+    drawn = [(builder.prepare(ex), builder.draw(task, rng))
+             for ex, task in zip(examples, tasks, strict=True)]
     want = builder.batch([built[i:i + 2] for i in range(0, 14, 2)], seq_len)
     got = builder.batch_drawn([drawn[i:i + 2] for i in range(0, 14, 2)], seq_len)
     assert got.keys() == want.keys()

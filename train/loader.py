@@ -1,17 +1,21 @@
 """Grain pipelines over a dataset directory built by o1.
 
 Every model o1 trains reads its data through `make_loader`. The examples of one split form a
-stream: the records shuffled with a seed (a new order every epoch), then transformed, a
-`RandomMap` drawing from a generator seeded by the seed and the example's position in the
+stream: epoch e lists every record once, in a permutation drawn from the seed and e; each
+example then goes through the transformations, a `RandomMap` drawing from a Philox generator
+keyed by the seed and the transformation and counted from the example's position in the
 stream. Process p of n (`jax.process_index()` of `jax.process_count()`) reads positions p,
-p + n, p + 2n, ... and batches them in that order. Worker processes, when there are any
+p + n, p + 2n, ... and batches them in that order. A batch is built whole: its records are
+looked up in the epochs' permutations, read together and transformed one by one, with no
+per-example pipeline layers in between. Worker processes, when there are any
 (`worker_count`), each build whole batches (worker w of W builds batches w, w + W, ...), and
 the batches are read back in order. So:
 
 - the batches a process sees depend on the split, the seed, the transformations, the batch
   size and its shard, never on the number of worker processes;
 - batch i of every process together hold stream positions [i * batch_size, (i + 1) *
-  batch_size) of the split, whatever the number of processes.
+  batch_size) of the split, whatever the number of processes, and an example's draws depend
+  only on its position.
 
 An iterator's state is the number of examples its process has read (a small JSON object).
 Saved with a checkpoint and set on an iterator of a loader built the same way, with any
@@ -29,6 +33,7 @@ import json
 import logging
 import os
 import queue
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -86,10 +91,11 @@ class Loader:
     `make_loader` builds it; each iterator (`BatchIterator`) has its own position.
     """
 
-    def __init__(self, examples: grain.MapDataset, *, batch_size: int,
-                 batch_fn: Callable[[Sequence[Any]], Any], drop_remainder: bool,
-                 worker_count: int, about: dict[str, Any]):
-        self.examples = examples  # this process's transformed examples, in order
+    def __init__(self, stream: Stream, *, shard_index: int, shard_count: int,
+                 batch_size: int, batch_fn: Callable[[Sequence[Any]], Any],
+                 drop_remainder: bool, worker_count: int, about: dict[str, Any]):
+        self.stream = stream
+        self.shard_index, self.shard_count = shard_index, shard_count
         self.batch_size = batch_size  # examples per batch of this process
         self.batch_fn = batch_fn
         self.drop_remainder = drop_remainder
@@ -98,9 +104,7 @@ class Loader:
 
     def batches(self, start: int) -> grain.IterDataset:
         """The batches of this process's examples from example `start` on."""
-        ds = self.examples[start:].batch(self.batch_size, drop_remainder=self.drop_remainder,
-                                         batch_fn=self.batch_fn)
-        ds = ds.to_iter_dataset(_PREFETCH)
+        ds = _Batches(self, start).to_iter_dataset(_PREFETCH)
         if self.worker_count:
             # Workers slice the batches (not the examples): the order stays the same.
             ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=self.worker_count))
@@ -114,6 +118,33 @@ class Loader:
         by a background thread: `place` puts a batch on the devices while the step before it
         runs, so the step never waits for its input."""
         return BatchIterator(self, place, ahead)
+
+
+class _Batches(grain.MapDataset):
+    """Batch i of a loader's process, counted from example `start` of its share."""
+
+    def __init__(self, loader: Loader, start: int):
+        super().__init__()
+        self.loader, self.start = loader, start
+        stream, count = loader.stream, loader.shard_count
+        # Examples of this process's share from `start` on.
+        self.examples = (sys.maxsize if stream.length is None
+                         else max(stream.length // count - start, 0))
+
+    def __len__(self) -> int:
+        n, b = self.examples, self.loader.batch_size
+        return n // b if self.loader.drop_remainder or n == sys.maxsize else -(-n // b)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.slice(index)
+        ld = self.loader
+        first = self.start + index * ld.batch_size
+        local = np.arange(first, min(first + ld.batch_size, self.start + self.examples))
+        return ld.batch_fn(ld.stream.examples(ld.shard_index + ld.shard_count * local))
+
+    def __str__(self) -> str:
+        return f"batches of {self.loader.stream}"
 
 
 class BatchIterator(Iterator[Any]):
@@ -231,39 +262,111 @@ def _read_by_data_loader(state: dict[str, Any], about: dict[str, Any]) -> int:
     return sum((seen + stride - index - w * count) // stride for w, seen in last.items())
 
 
-class MemorySource(grain.MapDataset):
-    """Every record of a data source read and decoded once, kept in this process's memory
-    (only `keys` of each), so that batches skip the per-record read and decode.
+class MemorySource:
+    """Every record of a data source read and decoded once (and `prepare`d, when given), kept
+    in this process's memory, so that batches skip the per-record read and decode."""
 
-    A grain dataset of its own rather than a data source: reading a record is a list lookup,
-    which grain's per-record accounting of a source (sizes and latencies) would cost several
-    times over."""
-
-    def __init__(self, source, keys: Sequence[str] | None, desc: str = "records"):
-        super().__init__()
+    def __init__(self, source, prepare: Callable[[dict], dict] | None, desc: str = "records"):
         chunk = 256
         self.desc = desc
         self.records: list[dict[str, Any]] = []
         with tqdm(total=len(source), desc=f"reading {desc} into memory", unit="record",
                   leave=False, disable=len(source) < 10 * chunk) as bar:
             for first in range(0, len(source), chunk):
-                ids = list(range(first, min(first + chunk, len(source))))
-                records = (source.__getitems__(ids) if hasattr(source, "__getitems__")
-                           else [source[i] for i in ids])
-                self.records += [r if keys is None else {k: r[k] for k in keys}
-                                 for r in records]
-                bar.update(len(ids))
+                records = _read(source, range(first, min(first + chunk, len(source))))
+                self.records += records if prepare is None else [prepare(r) for r in records]
+                bar.update(len(records))
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return self.slice(index)
-        return self.records[index % len(self.records)]
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+        return [self.records[i] for i in indices]
 
     def __str__(self) -> str:
-        return f"MemorySource({self.desc}, {len(self.records)} records)"
+        return f"{self.desc} ({len(self.records)} records in memory)"
+
+
+def _read(source, indices: Sequence[int]) -> list[dict[str, Any]]:
+    indices = [int(i) for i in indices]
+    if hasattr(source, "__getitems__"):
+        return list(source.__getitems__(indices))
+    return [source[i] for i in indices]
+
+
+class Stream:
+    """A split's examples in stream order: epoch after epoch of shuffled records, each
+    record `prepare`d and transformed, every draw keyed by the example's position.
+
+    Args:
+      source: random access to the records (`len`, `source[i]` or `__getitems__`).
+      seed: the shuffle's and the random transformations' seed.
+      transforms: per-example `grain.transforms.Map`s and `RandomMap`s, in order.
+      num_epochs: passes over the records; None repeats forever.
+      prepare: a per-record function applied as records are read (a `MemorySource` has
+        applied it already: `prepared=True`).
+    """
+
+    # Epoch orders kept per process: a batch spans at most two epochs.
+    _CACHED_EPOCHS = 2
+
+    def __init__(self, source, *, seed: int, transforms: Sequence[Any],
+                 num_epochs: int | None, prepare: Callable[[dict], dict] | None = None,
+                 prepared: bool = False):
+        self.source = source
+        self.records = len(source)
+        self.seed = seed
+        self.transforms = list(transforms)
+        self.length = None if num_epochs is None else self.records * num_epochs
+        self.prepare = None if prepared else prepare
+        self._orders: dict[int, np.ndarray] = {}
+        self._generators: dict[int, tuple[np.random.Generator, np.ndarray]] = {}
+
+    def order(self, epoch: int) -> np.ndarray:
+        """The records of epoch `epoch`, in stream order (a permutation of the split)."""
+        if epoch not in self._orders:
+            if len(self._orders) >= self._CACHED_EPOCHS:
+                del self._orders[min(self._orders)]
+            self._orders[epoch] = np.random.default_rng(
+                [self.seed, 0, epoch]).permutation(self.records)
+        return self._orders[epoch]
+
+    def generator(self, transform: int, position: int) -> np.random.Generator:
+        """The generator the random transformation `transform` draws from for the example
+        at `position`: Philox keyed by (seed, transform), counted from the position."""
+        if transform not in self._generators:
+            key = np.random.SeedSequence([self.seed, 1, transform]).generate_state(
+                2, np.uint64)
+            self._generators[transform] = (np.random.Generator(np.random.Philox(key=key)),
+                                           key)
+        rng, key = self._generators[transform]
+        rng.bit_generator.state = {
+            "bit_generator": "Philox",
+            "state": {"counter": np.array([0, 0, 0, position], np.uint64), "key": key},
+            "buffer": np.zeros(4, np.uint64), "buffer_pos": 4, "has_uint32": 0,
+            "uinteger": 0}
+        return rng
+
+    def examples(self, positions: np.ndarray) -> list[Any]:
+        """The transformed examples at stream `positions`."""
+        epochs, at = np.divmod(positions, self.records)
+        ids = np.empty(len(positions), np.int64)
+        for epoch in np.unique(epochs):
+            mine = epochs == epoch
+            ids[mine] = self.order(int(epoch))[at[mine]]
+        out = _read(self.source, ids)
+        if self.prepare is not None:
+            out = [self.prepare(r) for r in out]
+        for t, transform in enumerate(self.transforms):
+            if isinstance(transform, grain.transforms.RandomMap):
+                out = [transform.random_map(x, self.generator(t, int(p)))
+                       for x, p in zip(out, positions, strict=True)]
+            else:
+                out = [transform.map(x) for x in out]
+        return out
+
+    def __str__(self) -> str:
+        return str(self.source)
 
 
 def make_loader(data: str | os.PathLike, split: str, *, batch_size: int, seed: int,
@@ -272,7 +375,8 @@ def make_loader(data: str | os.PathLike, split: str, *, batch_size: int, seed: i
                 batch_fn: Callable[[Sequence[Any]], Any] = stack_examples,
                 worker_count: int = 0, num_epochs: int | None = None,
                 drop_remainder: bool = True, shard_index: int | None = None,
-                shard_count: int | None = None, keys: Sequence[str] | None = None,
+                shard_count: int | None = None,
+                prepare: Callable[[dict[str, Any]], Any] | None = None,
                 memory_mb: float = 0) -> Loader:
     """This process's batches of `split` of the dataset at `data`, shuffled with `seed`.
 
@@ -280,7 +384,7 @@ def make_loader(data: str | os.PathLike, split: str, *, batch_size: int, seed: i
       data: a dataset directory (`o1 data build ... --out DIR`, or a workdir's `latents`).
       split: "train", "validation", ...
       batch_size: examples per batch over all processes; each process batches its share.
-      seed: the shuffle seed (and the seed the `RandomMap`s in `transforms` derive theirs from).
+      seed: the shuffle seed (and the seed the `RandomMap`s in `transforms` draw from).
       transforms: per-example transformations before batching.
       batch_fn: a list of (transformed) examples -> one batch.
       worker_count: worker processes that build batches (0: build them in this process);
@@ -290,9 +394,11 @@ def make_loader(data: str | os.PathLike, split: str, *, batch_size: int, seed: i
       drop_remainder: drop a last batch smaller than the per-process batch size.
       shard_index, shard_count: this process's shard; default `jax.process_index()` of
         `jax.process_count()`.
-      keys: the features kept of each record held in memory (None: all of them).
-      memory_mb: when the split's files take at most this many MB, its records (`keys` of
-        each) are read once and kept in memory (`MemorySource`); the batches are the same.
+      prepare: a function of one record, applied as it is read, before `transforms` (for
+        a split held in memory, once per record as it is loaded): what a batch needs of a
+        record, computed once.
+      memory_mb: when the split's files take at most this many MB, its records are read
+        once (and prepared) and kept in memory (`MemorySource`); the batches are the same.
     """
     index = jax.process_index() if shard_index is None else shard_index
     count = jax.process_count() if shard_count is None else shard_count
@@ -301,23 +407,15 @@ def make_loader(data: str | os.PathLike, split: str, *, batch_size: int, seed: i
                          f"processes; try a batch size of "
                          f"{max(count, batch_size // count * count)}")
     source = datasets.data_source(data, split)
-    if memory_mb > 0 and datasets.split_bytes(data, split) <= memory_mb * 2**20:
-        source = MemorySource(source, keys, f"{split} of {data}")
+    in_memory = memory_mb > 0 and datasets.split_bytes(data, split) <= memory_mb * 2**20
+    if in_memory:
+        source = MemorySource(source, prepare, f"{split} of {data}")
     if len(source) // count == 0:
         raise ValueError(f"split {split!r} of {data} has {len(source)} examples, fewer than "
                          f"the {count} processes reading it")
-    # The seed is grain's pipeline seed: the shuffle and each RandomMap derive their own.
-    if not isinstance(source, grain.MapDataset):
-        source = grain.MapDataset.source(source)
-    stream = source.seed(seed).shuffle().repeat(num_epochs)
-    for t in transforms:
-        # Before the shard and the batches: a random map's generator follows the position
-        # in the whole stream.
-        stream = (stream.random_map(t) if isinstance(t, grain.transforms.RandomMap)
-                  else stream.map(t))
-    if num_epochs is not None:
-        stream = stream[:len(stream) // count * count]
-    return Loader(stream[index::count], batch_size=batch_size // count, batch_fn=batch_fn,
-                  drop_remainder=drop_remainder, worker_count=worker_count,
+    stream = Stream(source, seed=seed, transforms=transforms, num_epochs=num_epochs,
+                    prepare=prepare, prepared=in_memory)
+    return Loader(stream, shard_index=index, shard_count=count, batch_size=batch_size // count,
+                  batch_fn=batch_fn, drop_remainder=drop_remainder, worker_count=worker_count,
                   about={"split": split, "records": len(source), "seed": seed,
                          "shard_index": index, "shard_count": count})

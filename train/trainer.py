@@ -122,19 +122,14 @@ def make_optimizer(t: TrainConfig) -> optax.GradientTransformation:
 # ---------------------------------------------------------------------------------------------
 
 class _Draw(grain.transforms.RandomMap):
-    """A cached example -> (its trained keys, the draws that lay it out for a task drawn
-    from the mixture); the batch function lays out a whole batch at once."""
+    """A prepared example (`SequenceBuilder.prepare`) -> (it, the draws that lay it out for
+    a task drawn from the mixture); the batch function lays out a whole batch at once."""
 
     def __init__(self, builder: sequence.SequenceBuilder):
         self.builder = builder
 
     def random_map(self, example, rng: np.random.Generator):
-        example = {k: example[k] for k in EXAMPLE_FEATURES if k in example}
         return example, self.builder.draw(self.builder.sample_task(rng), rng)
-
-
-# What the trainer reads of a cached example (`id` names it in errors).
-EXAMPLE_FEATURES = ("id", "text_ids", "video_latents", "audio_latents")
 
 
 def rows_per_process(config: Config) -> int:
@@ -162,7 +157,7 @@ def make_loader(workdir: pathlib.Path, config: Config) -> loader.Loader:
     return loader.make_loader(
         workdir / "latents", "train", batch_size=config.train.batch_size * per_row,
         seed=config.train.seed, transforms=[_Draw(builder)], batch_fn=pack,
-        worker_count=config.loader.worker_count, keys=EXAMPLE_FEATURES,
+        worker_count=config.loader.worker_count, prepare=builder.prepare,
         memory_mb=config.loader.memory_mb)
 
 

@@ -103,17 +103,53 @@ def test_an_error_while_placing_reaches_the_consumer(tiny_dataset):
         it.close()
 
 
+def _id_and_video(record: dict) -> dict:
+    return {"id": record["id"], "video": record["video"]}
+
+
 def test_a_split_held_in_memory_gives_the_same_batches(tiny_dataset):
     def make(memory_mb, workers=0):
         return loader.make_loader(tiny_dataset, "train", **BATCHES, worker_count=workers,
-                                  keys=("id", "video"), memory_mb=memory_mb)
+                                  prepare=_id_and_video, memory_mb=memory_mb)
 
+    assert not isinstance(make(0).stream.source, loader.MemorySource)
     from_disk = _take(iter(make(0)), 5)
-    it = iter(make(10_000, workers=1))
+    in_memory_loader = make(10_000, workers=1)
+    assert isinstance(in_memory_loader.stream.source, loader.MemorySource)
+    it = iter(in_memory_loader)
     try:
         in_memory = _take(it, 5)
     finally:
         it.close()
     _assert_same(in_memory, from_disk)
-    assert set(in_memory[0]) == {"id", "video"}  # read into memory, with the keys asked for
-    assert "audio" in from_disk[0]
+    assert set(in_memory[0]) == set(from_disk[0]) == {"id", "video"}  # prepared either way
+
+
+class _Draw(grain.transforms.RandomMap):
+    def random_map(self, example, rng):
+        return {"id": example["id"], "draw": rng.random()}
+
+
+def _draws(batches) -> list[tuple[str, float]]:
+    return [pair for b in batches for pair in zip(b["id"], b["draw"], strict=True)]
+
+
+def test_every_epoch_is_a_new_permutation_and_draws_follow_the_position(tiny_dataset):
+    def make(batch_size, seed=0, **kw):
+        return loader.make_loader(tiny_dataset, "train", batch_size=batch_size, seed=seed,
+                                  transforms=[_Draw()], **kw)
+
+    records = len(datasets.data_source(tiny_dataset, "train"))
+    stream = _draws(_take(iter(make(4)), 3 * records // 4))  # three epochs
+    epochs = [[i for i, _ in stream[e * records:(e + 1) * records]] for e in range(3)]
+    for ids in epochs:
+        assert len(set(ids)) == records  # each record once an epoch
+    assert epochs[0] != epochs[1] != epochs[2]
+    # A position's draw: the same with another batch size or shard split, new every epoch.
+    assert _draws(_take(iter(make(2)), 3 * records // 2)) == stream
+    halves = [_draws(_take(iter(make(4, shard_index=i, shard_count=2)), records // 2))
+              for i in range(2)]
+    assert sorted(halves[0] + halves[1]) == sorted(stream[:2 * records])
+    draws = [d for _, d in stream]
+    assert len(set(draws)) == len(draws)
+    assert _draws(_take(iter(make(4, seed=1)), 2)) != stream[:8]
