@@ -61,8 +61,15 @@ class DataConfig:
     num_val: int = 200  # clips in the validation split
     num_test: int = 200  # clips in the test split
     num_holdout: int = 200  # clips in the holdout split (only with `holdout` pairs)
+    # how often each of `text.languages` captions an AV-Shapes clip (one language a clip,
+    # drawn with these weights); empty = equally often
+    language_weights: tuple[float, ...] = ()
 
     def __post_init__(self):
+        if self.language_weights and (min(self.language_weights) < 0
+                                      or sum(self.language_weights) <= 0):
+            raise ConfigError(f"data.language_weights must be >= 0 and not all 0, got "
+                              f"{list(self.language_weights)}")
         for name in ("height", "width", "fps", "sample_rate"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"data.{name} must be positive, got {getattr(self, name)}")
@@ -121,12 +128,16 @@ class TextConfig:
 
     vocab_size: int = 512  # lowered, with a warning, when the captions cannot support it
     model_type: str = "unigram"  # SentencePiece model: unigram or bpe
-    # languages of the training captions (ISO 639-1), named when a prompt has unknown words
+    # languages of the captions (ISO 639-1) the model reads and writes; AV-Shapes captions each
+    # clip in one of them (`data.language_weights`). With more than one, every caption starts
+    # with its language's tag (`<it>` ...), which asks for a caption in that language
     languages: tuple[str, ...] = ("en",)
 
     def __post_init__(self):
         if not self.languages:
             raise ConfigError("text.languages must name at least one language, e.g. ['en']")
+        if len(set(self.languages)) != len(self.languages):
+            raise ConfigError(f"text.languages names a language twice: {list(self.languages)}")
         if self.vocab_size < 16:
             raise ConfigError(f"text.vocab_size must be >= 16, got {self.vocab_size}")
         if self.model_type not in ("unigram", "bpe"):
@@ -577,6 +588,18 @@ class Config:
 
     def __post_init__(self):
         self._check_geometry()
+        weights = self.data.language_weights
+        if weights and len(weights) != len(self.text.languages):
+            raise ConfigError(
+                f"data.language_weights has {len(weights)} weights for the "
+                f"{len(self.text.languages)} text.languages {list(self.text.languages)}; give "
+                f"one weight a language, or none for equal weights")
+
+    @property
+    def language_p(self) -> dict[str, float]:
+        """How often AV-Shapes captions a clip in each of `text.languages` (sums to 1)."""
+        w = self.data.language_weights or (1.0,) * len(self.text.languages)
+        return {lang: x / sum(w) for lang, x in zip(self.text.languages, w, strict=True)}
 
     @property
     def num_frames(self) -> int:

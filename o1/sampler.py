@@ -424,14 +424,17 @@ class Sampler:
     # Text: autoregressive decoding
     # ------------------------------------------------------------------------------------------
 
-    def caption_prefix(self, video: np.ndarray, audio: np.ndarray) -> dict:
-        """The captioning prefix of one clip, [<media>] [media: clean] [</media>, bos], as
-        arrays [n, ...] with `block`."""
+    def caption_prefix(self, video: np.ndarray, audio: np.ndarray, tag: int | None = None
+                       ) -> dict:
+        """The captioning prefix of one clip, [<media>] [media: clean] [</media>, bos] (then
+        the language tag id `tag`, with a tokenizer of several languages), as arrays [n, ...]
+        with `block`."""
         b = self.builder
         parts = [b.text_segment(np.array([MEDIA_START_ID], np.int32), 0)]
         parts.append(b.media_segment(video, audio, b.noised_mask("video_to_caption"), 0.0, 1))
         start = int(parts[-1]["positions"][:, 0].max()) + 1
-        parts.append(b.text_segment(np.array([MEDIA_END_ID, BOS_ID], np.int32), start))
+        opening = [MEDIA_END_ID, BOS_ID] + ([] if tag is None else [tag])
+        parts.append(b.text_segment(np.array(opening, np.int32), start))
         out = join_segments(parts)
         return {k: out[k] for k in ("tokens", "modality", "block", "positions", "media", "noise")}
 

@@ -160,7 +160,8 @@ class Checks:
         if len(prompt) > limit:
             raise RequestError(f"is {len(prompt)} characters; this model takes at most {limit} "
                                f"(sample.max_prompt_chars)", "prompt")
-        unknown = [] if reference else self.text.unknown_words(prompt)
+        language = self.text.detect(prompt)
+        unknown = [] if reference else self.text.unknown_words(prompt, language)
         if unknown:
             shown = ", ".join(repr(w) for w in unknown[:8]) + (", ..." if len(unknown) > 8
                                                                 else "")
@@ -168,12 +169,25 @@ class Checks:
                 f"has {len(unknown)} word{'s' * (len(unknown) > 1)} this model never read in "
                 f"training: {shown}; it reads {_languages(self.config.text.languages)} with "
                 f"the words of its training captions", "prompt")
-        ids = np.array(self.text.encode(prompt.strip()), np.int32)
+        ids = np.array(self.text.encode(prompt.strip(), language=language), np.int32)
         limit = self.config.sequence.max_text_len
         if len(ids) > limit and not reference:
             raise RequestError(f"is {len(ids)} tokens (with bos and eos); this model reads at "
                                f"most {limit} (sequence.max_text_len); shorten it", "prompt")
         return ids
+
+    def language_tag(self, language: str | None) -> int | None:
+        """The tag id that asks for a caption in `language` (None: the first of
+        `text.languages`); None for a model of one language, which writes only that one.
+
+        Refused: a language the model was not trained to write."""
+        languages = self.config.text.languages
+        if language is not None and language not in languages:
+            raise RequestError(f"is {language!r}; this model writes {_languages(languages)} "
+                               f"({', '.join(languages)})", "lang")
+        if not self.text.languages:
+            return None
+        return self.text.tag_id(language or languages[0])
 
     def seconds(self, seconds, field: str = "seconds") -> int:
         """Frames of `seconds` of video, from one frame to `sample.max_seconds`."""

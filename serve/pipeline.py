@@ -279,19 +279,21 @@ class Pipeline:
         schedule = [(0.0, prompt)] if isinstance(prompt, str) or prompt is None else list(prompt)
         return Stream(self, schedule, seconds, flow, seed, hop)
 
-    def caption(self, clip: Clip, text: TextOptions | None = None, seed: int | None = None
-                ) -> str:
+    def caption(self, clip: Clip, text: TextOptions | None = None, seed: int | None = None,
+                language: str | None = None) -> str:
         """Video (and its sound) -> caption, from the clip's first model-clip of frames (at
-        most sequence.max_text_len tokens, as in training, unless `text` says otherwise)."""
+        most sequence.max_text_len tokens, as in training, unless `text` says otherwise), in
+        `language` (one of `text.languages`; by default the first)."""
         text = text or self.checks.text_options(max_tokens=self.config.sequence.max_text_len)
         within(self.config.sample, text)
         seed = self.checks.seed(seed)
+        tag = self.checks.language_tag(language)
         if not isinstance(clip, Clip) or not len(clip.frames):
             raise RequestError("must be a Clip with at least one frame (see read_clip)", "video")
         frames, audio = self._fit(clip.frames, clip.audio)
         video_z = self.tokenizers.encode_video(frames[None])[0]
         audio_z = self.tokenizers.encode_audio(audio[None])[0]
-        prefix = self.sampler.caption_prefix(video_z, audio_z)
+        prefix = self.sampler.caption_prefix(video_z, audio_z, tag)
         ids = self.sampler.decode_text([prefix], text, jax.random.key(seed))[0]
         return self.tokenizers.text.decode(ids).strip()
 

@@ -220,9 +220,10 @@ class Studio:
         flow, seed = self._options(steps, cfg_video, cfg_audio, seed)
         return self._publish(self.pipe.generate(prompt, seconds, flow, seed, progress))
 
-    def caption(self, video: str) -> str:
+    def caption(self, video: str, language: str | None = None) -> str:
+        self.checks.language_tag(language)
         return self.pipe.caption(self._video(video, "video to caption",
-                                             self.pipe.clip_seconds))
+                                             self.pipe.clip_seconds), language=language)
 
     def dub(self, video: str, prompt: str | None = None, steps: int | None = None,
             cfg_video: float | None = None, cfg_audio: float | None = None,
@@ -482,10 +483,14 @@ class Studio:
                 with gr.Row():
                     with gr.Column():
                         video = gr.Video(label="Video", sources=["upload"])
+                        languages = list(c.text.languages)
+                        language = gr.Dropdown(languages, value=languages[0],
+                                               label="Language", elem_id="caption-lang",
+                                               visible=len(languages) > 1)
                         go = gr.Button("Caption", variant="primary", elem_id="caption-btn")
                         gr.Examples([[e["video"]] for e in ex], [video])
                     text = gr.Textbox(label="Caption", elem_id="caption-text")
-                task(self.caption, [video], [text], go, "caption")
+                task(self.caption, [video, language], [text], go, "caption")
 
             with gr.Tab("Video -> Sound", id="dub"):
                 with gr.Row():

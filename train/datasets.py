@@ -160,6 +160,7 @@ def build(builder_factory: Callable[[str], tfds.core.DatasetBuilder], out: str |
 
 def build_avshapes(config: Config, out: str | os.PathLike, overwrite: bool = False
                    ) -> pathlib.Path:
+    generator.check_languages(config)
     return build(lambda d: Avshapes(o1_config=config, data_dir=d), out, overwrite)
 
 
@@ -202,6 +203,20 @@ def data_source(data: str | os.PathLike, split: str):
 def split_bytes(data: str | os.PathLike, split: str) -> int:
     """Bytes of the files that store one split."""
     return int(load_builder(data).info.splits[split].num_bytes)
+
+
+def caption_language(record: dict[str, Any], config: Config) -> str:
+    """The language of a record's caption: as its metadata records it, else the first of
+    `text.languages` (a dataset built before captions had languages, or a folder)."""
+    metadata = record["metadata"]
+    if isinstance(metadata, (bytes, str)):
+        metadata = json.loads(metadata)
+    language = metadata.get("language", config.text.languages[0])
+    if language not in config.text.languages:
+        raise DatasetError(f"clip {metadata.get('id', '?')!r} has a caption in {language!r}, "
+                           f"which text.languages {list(config.text.languages)} does not "
+                           f"name; add it there")
+    return language
 
 
 def decode(example: dict[str, Any]) -> dict[str, Any]:

@@ -74,7 +74,9 @@ class Latents(tfds.core.GeneratorBasedBuilder):
                 yield ex["id"], {
                     "id": ex["id"], "caption": ex["caption"],
                     "metadata": json.dumps(ex["metadata"]),
-                    "text_ids": np.asarray(tok.text.encode(ex["caption"]), np.int32),
+                    "text_ids": np.asarray(tok.text.encode(
+                        ex["caption"], language=datasets.caption_language(ex, tok.config)),
+                        np.int32),
                     "video_latents": v, "audio_latents": a,
                 }
 

@@ -74,12 +74,15 @@ def _train_text(workdir: pathlib.Path, config: Config, data) -> None:
     if out.exists() and words.exists():
         return
     source = datasets.data_source(data, "train")
-    captions = [source[i]["caption"].decode() for i in tqdm(range(len(source)), desc="captions",
-                                                           unit="clip", leave=False)]
+    records = [source[i] for i in tqdm(range(len(source)), desc="captions", unit="clip",
+                                       leave=False)]
+    captions = [r["caption"].decode() for r in records]
+    languages = [datasets.caption_language(r, config) for r in records]
     if out.exists():  # a tokenizer trained before its word list was kept
         text_lib.write_words(captions, words)
         return
-    tok = text_lib.train(captions, config.text.vocab_size, config.text.model_type, out)
+    tok = text_lib.train(captions, config.text.vocab_size, config.text.model_type, out,
+                         languages)
     log.info("text tokenizer: %d pieces from %d captions", tok.vocab_size, len(captions))
 
 

@@ -26,6 +26,8 @@ from o1.avshapes.world import (
     BACKGROUNDS,
     COLOURS,
     HALF_EXTENT,
+    LANGUAGES,
+    LEXICONS,
     NUMBER_WORDS,
     PITCH_HZ,
     SHAPE_WORDS,
@@ -38,8 +40,10 @@ from o1.avshapes.world import (
     SUPERSAMPLE,
     TONE_AMPLITUDE,
     WAVEFORMS,
+    Lexicon,
+    agree,
 )
-from o1.config import Config
+from o1.config import Config, ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,8 +221,29 @@ def _article(phrase: str) -> str:
     return ("an " if phrase[0] in "aeiou" else "a ") + phrase
 
 
-def caption(objects: list[dict], background: str, rng: np.random.Generator) -> str:
-    """A templated description naming the colour, shape and speed of every object."""
+def caption(objects: list[dict], background: str, rng: np.random.Generator,
+            language: str = "en") -> str:
+    """A templated description naming the colour, shape and speed of every object.
+
+    Args:
+      objects: dicts with 'colour', 'shape' and 'speed'.
+      background: a BACKGROUNDS key.
+      rng: draws the template and the words.
+      language: one of LANGUAGES. English draws from `rng` as it did before there were other
+        languages, so the same rng still gives the same caption.
+
+    Raises:
+      ValueError: for a language not in LANGUAGES.
+    """
+    if language == "en":
+        return _caption_english(objects, background, rng)
+    if language not in _GRAMMARS:
+        raise ValueError(f"unknown caption language {language!r}; known: {', '.join(LANGUAGES)}")
+    return _caption_from_lexicon(_GRAMMARS[language], LEXICONS[language], objects, background,
+                                 rng)
+
+
+def _caption_english(objects: list[dict], background: str, rng: np.random.Generator) -> str:
     verb = _pick(rng, ("bounces around", "bounces off the walls", "moves around",
                        "ricochets around", "drifts and bounces around"))
     place = _pick(rng, ("in the box", "inside the frame", f"in a dark {background} box",
@@ -251,6 +276,164 @@ def caption(objects: list[dict], background: str, rng: np.random.Generator) -> s
     ))
 
 
+@dataclasses.dataclass(frozen=True)
+class _Grammar:
+    """How captions in a language other than English are put together from its `Lexicon`.
+
+    Templates are `str.format` strings. An object's fields are `article`, `noun`, `colour`,
+    `speed` (an adjective) and `adverb`, agreeing with the noun. A caption's fields are, for one
+    object, `phrase` (the object with its speed), `bare` (without it), `adverb`, `verb` and
+    `place`; for several, `listed` (their phrases), `clauses` (one per object, at its own
+    speed), `count`, `group` (a plural noun for them), `each`, `verb` and `place`; and where
+    one speed is named for all, `listed` holds the bare objects and `speed` (agreeing with
+    `group`), `adverb`, `all`, `all_count` and `all_speed` (agreeing with the objects
+    themselves: "tutte e due lente" for two balls) name it.
+    """
+
+    phrases: tuple[str, ...]  # an object with its speed
+    bare: tuple[str, ...]  # an object without its speed
+    clause: str  # an object that does `verb` at its speed: `bare`, `adverb`, `verb`
+    verbs: tuple[tuple[str, str], ...]  # (singular, plural)
+    places: tuple[str, ...]  # "{bg}" is the background's name
+    single: tuple[str, ...]  # captions of one object
+    several: tuple[str, ...]  # captions of several objects, each with its own speed
+    shared: tuple[str, ...]  # captions of several objects of one speed, named once
+    separator: str  # between listed objects but the last two
+    conjunction: str  # between the last two listed objects
+    clause_separator: str  # between clauses
+    each: str = ""  # "each one", agreeing with `group` (see `world.agree`)
+    all: str = ""  # "all" or "the", agreeing with the objects
+
+
+_GRAMMARS = {
+    "it": _Grammar(
+        phrases=("{article} {noun} {colour} {speed}",
+                 "{article} {noun} {colour} che si muove {adverb}"),
+        bare=("{article} {noun} {colour}",),
+        clause="{bare} {verb} {adverb}",
+        verbs=(("rimbalza", "rimbalzano"),
+               ("rimbalza contro le pareti", "rimbalzano contro le pareti"),
+               ("rimbalza qua e là", "rimbalzano qua e là"),
+               ("va avanti e indietro", "vanno avanti e indietro")),
+        places=("nella scatola", "dentro l'inquadratura", "in una scatola scura color {bg}",
+                "su uno sfondo color {bg}", "in una scatola chiusa"),
+        single=("{phrase} {verb} {place}",
+                "{place} {verb} {phrase}",
+                "{phrase}, con un bip a ogni parete che tocca",
+                "solo {phrase} {verb} {place}",
+                "c'è {phrase} {place}",
+                "{bare} {verb} {adverb} {place}"),
+        several=("{count} {group} {place}: {listed}",
+                 "{listed}: {count} {group} che {verb} {place}",
+                 "{place} {verb} {count} {group}: {listed}",
+                 "ci sono {count} {group} {place}: {listed}, e {each} suona quando tocca una "
+                 "parete",
+                 "{place} ci sono {count} {group}: {clauses}"),
+        shared=("{count} {group} {speed}, {listed}, {verb} {place}",
+                "{listed}: {count} {group} {speed} {place}",
+                "{listed} {verb} {place}, {all} e {all_count} {all_speed}"),
+        separator=", ", conjunction=" e ", clause_separator="; ",
+        each="ognuno/ognuna", all="tutti/tutte",
+    ),
+    "pt": _Grammar(
+        phrases=("{article} {noun} {colour} {speed}",
+                 "{article} {noun} {colour} que se move {adverb}"),
+        bare=("{article} {noun} {colour}",),
+        clause="{bare} {verb} {adverb}",
+        verbs=(("quica", "quicam"), ("ricocheteia", "ricocheteiam"),
+               ("bate nas paredes", "batem nas paredes"), ("vai e volta", "vão e voltam")),
+        places=("na caixa", "dentro do quadro", "numa caixa escura cor de {bg}",
+                "sobre um fundo cor de {bg}", "numa caixa fechada"),
+        single=("{phrase} {verb} {place}",
+                "{place}, {phrase} {verb}",
+                "{phrase}, apitando a cada parede em que bate",
+                "apenas {phrase} {verb} {place}",
+                "há {phrase} {place}",
+                "{bare} {verb} {adverb} {place}"),
+        several=("{count} {group} {place}: {listed}",
+                 "{listed}: {count} {group} que {verb} {place}",
+                 "{place} {verb} {count} {group}: {listed}",
+                 "há {count} {group} {place}: {listed}, e {each} apita quando bate numa parede",
+                 "{place} há {count} {group}: {clauses}"),
+        shared=("{count} {group} {speed}, {listed}, {verb} {place}",
+                "{listed}: {count} {group} {speed} {place}",
+                "{listed} {verb} {place}; {all} {all_count} são {all_speed}"),
+        separator=", ", conjunction=" e ", clause_separator="; ",
+        each="cada um/cada uma", all="os/as",
+    ),
+    # No spaces; a number counts with the measure word 个, and modifiers come before the noun.
+    "zh": _Grammar(
+        phrases=("一个{speed}的{colour}{noun}",),
+        bare=("一个{colour}的{noun}", "一个{colour}{noun}"),
+        clause="{bare}{adverb}{verb}",
+        verbs=tuple((v, v) for v in ("弹跳", "来回弹跳", "四处弹跳", "来回移动", "弹来弹去")),
+        places=("在盒子里", "在画面中", "在{bg}的盒子里", "在{bg}的背景上", "在封闭的盒子里"),
+        single=("{phrase}{place}{verb}",
+                "{bare}{place}{adverb}{verb}",
+                "{place}，{bare}正{adverb}{verb}",
+                "{place}有{phrase}，每次碰到墙壁就会发出声音",
+                "只有{phrase}{place}{verb}"),
+        several=("{count}个{group}{place}{verb}：{listed}",
+                 "{place}有{count}个{group}：{listed}",
+                 "{listed}，{count}个{group}{place}{verb}",
+                 "{place}有{count}个{group}：{clauses}"),
+        shared=("{count}个{speed}的{group}：{listed}，{place}{verb}",
+                "{listed}，{count}个{group}都{place}{adverb}{verb}",
+                "{place}有{count}个{speed}的{group}：{listed}"),
+        separator="、", conjunction="和", clause_separator="，",
+    ),
+}
+
+
+def _object_words(lexicon: Lexicon, obj: dict, rng: np.random.Generator) -> dict[str, str]:
+    """An object's template fields, each agreeing with the noun drawn for its shape."""
+    noun = _pick(rng, lexicon.shapes[obj["shape"]])
+    return {"article": agree(lexicon.numbers[1], noun.gender), "noun": noun.word,
+            "colour": agree(lexicon.colours[obj["colour"]], noun.gender),
+            "speed": agree(_pick(rng, lexicon.speed_adjectives[obj["speed"]]), noun.gender),
+            "adverb": _pick(rng, lexicon.speed_adverbs[obj["speed"]]), "gender": noun.gender}
+
+
+def _caption_from_lexicon(grammar: _Grammar, lexicon: Lexicon, objects: list[dict],
+                          background: str, rng: np.random.Generator) -> str:
+    """`caption` in the language of `grammar` and `lexicon`."""
+    singular, plural = _pick(rng, grammar.verbs)
+    place = _pick(rng, grammar.places).format(bg=lexicon.backgrounds[background])
+    fields = [_object_words(lexicon, o, rng) for o in objects]
+    bare = [_pick(rng, grammar.bare).format(**f) for f in fields]
+    if len(objects) == 1:
+        return _pick(rng, grammar.single).format(
+            phrase=_pick(rng, grammar.phrases).format(**fields[0]), bare=bare[0],
+            adverb=fields[0]["adverb"], verb=singular, place=place)
+
+    def listed(parts: list[str]) -> str:
+        return grammar.separator.join(parts[:-1]) + grammar.conjunction + parts[-1]
+
+    group = _pick(rng, lexicon.group_nouns)
+    count = len(objects)
+    common = {"count": agree(lexicon.numbers[count], group.gender, plural=True),
+              "group": group.word, "each": agree(grammar.each, group.gender), "verb": plural,
+              "place": place}
+    speeds = {o["speed"] for o in objects}
+    if len(speeds) == 1 and rng.random() < 0.4:
+        speed = speeds.pop()
+        adjective = _pick(rng, lexicon.speed_adjectives[speed])
+        # A word for mixed genders together is masculine; feminine only when all are.
+        gender = "f" if all(f["gender"] == "f" for f in fields) else "m"
+        return _pick(rng, grammar.shared).format(
+            listed=listed(bare), speed=agree(adjective, group.gender, plural=True),
+            adverb=_pick(rng, lexicon.speed_adverbs[speed]),
+            all=agree(grammar.all, gender, plural=True),
+            all_count=agree(lexicon.numbers[count], gender, plural=True),
+            all_speed=agree(adjective, gender, plural=True), **common)
+    phrases = [_pick(rng, grammar.phrases).format(**f) for f in fields]
+    clauses = grammar.clause_separator.join(
+        grammar.clause.format(bare=b, adverb=f["adverb"], verb=singular)
+        for b, f in zip(bare, fields, strict=True))
+    return _pick(rng, grammar.several).format(listed=listed(phrases), clauses=clauses,
+                                              **common)
+
+
 def generate(config: Config, split: str, index: int, seed: int | None = None) -> Example:
     """Generates clip `index` of `split`; the same arguments always give the same bytes."""
     seed = config.seed if seed is None else seed
@@ -260,7 +443,8 @@ def generate(config: Config, split: str, index: int, seed: int | None = None) ->
     positions, events = _simulate(config, objects, rng)
     video = render(config, objects, positions, BACKGROUNDS[bg_name])
     audio = synthesize(config, objects, events, rng)
-    text = caption(objects, bg_name, rng)
+    language = caption_language(config, rng)
+    text = caption(objects, bg_name, rng, language)
     d = config.data
     metadata = {
         "id": f"{split}_{index:06d}", "split": split, "index": index, "seed": seed,
@@ -271,5 +455,25 @@ def generate(config: Config, split: str, index: int, seed: int | None = None) ->
         # positions[t][o] = [x, y] of object o's centre in pixels on frame t
         "positions": np.round(positions, 4).tolist(),
         "bounces": events,
+        "language": language,
     }
     return Example(video=video, audio=audio, caption=text, metadata=metadata)
+
+
+def check_languages(config: Config) -> None:
+    """Raises ConfigError when `text.languages` names a language AV-Shapes has no captions
+    in."""
+    unknown = [lang for lang in config.text.languages if lang not in LANGUAGES]
+    if unknown:
+        raise ConfigError(f"AV-Shapes has no captions in {unknown}; text.languages may name "
+                          f"{', '.join(LANGUAGES)}")
+
+
+def caption_language(config: Config, rng: np.random.Generator) -> str:
+    """The language of a clip's caption, drawn from `config.language_p` (no draw when
+    `text.languages` has one language, so such clips are those of a one-language world)."""
+    check_languages(config)
+    if len(config.text.languages) == 1:
+        return config.text.languages[0]
+    p = config.language_p
+    return config.text.languages[int(rng.choice(len(p), p=list(p.values())))]

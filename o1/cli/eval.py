@@ -12,7 +12,7 @@ def _eval(args: argparse.Namespace) -> None:
 
     flow = flow_options(args, checks(args))
     report = evaluate.evaluate(args.workdir, args.split, args.num, args.out, flow, args.seed,
-                               step=args.checkpoint, seeds=args.seeds)
+                               step=args.checkpoint, seeds=args.seeds, languages=args.lang)
     print(evaluate.format_report(report))
     print(f"saved {args.out or args.workdir + '/eval/report.json'} and sample mp4s in "
           f"{args.workdir}/eval/samples/ ({report['seconds']:.0f} s)")
@@ -39,6 +39,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                          "them, and the dub row adds how often all seeds' sounds agree on the "
                          "video's bounces (dub_agreement); multiplies the sampling time "
                          "(default: 1)")
+    ev.add_argument("--lang", nargs="+", default=[], metavar="LANG",
+                    help="also generate from each clip's caption written in each of these "
+                         "languages (of the model's text.languages), and caption in each, on "
+                         "the same clips and seeds: rows 'text_to_av [it]', 'video_to_caption "
+                         "[it]', ...")
     ev.add_argument("--out", default=None,
                     help="report JSON (default: <workdir>/eval/report.json)")
     sampling_flags(ev)

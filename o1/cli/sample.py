@@ -197,11 +197,12 @@ def _caption(args: argparse.Namespace) -> None:
     check = checks(args)
     options = check.text_options(max_tokens=args.max_tokens, temperature=args.temperature,
                                  top_p=args.top_p)
+    check.language_tag(args.lang)
     seed = check.seed(args.seed)
     pipe = _pipeline(args)
     # The caption describes the first model clip; nothing after it is decoded.
     clip = read_clip(path, pipe.config, seconds=pipe.clip_seconds)
-    text = pipe.caption(clip, options, seed)
+    text = pipe.caption(clip, options, seed, args.lang)
     if args.json:
         print(json.dumps({"file": path, "caption": text, "seconds": round(clip.seconds, 4),
                           "checkpoint": pipe.step}))
@@ -308,6 +309,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     cap.add_argument("--max-tokens", type=int, help="longest caption in tokens")
     cap.add_argument("--temperature", type=float, help="sampling temperature, 0 = greedy")
     cap.add_argument("--top-p", type=float, help="nucleus mass")
+    cap.add_argument("--lang", help="the caption's language, one of the model's text.languages "
+                                    "(default: the first)")
     sampling_flags(cap, flow=False)
     cap.set_defaults(func=_caption)
 

@@ -20,6 +20,12 @@ deterministic, so these are the dataset's clips byte for byte). For each clip:
   video_to_caption `caption` of the clip: attribute accuracy, BLEU-4 and CIDEr-D against the
                    reference caption (whose own row is the captioning ceiling)
 
+With `languages` (`o1 eval --lang en it ...`), text_to_av and video_to_caption also run once
+per language on the same clips with the same seeds: the prompt is the clip's caption written
+afresh in that language (`prompt_in`), the caption is asked for in it and judged against that
+prompt, its reference. Their rows are named `text_to_av [it]`, `video_to_caption [it]`, and so
+on, beside the ceiling `ground truth [it]` of the references themselves.
+
 Sync rows also carry the shuffled floor (bounces of one clip against the onsets of another).
 Every video row has the centroid jumps across video-latent boundaries against those inside a
 latent ('jump_ratio', ~1 for real motion, see `judge.score_clip`).
@@ -40,6 +46,7 @@ import json
 import os
 import pathlib
 import time
+from collections.abc import Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -49,8 +56,11 @@ from o1.avshapes import generator, world
 from o1.eval import captions, judge
 from o1.eval import tokenizers as tok_eval
 from o1.sampler import FlowOptions, seed_of
+from o1.serve.checks import Checks
 from o1.serve.pipeline import Pipeline, RequestError
 
+# Separates the stream `prompt_in` draws from the generator's own draws of the clip.
+PROMPT_STREAM = 1_000
 SAMPLES_KEPT = 4  # generated clips per task written under <workdir>/eval/samples/
 VIDEO_TASKS = ("text_to_av", "image_to_video")
 SAMPLED_TASKS = (*VIDEO_TASKS, "video_to_audio", "audio_to_video")
@@ -65,21 +75,34 @@ NOT_JUDGED = {"video_to_audio": (*judge.ATTRIBUTES, "jump_boundary_px", "jump_in
 SEED_STRIDE = 1_000_000
 
 
+def prompt_in(clip: generator.Example, language: str) -> str:
+    """The caption of an AV-Shapes clip written in `language`, drawn from the clip's id and
+    the language (the same for every run), independent of the dataset's own caption."""
+    meta = clip.metadata
+    rng = np.random.default_rng([meta["seed"], world.SPLIT_IDS[meta["split"]], meta["index"],
+                                 PROMPT_STREAM, world.LANGUAGES.index(language)])
+    return generator.caption(meta["objects"], meta["background"], rng, language)
+
+
 def evaluate(workdir: str | os.PathLike, split: str = "test", num: int = 50,
              out: str | os.PathLike | None = None, flow: FlowOptions | None = None,
              seed: int | None = None, progress: bool = True, step: int | None = None,
-             seeds: int = 1) -> dict:
+             seeds: int = 1, languages: Sequence[str] = ()) -> dict:
     """Runs every task on `num` clips of `split` with the transformer checkpoint `step`
     (default: the latest) and judges them; returns the report and writes it as JSON to `out`
     (default `<workdir>/eval/report.json`). Clip i is sampled `seeds` times, with
     `seed + i + SEED_STRIDE * s` for s < `seeds`; `flow` and `seed` default to the workdir
-    config's `sample` section."""
+    config's `sample` section. With `languages`, text_to_av and video_to_caption run again in
+    each (see the module docstring)."""
     if split not in world.SPLIT_IDS:  # the cheap checks first, before the model loads
         raise RequestError(f"--split must be one of {list(world.SPLIT_IDS)}, got {split!r}")
     if num < 1:
         raise RequestError(f"--num must be >= 1, got {num}")
     if seeds < 1:
         raise RequestError(f"--seeds must be >= 1, got {seeds}")
+    check = Checks(workdir)
+    for language in languages:
+        check.language_tag(language)
     pipe = Pipeline(workdir, step)
     pipe.truncate_prompts = True  # reference captions are cut as in training
     config = pipe.config
@@ -103,6 +126,10 @@ def evaluate(workdir: str | os.PathLike, split: str = "test", num: int = 50,
     tok = pipe.tokenizers
     written: list[list[str]] = [[] for _ in range(seeds)]
     references, truths = [], []
+    # per language: the prompts, and per seed the text_to_av scores and captions written
+    prompts: dict[str, list[str]] = {lang: [] for lang in languages}
+    made_in = {lang: [[] for _ in range(seeds)] for lang in languages}
+    written_in = {lang: [[] for _ in range(seeds)] for lang in languages}
     start = time.perf_counter()
     for i in tqdm(range(num), desc=f"eval {split}", unit="clip", disable=not progress):
         clip = generator.generate(config, split, i)
@@ -144,8 +171,15 @@ def evaluate(workdir: str | os.PathLike, split: str = "test", num: int = 50,
                 made[task][s].append(score)
                 if i < SAMPLES_KEPT and s == 0:
                     result.write(samples / f"{task}_{clip.metadata['id']}.mp4")
-            written[s].append(pipe.caption(media.Clip(clip.video, config.data.fps, clip.audio,
-                                                      config.data.sample_rate), seed=seed_i))
+            whole = media.Clip(clip.video, config.data.fps, clip.audio, config.data.sample_rate)
+            written[s].append(pipe.caption(whole, seed=seed_i))
+            for lang in languages:
+                if s == 0:
+                    prompts[lang].append(prompt_in(clip, lang))
+                made = pipe.generate(prompts[lang][-1], flow=flow, seed=seed_i)
+                made_in[lang][s].append(judge.score_clip(made.frames, made.audio, config,
+                                                         objects))
+                written_in[lang][s].append(pipe.caption(whole, seed=seed_i, language=lang))
     fps = config.data.fps
     rows = {name: judge.aggregate(values, fps) for name, values in truth_scores.items()}
     per_seed = {task: [judge.aggregate(values, fps) for values in made[task]]
@@ -155,6 +189,9 @@ def evaluate(workdir: str | os.PathLike, split: str = "test", num: int = 50,
             for key in keys:
                 row.pop(key, None)
     rows.update({task: mean_rows(per_seed[task]) for task in SAMPLED_TASKS})
+    for lang in languages:
+        rows[f"text_to_av [{lang}]"] = mean_rows([judge.aggregate(values, fps)
+                                                  for values in made_in[lang]])
     if seeds > 1:
         bounces = [score["bounce_times"] for score in truth_scores["ground truth"]]
         for name, scores in truth_scores.items():
@@ -168,9 +205,15 @@ def evaluate(workdir: str | os.PathLike, split: str = "test", num: int = 50,
         "video_to_caption": mean_rows([captions.caption_scores(w, references, truths)
                                        for w in written]),
     }
+    for lang in languages:
+        caption_rows[f"ground truth [{lang}]"] = captions.caption_scores(
+            prompts[lang], prompts[lang], truths, lang)
+        caption_rows[f"video_to_caption [{lang}]"] = mean_rows([
+            captions.caption_scores(w, prompts[lang], truths, lang) for w in written_in[lang]])
     report = {
         "workdir": str(workdir), "checkpoint": pipe.step, "split": split, "clips": num,
         "flow": dataclasses.asdict(flow), "seed": seed, "seeds": seeds,
+        "languages": list(languages),
         "seconds": round(time.perf_counter() - start, 1),
         "rows": rows, "captions": caption_rows,
         "examples": [{"reference": r, "caption": c} for r, c in

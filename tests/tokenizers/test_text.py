@@ -40,3 +40,46 @@ def test_errors_name_the_fix(tmp_path):
         text.train(["  ", ""], 64, "unigram", tmp_path / "t.model")
     with pytest.raises(FileNotFoundError, match="o1 tokenizers train"):
         text.TextTokenizer(tmp_path / "missing.model")
+
+
+_SEVERAL = [("a red circle bounces fast", "en"), ("two slow shapes in the box", "en"),
+            ("un cerchio rosso rimbalza veloce", "it"), ("due forme lente nella scatola", "it"),
+            ("um círculo vermelho quica rápido", "pt"), ("duas formas lentas na caixa", "pt"),
+            ("一个红色的圆快速弹跳", "zh"), ("两个慢速的形状在盒子里", "zh")]
+
+
+def test_several_languages_get_tags_their_own_words_and_round_trips(tmp_path):
+    captions = [c for c, _ in _SEVERAL] * 5
+    languages = [lang for _, lang in _SEVERAL] * 5
+    tok = text.train(captions, 200, "unigram", tmp_path / text.FILENAME, languages)
+    assert tok.languages == ("en", "it", "pt", "zh")
+    tags = [tok.tag_id(lang) for lang in tok.languages]
+    assert tags == list(range(text.MEDIA_END_ID + 1, text.MEDIA_END_ID + 5))
+    for caption, lang in _SEVERAL:
+        assert tok.detect(caption) == lang
+        ids = tok.encode(caption)
+        assert ids[:2] == [text.BOS_ID, tok.tag_id(lang)] and ids[-1] == text.EOS_ID
+        assert text.UNK_ID not in ids  # every character is kept, Chinese included
+        assert tok.decode(ids) == caption
+        assert tok.unknown_words(caption, lang) == []
+    assert tok.encode("rosso", language="pt")[1] == tok.tag_id("pt")
+    # A word of another language is unknown in this one; a language never seen is refused.
+    assert tok.unknown_words("un cerchio vermelho", "it") == ["vermelho"]
+    assert tok.unknown_words("un cercle rouge", tok.detect("un cercle rouge")) == [
+        "cercle", "rouge"]
+    assert text.words_of("一个红色的圆, Red!") == ["一", "个", "红", "色", "的", "圆", "red"]
+    with pytest.raises(ValueError, match="no language 'fr'"):
+        tok.tag_id("fr")
+    again = text.TextTokenizer(tmp_path / text.FILENAME)
+    assert again.languages == tok.languages and again.encode(captions[2]) == tok.encode(
+        captions[2])
+
+
+def test_one_language_has_no_tags(tmp_path, captions):
+    tok = text.train(captions, 64, "unigram", tmp_path / text.FILENAME, ["en"] * len(captions))
+    assert tok.languages == () and tok.detect(captions[0]) is None
+    (tmp_path / "plain").mkdir()
+    plain = text.train(captions, 64, "unigram", tmp_path / "plain" / text.FILENAME)
+    assert [tok.encode(c, language="en") for c in captions] == [plain.encode(c) for c in captions]
+    assert (tmp_path / text.WORDS_FILENAME).read_text() == (
+        tmp_path / "plain" / text.WORDS_FILENAME).read_text()

@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import unicodedata
 
 import jax
 import jax.numpy as jnp
@@ -201,3 +202,25 @@ def test_workdir_and_dataset_mismatches_are_refused(trained, tiny_dataset, tmp_p
             "quickstart", ["data.height=64", "data.width=64"]), tiny_dataset)
     assert main(["data", "encode", "--workdir", str(tmp_path / "none"),
                  "--data", str(tiny_dataset)]) == 2
+
+
+def test_captions_in_several_languages_train_one_tagged_text_tokenizer(tmp_path):
+    from o1.tokenizers import text as text_lib
+
+    config = configs.get("tiny", ["text.languages=[en,it,pt,zh]", "data.num_train=40",
+                                  "data.num_val=2", "data.num_test=2", "text.vocab_size=400"])
+    data = datasets.build_avshapes(config, tmp_path / "ds")
+    tok_train._train_text(tmp_path, config, data)
+    tok = text_lib.TextTokenizer(tmp_path / text_lib.FILENAME)
+    assert tok.languages == ("en", "it", "pt", "zh")
+    source = datasets.data_source(data, "train")
+    for i in range(len(source)):
+        record = datasets.decode(source[i])
+        language = datasets.caption_language(record, config)
+        assert language == record["metadata"]["language"]
+        ids = tok.encode(record["caption"], language=language)
+        assert ids[1] == tok.tag_id(language) and text_lib.UNK_ID not in ids
+        assert tok.detect(record["caption"]) == language
+        # SentencePiece writes text in NFKC form: a full-width "：" comes back as ":".
+        assert tok.decode(ids) == unicodedata.normalize("NFKC", record["caption"])
+        assert tok.unknown_words(record["caption"], language) == []
