@@ -138,7 +138,9 @@ def run(workdir: str | os.PathLike, config: Config, eval_num: int = 50,
             trainer.train(workdir, config, stop)
 
     def judge() -> None:
-        report = evaluate.evaluate(workdir, "test", eval_num)
+        # A model of several languages is judged from prompts and captions in each.
+        languages = config.text.languages if len(config.text.languages) > 1 else ()
+        report = evaluate.evaluate(workdir, "test", eval_num, languages=languages)
         say(evaluate.format_report(report))
 
     work = dict(zip(STAGES, (build_dataset, train_tokenizers, encode_latents,

@@ -84,7 +84,8 @@ def _cases(w, f):
         ("prompt too long in tokens",
          ["generate", "--workdir", w, "--prompt", "a red circle " * 20, *out], "tokens"),
         ("Chinese prompt", ["generate", "--workdir", w, "--prompt", "一个红色的圆", *out],
-         "never read in training: '一个红色的圆'; it reads English"),
+         "6 words this model never read in training: '一', '个', '红', '色', '的', '圆'; it "
+         "reads English"),
         ("Italian prompt",
          ["generate", "--workdir", w, "--prompt", "un cerchio rosso che rimbalza", *out],
          "'un', 'cerchio', 'rosso', 'che', 'rimbalza'"),
@@ -268,5 +269,5 @@ def test_a_workdir_without_a_word_list_still_refuses_what_it_cannot_spell(traine
     (workdir / text_lib.WORDS_FILENAME).unlink()
     checks = Checks(workdir)
     assert checks.prompt("a red circle zigzagging") is not None  # spelt from pieces
-    with pytest.raises(RequestError, match="'一个红色的圆'"):
+    with pytest.raises(RequestError, match="'一', '个', '红', '色', '的', '圆'"):
         checks.prompt("a red 一个红色的圆")
