@@ -177,3 +177,25 @@ def test_options_default_to_the_sample_section_and_take_what_is_given():
 def test_grid_runs_from_noise_to_clean():
     grid = FlowOptions(steps=4, shift=3.0).grid()
     assert grid[0] == 1.0 and grid[-1] == 0.0 and np.all(np.diff(grid) < 0)
+
+
+def test_a_language_tag_ends_the_captioning_prefix_as_training_writes_it(sampler):
+    from o1.sequence import BOS_ID, MEDIA_END_ID
+
+    ex = random_example(sampler.config, seed=3)
+    plain = sampler.caption_prefix(ex["video_latents"], ex["audio_latents"])
+    tagged = sampler.caption_prefix(ex["video_latents"], ex["audio_latents"], tag=7)
+    assert list(plain["tokens"][-2:]) == [MEDIA_END_ID, BOS_ID]
+    assert list(tagged["tokens"][-3:]) == [MEDIA_END_ID, BOS_ID, 7]
+    for key in plain:  # the same prefix, one text token longer, on the next position
+        np.testing.assert_array_equal(tagged[key][:-1], plain[key], err_msg=key)
+    assert tagged["positions"][-1, 0] == plain["positions"][-1, 0] + 1
+    assert tagged["block"][-1] == plain["block"][-1]
+    # Training lays a tagged caption out the same way: [</media>, bos, tag, ...] in one block.
+    builder = sampler.builder
+    caption = np.array([BOS_ID, 7, 9, 2], np.int32)
+    built = builder.build({**ex, "text_ids": caption}, "video_to_caption",
+                          np.random.default_rng(0))
+    n = len(tagged["tokens"])
+    for key in ("tokens", "positions", "block", "modality"):
+        np.testing.assert_array_equal(built[key][:n], tagged[key], err_msg=key)

@@ -82,3 +82,29 @@ def test_mean_rows_averages_seeds_and_sums_bounces():
     assert evaluate.mean_rows(rows) == {"colour": 0.75, "sync_median_ms": float("inf"),
                                         "jump_ratio": 1.5, "clips": 3, "bounces": 6}
     assert np.isnan(evaluate.mean_rows([{"sync_hit": float("nan")}])["sync_hit"])
+
+
+def test_eval_in_named_languages_adds_their_rows_on_the_same_clips(trained_workdir, tmp_path,
+                                                                   capsys):
+    report = evaluate.evaluate(trained_workdir, "validation", 1, tmp_path / "r.json",
+                               FlowOptions(steps=1), progress=False, languages=["en"])
+    assert report["languages"] == ["en"]
+    assert report["rows"]["text_to_av [en]"]["clips"] == 1
+    assert {"colour", "shape", "sync_hit"} <= report["rows"]["text_to_av [en]"].keys()
+    captions = report["captions"]
+    assert abs(captions["ground truth [en]"]["bleu4"] - 100.0) < 1e-9
+    assert captions["video_to_caption [en]"]["clips"] == 1
+    assert "text_to_av [en]" in evaluate.format_report(report)
+    # The prompt is the clip's caption written afresh, naming the clip's objects.
+    from o1 import config as config_lib
+    from o1.avshapes import generator
+    from o1.eval.captions import parse_caption
+    config = config_lib.load(trained_workdir / "config.json")
+    clip = generator.generate(config, "validation", 0)
+    for language in ("en", "it", "zh"):
+        said = parse_caption(evaluate.prompt_in(clip, language), language)["objects"]
+        assert sorted(o["colour"] for o in said) == sorted(
+            o["colour"] for o in clip.metadata["objects"])
+    code = cli.main(["eval", "--workdir", str(trained_workdir), "--lang", "it"])
+    assert code == 2 and "--lang is 'it'; this model writes English (en)" in (
+        capsys.readouterr().err)
