@@ -176,8 +176,8 @@ def evaluate(workdir: str | os.PathLike, split: str = "test", num: int = 50,
             for lang in languages:
                 if s == 0:
                     prompts[lang].append(prompt_in(clip, lang))
-                made = pipe.generate(prompts[lang][-1], flow=flow, seed=seed_i)
-                made_in[lang][s].append(judge.score_clip(made.frames, made.audio, config,
+                said = pipe.generate(prompts[lang][-1], flow=flow, seed=seed_i)
+                made_in[lang][s].append(judge.score_clip(said.frames, said.audio, config,
                                                          objects))
                 written_in[lang][s].append(pipe.caption(whole, seed=seed_i, language=lang))
     fps = config.data.fps
