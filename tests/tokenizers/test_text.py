@@ -68,6 +68,10 @@ def test_several_languages_get_tags_their_own_words_and_round_trips(tmp_path):
     assert tok.unknown_words("un cercle rouge", tok.detect("un cercle rouge")) == [
         "cercle", "rouge"]
     assert text.words_of("一个红色的圆, Red!") == ["一", "个", "红", "色", "的", "圆", "red"]
+    # Chinese is read a character a piece, whatever phrases the captions repeat (besides the
+    # word-start piece, which decodes to nothing).
+    pieces = [p for i in tok.encode("一个红色的圆")[2:-1] if (p := tok.decode([i]))]
+    assert pieces == ["一", "个", "红", "色", "的", "圆"]
     with pytest.raises(ValueError, match="no language 'fr'"):
         tok.tag_id("fr")
     again = text.TextTokenizer(tmp_path / text.FILENAME)
