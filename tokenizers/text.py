@@ -169,18 +169,15 @@ def write_words(captions: Iterable[str], out: str | os.PathLike,
 # no piece across it, so each Han character is a piece of its own (as `words_of` counts it) and
 # encoding, which never sees the mark, writes Chinese a character a token.
 _HAN_BREAK = "\u2063"
-
-
-def _han_apart(caption: str) -> str:
-    return re.sub(rf"(?<=[{_HAN}])(?=[{_HAN}])", _HAN_BREAK, caption)
+_BETWEEN_HAN = re.compile(rf"(?<=[{_HAN}])(?=[{_HAN}])")
 
 
 def _train_bytes(captions: Sequence[str], vocab_size: int, model_type: str,
                  tags: Sequence[str]) -> bytes:
     buffer = io.BytesIO()
     spm.SentencePieceTrainer.Train(
-        sentence_iterator=map(_han_apart, captions), pretokenization_delimiter=_HAN_BREAK,
-        model_writer=buffer, vocab_size=vocab_size,
+        sentence_iterator=(_BETWEEN_HAN.sub(_HAN_BREAK, c) for c in captions),
+        pretokenization_delimiter=_HAN_BREAK, model_writer=buffer, vocab_size=vocab_size,
         model_type=model_type, pad_id=PAD_ID, bos_id=BOS_ID, eos_id=EOS_ID, unk_id=UNK_ID,
         user_defined_symbols=[MEDIA_START, MEDIA_END, *tags], character_coverage=1.0,
         hard_vocab_limit=True, num_threads=2, minloglevel=2)

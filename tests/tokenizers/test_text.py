@@ -1,6 +1,7 @@
 """The SentencePiece text tokenizer."""
 
 import logging
+import re
 
 import pytest
 
@@ -68,15 +69,24 @@ def test_several_languages_get_tags_their_own_words_and_round_trips(tmp_path):
     assert tok.unknown_words("un cercle rouge", tok.detect("un cercle rouge")) == [
         "cercle", "rouge"]
     assert text.words_of("一个红色的圆, Red!") == ["一", "个", "红", "色", "的", "圆", "red"]
-    # Chinese is read a character a piece, whatever phrases the captions repeat (besides the
-    # word-start piece, which decodes to nothing).
-    pieces = [p for i in tok.encode("一个红色的圆")[2:-1] if (p := tok.decode([i]))]
-    assert pieces == ["一", "个", "红", "色", "的", "圆"]
     with pytest.raises(ValueError, match="no language 'fr'"):
         tok.tag_id("fr")
     again = text.TextTokenizer(tmp_path / text.FILENAME)
     assert again.languages == tok.languages and again.encode(captions[2]) == tok.encode(
         captions[2])
+
+
+def test_chinese_is_a_character_a_piece_however_often_phrases_repeat(tmp_path):
+    # Templated captions repeat whole phrases, which unspaced Chinese would make into pieces.
+    captions = [f"{where}一个{colour}的{shape}{verb}" for where in ("在盒子里", "在画面中")
+                for colour in ("红色", "蓝色", "绿色") for shape in ("圆", "正方形", "三角形")
+                for verb in ("快速弹跳", "慢慢移动")] * 4
+    tok = text.train(captions + ["a red circle"] * 8, 120, "unigram", tmp_path / text.FILENAME,
+                     ["zh"] * len(captions) + ["en"] * 8)
+    pieces = [tok.decode([i]) for i in range(tok.vocab_size)]
+    assert [p for p in pieces if len(re.findall("[\u4e00-\u9fff]", p)) > 1] == []
+    pieces = [p for i in tok.encode("一个红色的圆")[2:-1] if (p := tok.decode([i]))]
+    assert pieces == ["一", "个", "红", "色", "的", "圆"]  # besides the word-start piece
 
 
 def test_one_language_has_no_tags(tmp_path, captions):
