@@ -61,9 +61,13 @@ class DataConfig:
     num_val: int = 200  # clips in the validation split
     num_test: int = 200  # clips in the test split
     num_holdout: int = 200  # clips in the holdout split (only with `holdout` pairs)
-    # how often each of `text.languages` captions an AV-Shapes clip (one language a clip,
-    # drawn with these weights); empty = equally often
+    # how often each of `text.languages` captions an AV-Shapes clip (its `caption`, drawn with
+    # these weights) and, with `every_language`, how often training reads each; empty = equally
     language_weights: tuple[float, ...] = ()
+    # With several `text.languages`, AV-Shapes also writes each clip's caption in every one of
+    # them, and training reads one of them a visit (drawn with `language_weights`), so every
+    # language captions every clip rather than a share of them. False: one language a clip.
+    every_language: bool = True
 
     def __post_init__(self):
         if self.language_weights and (min(self.language_weights) < 0

@@ -248,15 +248,38 @@ class SequenceBuilder:
 
     def prepare(self, example: dict) -> dict[str, Any]:
         """What a training batch needs of a cached example, whatever its draw: `id`, the
-        cut caption ids `caption` int32 [n] and the clean media features `media` float32
-        [M, F] in layout order (`batch_drawn`'s input; the loader holds them in memory).
+        cut caption ids `caption` int32 [n] (and, with `data.every_language`, `captions`: the
+        cut ids in each of `text.languages`, for `read_caption`) and the clean media features
+        `media` float32 [M, F] in layout order (`batch_drawn`'s input; the loader holds them
+        in memory).
 
         Raises:
-          ValueError: the example does not have this config's latent shapes.
+          ValueError: the example does not have this config's latent shapes, or its captions
+            in every language are not one a language.
         """
         video, audio = self._latents(example)
-        return {"id": example.get("id", "?"), "caption": self._caption(example),
-                "media": self.media_features(video, audio)}
+        out = {"id": example.get("id", "?"), "caption": self._caption(example),
+               "media": self.media_features(video, audio)}
+        every = np.asarray(example.get("every_text_ids", ()), np.int32)
+        if len(every) and self.config.data.every_language:
+            captions = np.split(every, np.flatnonzero(every == BOS_ID)[1:])
+            languages = self.config.text.languages
+            if every[0] != BOS_ID or len(captions) != len(languages):
+                raise ValueError(
+                    f"example {out['id']!r} has {len(captions)} captions in its every_text_ids "
+                    f"for the {len(languages)} text.languages {list(languages)} (re-run `o1 "
+                    f"data encode`, or set data.every_language=false)")
+            out["captions"] = [self.cut_caption(c) for c in captions]
+        return out
+
+    def read_caption(self, prepared: dict, rng: np.random.Generator) -> dict:
+        """The prepared example (`prepare`) with the caption one visit reads: for an example
+        with its caption in every language, one of them drawn with `data.language_weights`
+        (no draw otherwise)."""
+        if "captions" not in prepared:
+            return prepared
+        p = list(self.config.language_p.values())
+        return {**prepared, "caption": prepared["captions"][int(rng.choice(len(p), p=p))]}
 
     def batch_drawn(self, rows: list[list[tuple[dict, Draw]]], seq_len: int
                     ) -> dict[str, np.ndarray]:

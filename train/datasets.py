@@ -219,6 +219,22 @@ def caption_language(record: dict[str, Any], config: Config) -> str:
     return language
 
 
+def every_caption(record: dict[str, Any], config: Config) -> list[tuple[str, str]]:
+    """(language, caption) pairs of a record: its caption in each of `text.languages`, in
+    that order, when its metadata holds them (AV-Shapes with `data.every_language`), else its
+    one caption in its language."""
+    metadata = record["metadata"]
+    if isinstance(metadata, (bytes, str)):
+        metadata = json.loads(metadata)
+    captions = metadata.get("captions", {})
+    if len(config.text.languages) > 1 and all(lang in captions
+                                              for lang in config.text.languages):
+        return [(lang, captions[lang]) for lang in config.text.languages]
+    caption = record["caption"]
+    return [(caption_language(record, config),
+             caption.decode() if isinstance(caption, bytes) else caption)]
+
+
 def decode(example: dict[str, Any]) -> dict[str, Any]:
     """Text features arrive as bytes; turn them into str and the metadata into a dict."""
     out = dict(example)

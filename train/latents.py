@@ -5,6 +5,9 @@ holds, per clip (array_record, plain tensors):
 
   id, caption, metadata   as in the clip dataset (metadata keeps what evaluation needs)
   text_ids       int32   [L]  bos + caption pieces + eos
+  every_text_ids int32   [N]  the clip's caption in each of `text.languages`, in that order,
+                              one after another (each bos .. eos); empty when the clip has a
+                              caption in one language only (`datasets.every_caption`)
   video_latents  float32 [t, h, w, C]  normalized per channel
   audio_latents  float32 [a, C_a]      normalized per channel
 """
@@ -33,6 +36,7 @@ def latent_features(config: Config) -> tfds.features.FeaturesDict:
         "caption": tfds.features.Text(),
         "metadata": tfds.features.Text(),
         "text_ids": tfds.features.Tensor(shape=(None,), dtype=np.int32),
+        "every_text_ids": tfds.features.Tensor(shape=(None,), dtype=np.int32),
         "video_latents": tfds.features.Tensor(
             shape=(config.num_video_latents, config.data.height // s, config.data.width // s,
                    config.video_vae.channels), dtype=np.float32),
@@ -77,8 +81,18 @@ class Latents(tfds.core.GeneratorBasedBuilder):
                     "text_ids": np.asarray(tok.text.encode(
                         ex["caption"], language=datasets.caption_language(ex, tok.config)),
                         np.int32),
+                    "every_text_ids": every_text_ids(tok, ex),
                     "video_latents": v, "audio_latents": a,
                 }
+
+
+def every_text_ids(tok: bundle.Tokenizers, example: dict) -> np.ndarray:
+    """`every_text_ids` of a decoded clip (see the module docstring)."""
+    pairs = datasets.every_caption(example, tok.config)
+    if len(pairs) == 1:
+        return np.zeros(0, np.int32)
+    return np.concatenate([np.asarray(tok.text.encode(text, language=lang), np.int32)
+                           for lang, text in pairs])
 
 
 def encode_dataset(workdir: str | os.PathLike, data: str | os.PathLike,

@@ -76,8 +76,9 @@ def _train_text(workdir: pathlib.Path, config: Config, data) -> None:
     source = datasets.data_source(data, "train")
     records = [source[i] for i in tqdm(range(len(source)), desc="captions", unit="clip",
                                        leave=False)]
-    captions = [r["caption"].decode() for r in records]
-    languages = [datasets.caption_language(r, config) for r in records]
+    pairs = [pair for r in records for pair in datasets.every_caption(r, config)]
+    languages = [lang for lang, _ in pairs]
+    captions = [text for _, text in pairs]
     if out.exists():  # a tokenizer trained before its word list was kept
         text_lib.write_words(captions, words)
         return

@@ -129,7 +129,8 @@ class _Draw(grain.transforms.RandomMap):
         self.builder = builder
 
     def random_map(self, example, rng: np.random.Generator):
-        return example, self.builder.draw(self.builder.sample_task(rng), rng)
+        drawn = self.builder.draw(self.builder.sample_task(rng), rng)
+        return self.builder.read_caption(example, rng), drawn
 
 
 def rows_per_process(config: Config) -> int:

@@ -56,6 +56,11 @@ class Example:
     metadata: dict[str, Any]
 
 
+# A clip's captions in the languages other than its own draw from generators of their own
+# (keyed by this and the language's place in `text.languages`): the clip's bytes stay the same.
+_LANGUAGE_STREAM = 1
+
+
 def clip_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, SPLIT_IDS[split], index])
 
@@ -457,6 +462,12 @@ def generate(config: Config, split: str, index: int, seed: int | None = None) ->
         "bounces": events,
         "language": language,
     }
+    if len(config.text.languages) > 1 and d.every_language:
+        metadata["captions"] = {
+            lang: text if lang == language else caption(
+                objects, bg_name, np.random.default_rng([seed, SPLIT_IDS[split], index,
+                                                         _LANGUAGE_STREAM, i]), lang)
+            for i, lang in enumerate(config.text.languages)}
     return Example(video=video, audio=audio, caption=text, metadata=metadata)
 
 

@@ -87,6 +87,9 @@ def _encode(args: argparse.Namespace) -> None:
 
 def _print_cut_captions(latents_dir) -> None:
     """Names the captions whose ids training cuts to sequence.max_text_len (the workdir's)."""
+    import numpy as np
+
+    from o1.sequence import BOS_ID
     from o1.train import datasets
 
     limit = datasets.load_config(latents_dir).sequence.max_text_len
@@ -96,8 +99,14 @@ def _print_cut_captions(latents_dir) -> None:
         source = datasets.data_source(latents_dir, split)
         for i in range(len(source)):
             ex = source[i]
-            if len(ex["text_ids"]) > limit:
-                cut.append(f"{split} {ex['id'].decode()}: {len(ex['text_ids'])} tokens")
+            every = ex.get("every_text_ids", ())
+            # A clip captioned in every language: each of its captions, numbered.
+            captions = (np.split(every, np.flatnonzero(every == BOS_ID)[1:]) if len(every)
+                        else [ex["text_ids"]])
+            for n, ids in enumerate(captions):
+                if len(ids) > limit:
+                    which = f" caption {n + 1}" if len(captions) > 1 else ""
+                    cut.append(f"{split} {ex['id'].decode()}{which}: {len(ids)} tokens")
     if cut:
         print(f"{len(cut)} captions are longer than sequence.max_text_len = {limit} tokens (with "
               f"bos and eos); training and the caption loss see only their first {limit - 1} "

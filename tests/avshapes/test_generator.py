@@ -299,6 +299,38 @@ def test_clips_are_captioned_in_the_configured_languages_with_their_weights():
     assert clips[0].audio.tobytes() == english.audio.tobytes()
 
 
+def test_every_clip_is_captioned_in_every_language_besides_its_own():
+    from o1.eval import captions
+
+    overrides = ["data.height=32", "data.width=32", "text.languages=[en,it,pt,zh]"]
+    config = configs.get("quickstart", overrides)
+    held = config.data.holdout_pairs
+    for i in range(60):
+        clip = generator.generate(config, "train", i)
+        every = clip.metadata["captions"]
+        assert list(every) == ["en", "it", "pt", "zh"]
+        assert every[clip.metadata["language"]] == clip.caption
+        truth = sorted((o["colour"], o["shape"], o["speed"]) for o in clip.metadata["objects"])
+        for lang, text in every.items():
+            assert captions.detect_language(text) == lang
+            said = captions.parse_caption(text, lang)["objects"]
+            assert sorted((o["colour"], o["shape"]) for o in said) == [t[:2] for t in truth]
+            assert all(o["speed"] in (None, t[2]) for o, t in zip(
+                sorted(said, key=lambda o: (o["colour"], o["shape"])), truth, strict=True))
+            assert not {(o["colour"], o["shape"]) for o in said} & held
+    # The other languages' captions draw from generators of their own: with them off, the
+    # clip (its caption too) is the same, without them.
+    one = generator.generate(configs.get("quickstart", [*overrides, "data.every_language=false"]),
+                             "train", 0)
+    every = generator.generate(config, "train", 0)
+    assert "captions" not in one.metadata
+    assert one.caption == every.caption
+    assert one.video.tobytes() == every.video.tobytes()
+    assert one.audio.tobytes() == every.audio.tobytes()
+    assert "captions" not in generator.generate(
+        configs.get("quickstart", overrides[:2]), "train", 0).metadata
+
+
 def test_a_language_without_captions_is_refused_before_building(tmp_path):
     from o1.config import ConfigError
     from o1.train import datasets

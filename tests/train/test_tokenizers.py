@@ -224,3 +224,56 @@ def test_captions_in_several_languages_train_one_tagged_text_tokenizer(tmp_path)
         # SentencePiece writes text in NFKC form: a full-width "：" comes back as ":".
         assert tok.decode(ids) == unicodedata.normalize("NFKC", record["caption"])
         assert tok.unknown_words(record["caption"], language) == []
+
+
+def test_a_clip_captioned_in_every_language_is_read_in_one_of_them_a_visit(tmp_path):
+    from o1.sequence import SequenceBuilder
+    from o1.tokenizers import text as text_lib
+
+    overrides = ["text.languages=[en,it,pt,zh]", "data.num_train=24", "data.num_val=2",
+                 "data.num_test=2", "text.vocab_size=400", "sequence.max_text_len=40"]
+    config = configs.get("tiny", overrides)
+    data = datasets.build_avshapes(config, tmp_path / "ds")
+    tok_train._train_text(tmp_path, config, data)
+    text = text_lib.TextTokenizer(tmp_path / text_lib.FILENAME)
+    tok = type("Tokenizers", (), {"config": config, "text": text})()
+    record = datasets.decode(datasets.data_source(data, "train")[0])
+    every = record["metadata"]["captions"]
+    # The tokenizer learned every language's caption of every clip, not only the clip's own.
+    for lang, caption in every.items():
+        assert text_lib.UNK_ID not in text.encode(caption, language=lang)
+    ids = latents.every_text_ids(tok, record)
+    example = {"id": record["id"], "text_ids": text.encode(record["caption"],
+                                                           language=record["metadata"]["language"]),
+               "every_text_ids": ids,
+               "video_latents": np.zeros((config.num_video_latents, *config.latent_grid,
+                                          config.video_vae.channels), np.float32),
+               "audio_latents": np.zeros((config.num_audio_latents, config.audio.channels),
+                                         np.float32)}
+    builder = SequenceBuilder(config)
+    prepared = builder.prepare(example)
+    want = [builder.cut_caption(np.asarray(text.encode(every[lang], language=lang)))
+            for lang in config.text.languages]
+    assert len(prepared["captions"]) == 4
+    for got, expected in zip(prepared["captions"], want, strict=True):
+        np.testing.assert_array_equal(got, expected)
+    rng = np.random.default_rng(0)
+    read = [builder.read_caption(prepared, rng)["caption"] for _ in range(400)]
+    counts = [sum(np.array_equal(r, w) for r in read) for w in want]
+    assert sum(counts) == 400 and min(counts) > 70  # about 100 each
+    # The weights say how often each language is read; a zero weight never is.
+    weighted = SequenceBuilder(configs.get("tiny", [*overrides,
+                                                    "data.language_weights=[3,0,0,1]"]))
+    read = [weighted.read_caption(prepared, rng)["caption"] for _ in range(400)]
+    counts = [sum(np.array_equal(r, w) for r in read) for w in want]
+    assert counts[1] == counts[2] == 0 and counts[0] > 2 * counts[3] > 0
+    # Off, or a clip with one caption: the clip's own caption, with no draw.
+    off = SequenceBuilder(configs.get("tiny", [*overrides, "data.every_language=false"]))
+    assert "captions" not in off.prepare(example)
+    one = builder.prepare({**example, "every_text_ids": np.zeros(0, np.int32)})
+    state = rng.bit_generator.state
+    assert builder.read_caption(one, rng) is one and rng.bit_generator.state == state
+    with pytest.raises(ValueError, match=r"has 3 captions .* for the 4 text.languages .*"
+                                         r"re-run `o1 data encode`"):
+        builder.prepare({**example, "every_text_ids": np.concatenate(
+            [text.encode(every[lang], language=lang) for lang in ("en", "it", "pt")])})
