@@ -86,6 +86,11 @@ class Draw(NamedTuple):
     noised: np.ndarray  # bool [M]: the media tokens generated (the rest are clean context)
 
 
+def split_captions(ids: np.ndarray) -> list[np.ndarray]:
+    """Captions written one after another (each bos .. eos, as `every_text_ids`), apart."""
+    return np.split(ids, np.flatnonzero(ids == BOS_ID)[1:])
+
+
 class SequenceBuilder:
     """Builds, packs and batches training sequences from cached examples.
 
@@ -262,7 +267,7 @@ class SequenceBuilder:
                "media": self.media_features(video, audio)}
         every = np.asarray(example.get("every_text_ids", ()), np.int32)
         if len(every) and self.config.data.every_language:
-            captions = np.split(every, np.flatnonzero(every == BOS_ID)[1:])
+            captions = split_captions(every)
             languages = self.config.text.languages
             if every[0] != BOS_ID or len(captions) != len(languages):
                 raise ValueError(

@@ -205,12 +205,15 @@ def split_bytes(data: str | os.PathLike, split: str) -> int:
     return int(load_builder(data).info.splits[split].num_bytes)
 
 
+def _metadata(record: dict[str, Any]) -> dict[str, Any]:
+    metadata = record["metadata"]
+    return json.loads(metadata) if isinstance(metadata, (bytes, str)) else metadata
+
+
 def caption_language(record: dict[str, Any], config: Config) -> str:
     """The language of a record's caption: as its metadata records it, else the first of
     `text.languages` (a dataset built before captions had languages, or a folder)."""
-    metadata = record["metadata"]
-    if isinstance(metadata, (bytes, str)):
-        metadata = json.loads(metadata)
+    metadata = _metadata(record)
     language = metadata.get("language", config.text.languages[0])
     if language not in config.text.languages:
         raise DatasetError(f"clip {metadata.get('id', '?')!r} has a caption in {language!r}, "
@@ -223,10 +226,7 @@ def every_caption(record: dict[str, Any], config: Config) -> list[tuple[str, str
     """(language, caption) pairs of a record: its caption in each of `text.languages`, in
     that order, when its metadata holds them (AV-Shapes with `data.every_language`), else its
     one caption in its language."""
-    metadata = record["metadata"]
-    if isinstance(metadata, (bytes, str)):
-        metadata = json.loads(metadata)
-    captions = metadata.get("captions", {})
+    captions = _metadata(record).get("captions", {})
     if len(config.text.languages) > 1 and all(lang in captions
                                               for lang in config.text.languages):
         return [(lang, captions[lang]) for lang in config.text.languages]

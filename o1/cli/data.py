@@ -87,9 +87,7 @@ def _encode(args: argparse.Namespace) -> None:
 
 def _print_cut_captions(latents_dir) -> None:
     """Names the captions whose ids training cuts to sequence.max_text_len (the workdir's)."""
-    import numpy as np
-
-    from o1.sequence import BOS_ID
+    from o1.sequence import split_captions
     from o1.train import datasets
 
     limit = datasets.load_config(latents_dir).sequence.max_text_len
@@ -101,8 +99,7 @@ def _print_cut_captions(latents_dir) -> None:
             ex = source[i]
             every = ex.get("every_text_ids", ())
             # A clip captioned in every language: each of its captions, numbered.
-            captions = (np.split(every, np.flatnonzero(every == BOS_ID)[1:]) if len(every)
-                        else [ex["text_ids"]])
+            captions = split_captions(every) if len(every) else [ex["text_ids"]]
             for n, ids in enumerate(captions):
                 if len(ids) > limit:
                     which = f" caption {n + 1}" if len(captions) > 1 else ""
