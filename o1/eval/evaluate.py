@@ -18,7 +18,9 @@ deterministic, so these are the dataset's clips byte for byte). For each clip:
                    object of 99.5% of quickstart test clips sounds; shape is not in the sound
                    and speed only loosely, so they are not judged)
   video_to_caption `caption` of the clip: attribute accuracy, BLEU-4 and CIDEr-D against the
-                   reference caption (whose own row is the captioning ceiling)
+                   reference caption (whose own row is the captioning ceiling). No language
+                   is asked for, so the model writes in the first of `text.languages`, and
+                   the reference is the clip's caption in that language (`reference_in`)
 
 With `languages` (`o1 eval --lang en it ...`), text_to_av and video_to_caption also run once
 per language on the same clips with the same seeds: the prompt is the clip's caption written
@@ -84,6 +86,16 @@ def prompt_in(clip: generator.Example, language: str) -> str:
     return generator.caption(meta["objects"], meta["background"], rng, language)
 
 
+def reference_in(clip: generator.Example, language: str) -> str:
+    """The caption of an AV-Shapes clip in `language`: its own when it is in that language,
+    else the one its metadata keeps for that language (`data.every_language`), else
+    `prompt_in`'s."""
+    meta = clip.metadata
+    if meta.get("language", language) == language:
+        return clip.caption
+    return meta.get("captions", {}).get(language) or prompt_in(clip, language)
+
+
 def evaluate(workdir: str | os.PathLike, split: str = "test", num: int = 50,
              out: str | os.PathLike | None = None, flow: FlowOptions | None = None,
              seed: int | None = None, progress: bool = True, step: int | None = None,
@@ -135,7 +147,7 @@ def evaluate(workdir: str | os.PathLike, split: str = "test", num: int = 50,
         clip = generator.generate(config, split, i)
         objects = clip.metadata["objects"]
         image = clip.video[0]
-        references.append(clip.caption)
+        references.append(reference_in(clip, config.text.languages[0]))
         truths.append(objects)
         # The VAE is causal, so frame 0 of the clip's round trip is the round trip of its first
         # frame alone: what animate's context keeps of the image at best.
@@ -201,8 +213,10 @@ def evaluate(workdir: str | os.PathLike, split: str = "test", num: int = 50,
             bounces, [[made["video_to_audio"][s][i]["onset_times"] for s in range(seeds)]
                       for i in range(num)], fps))
     caption_rows = {
-        "ground truth": captions.caption_scores(references, references, truths),
-        "video_to_caption": mean_rows([captions.caption_scores(w, references, truths)
+        "ground truth": captions.caption_scores(references, references, truths,
+                                               config.text.languages[0]),
+        "video_to_caption": mean_rows([captions.caption_scores(w, references, truths,
+                                                               config.text.languages[0])
                                        for w in written]),
     }
     for lang in languages:

@@ -205,3 +205,29 @@ def test_chinese_captions_score_bleu_by_character():
     scores = captions.caption_scores(refs, refs, [o for o, _ in draws], "zh")
     assert scores["bleu4"] == pytest.approx(100.0)
     assert scores["colour"] == scores["shape"] == scores["speed"] == scores["count"] == 1.0
+
+
+@pytest.mark.parametrize("every_language", [True, False])
+def test_the_untagged_caption_is_judged_against_the_first_language(every_language):
+    from o1 import configs
+    from o1.eval import evaluate
+
+    config = configs.get("quickstart", ["data.height=32", "data.width=32",
+                                        "text.languages=[en,it,pt,zh]",
+                                        f"data.every_language={str(every_language).lower()}"])
+    seen = set()
+    for i in range(12):
+        clip = generator.generate(config, "test", i)
+        seen.add(clip.metadata["language"])
+        reference = evaluate.reference_in(clip, "en")
+        assert captions.detect_language(reference) == "en"
+        if clip.metadata["language"] == "en":
+            assert reference == clip.caption
+        elif every_language:
+            assert reference == clip.metadata["captions"]["en"]
+        else:
+            assert reference == evaluate.prompt_in(clip, "en")
+        said = captions.parse_caption(reference, "en")["objects"]
+        assert sorted((o["colour"], o["shape"]) for o in said) == sorted(
+            (o["colour"], o["shape"]) for o in clip.metadata["objects"])
+    assert len(seen) > 1  # clips in other languages than English were met
