@@ -18,6 +18,24 @@ def _eval(args: argparse.Namespace) -> None:
           f"{args.workdir}/eval/samples/ ({report['seconds']:.0f} s)")
 
 
+def _eval_runs(args: argparse.Namespace) -> None:
+    import json
+    import os
+    import pathlib
+
+    from o1.eval import judge, runs
+
+    combined = runs.combine([runs.read(path) for path in args.reports])
+    print(runs.format_combined(combined))
+    if args.out:
+        out = pathlib.Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(json.dumps(judge.plain(combined), indent=2, allow_nan=False))
+        os.replace(tmp, out)
+        print(f"saved {out}")
+
+
 def add_commands(commands: argparse._SubParsersAction) -> None:
     ev = commands.add_parser(
         "eval", formatter_class=SampleDefaults,
@@ -48,3 +66,19 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                     help="report JSON (default: <workdir>/eval/report.json)")
     sampling_flags(ev)
     ev.set_defaults(func=_eval)
+
+    runs = commands.add_parser(
+        "eval-runs",
+        help="several runs' `o1 eval` reports as one: mean and spread over the runs, and each "
+             "language's gap to the first",
+        description="Read the `o1 eval` reports of several runs of one configuration "
+                    "(training seeds, say), judged alike (the same split, --num, --seed, "
+                    "--seeds, flow and --lang), and print each row's metrics as mean±sd over "
+                    "the runs; for reports made with --lang, also each language's "
+                    "text_to_av and video_to_caption minus the first language's, taken run by "
+                    "run on the same clips and seeds, as mean±sd and its standard error. "
+                    "Nothing is sampled; no model loads.")
+    runs.add_argument("reports", nargs="+", metavar="REPORT",
+                      help="an `o1 eval` report JSON, or a workdir (its eval/report.json)")
+    runs.add_argument("--out", default=None, help="also save the combined figures as JSON")
+    runs.set_defaults(func=_eval_runs)

@@ -224,7 +224,8 @@ COLUMNS = (*ATTRIBUTES, "audio_colour", *SYNC_COLUMNS, *CONSISTENCY_COLUMNS, "bl
            "cider_d", "clips", "bounces")
 
 
-def _cell(key: str, value) -> str:
+def cell(key: str, value) -> str:
+    """A metric as `format_table` writes it: its digits by kind, "-" for a missing one."""
     if value is None:
         return "-"
     if isinstance(value, (bool, np.bool_)):
@@ -252,7 +253,7 @@ def format_table(report: Mapping[str, Mapping], columns: Sequence[str] | None = 
         keys = [k for k in COLUMNS if any(k in row for row in report.values())]
         keys += sorted({k for row in report.values() for k in row} - set(keys))
     header = ["", *keys]
-    body = [[name, *[_cell(k, row.get(k)) for k in keys]] for name, row in report.items()]
+    body = [[name, *[cell(k, row.get(k)) for k in keys]] for name, row in report.items()]
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
     lines = ["  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i])
                        for i, c in enumerate(r)) for r in [header, *body]]

@@ -1,0 +1,158 @@
+"""`o1 eval-runs`: several `o1 eval` reports of one configuration as one.
+
+A model trained at the quickstart's budget scores differently from one training seed to the
+next by more than one report's clips can show, so a comparison between configurations, or
+between the languages of one model, is read from several runs. Given the reports of runs that
+were judged alike (the same split, clips, sampling seeds, flow and languages), this gives each
+row's metrics as the mean over the runs and their standard deviation, and, for a report made
+with `--lang`, each language's difference to the first language, taken run by run on the
+same clips and seeds (so what the runs share cancels), with its mean, standard deviation and
+standard error (sd / sqrt(runs)).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from o1.eval import judge
+from o1.sampler import RequestError
+
+# What two reports must share to be averaged: they judged the same thing.
+SAME = ("split", "clips", "seed", "seeds", "flow", "languages")
+# The metrics whose language gaps are reported: what a prompt or a caption gets right, and
+# the sound's timing. BLEU and CIDEr-D are left out: their n-grams are words in one language
+# and characters in Chinese, so they do not compare across languages.
+GAP_METRICS = (*judge.ATTRIBUTES, "audio_colour", "sync_hit")
+_TAGGED = re.compile(r"^(?P<task>.+) \[(?P<lang>[^\]]+)\]$")
+
+
+def read(path: str | os.PathLike) -> dict:
+    """The `o1 eval` report at `path`: a report JSON, or a workdir (its eval/report.json)."""
+    path = pathlib.Path(path)
+    file = path / "eval" / "report.json" if path.is_dir() else path
+    if not file.is_file():
+        raise RequestError(f"{path} is neither an `o1 eval` report nor a workdir with "
+                           f"eval/report.json; run `o1 eval --workdir {path}` first")
+    try:
+        report = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RequestError(f"{file} is not a readable `o1 eval` report ({e})") from None
+    if not isinstance(report, dict) or not {"rows", "captions", *SAME} <= report.keys():
+        raise RequestError(f"{file} is not an `o1 eval` report (it lacks rows, captions or "
+                           f"one of {', '.join(SAME)}); rerun `o1 eval` on its workdir")
+    report["path"] = str(file)
+    return report
+
+
+def combine(reports: Sequence[dict]) -> dict:
+    """The mean and spread over `reports` (see the module docstring).
+
+    Returns:
+      dict with 'runs' (their count), 'paths', what they share (`SAME`), 'rows' and
+      'captions' ({row: {metric: {'mean', 'sd'}}}, sd nan for one run; a metric a run lacks
+      or left nan is averaged over the others) and 'gaps' ({'text_to_av [it]': {metric:
+      {'mean', 'sd', 'se', 'runs'}}} for every language row but the first language's, its
+      metric minus the first language's, per run).
+
+    Raises:
+      RequestError: no reports, or two that were not judged alike (named, with the field).
+    """
+    if not reports:
+        raise RequestError("needs at least one `o1 eval` report")
+    first = reports[0]
+    for other in reports[1:]:
+        for key in SAME:
+            if other[key] != first[key]:
+                raise RequestError(
+                    f"{other.get('path', 'a report')} was judged with {key} = {other[key]!r} "
+                    f"and {first.get('path', 'the first')} with {first[key]!r}; runs are "
+                    f"compared on the same clips and seeds: rerun `o1 eval` with the same "
+                    f"options on each")
+    out = {"runs": len(reports), "paths": [r.get("path") for r in reports],
+           **{key: first[key] for key in SAME}, "gaps": {}}
+    for table in ("rows", "captions"):
+        names = [name for name in first[table] if all(name in r[table] for r in reports)]
+        out[table] = {name: _spread([r[table][name] for r in reports]) for name in names}
+        languages = first["languages"]
+        for name in names:
+            match = _TAGGED.match(name)
+            # the references' own rows score 1 in every language: no gap to show
+            if not match or match["task"] == "ground truth" or not languages \
+                    or match["lang"] == languages[0]:
+                continue
+            base = f"{match['task']} [{languages[0]}]"
+            if base not in names:
+                continue
+            gaps = {}
+            for metric in GAP_METRICS:
+                per_run = [_number(r[table][name].get(metric)) - _number(
+                    r[table][base].get(metric)) for r in reports]
+                per_run = [g for g in per_run if math.isfinite(g)]
+                if per_run:
+                    sd = float(np.std(per_run, ddof=1)) if len(per_run) > 1 else math.nan
+                    gaps[metric] = {"mean": float(np.mean(per_run)), "sd": sd,
+                                    "se": sd / math.sqrt(len(per_run)), "runs": per_run}
+            if gaps:
+                out["gaps"][name] = gaps
+    return out
+
+
+def _number(value) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
+        else math.nan
+
+
+def _spread(rows: Sequence[dict]) -> dict:
+    out = {}
+    for key in rows[0]:
+        if key in ("clips", "bounces"):
+            continue
+        values = [v for v in (_number(row.get(key)) for row in rows) if math.isfinite(v)]
+        if not values:
+            continue
+        sd = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+        out[key] = {"mean": float(np.mean(values)), "sd": sd}
+    return out
+
+
+def _cells(table: dict[str, dict], keys: Sequence[str]) -> dict[str, dict[str, str]]:
+    """Rows of 'mean ± sd' strings for `judge.format_table`, in its number format."""
+    def cell(key, stat):
+        mean = judge.cell(key, stat["mean"])
+        return mean if not math.isfinite(stat["sd"]) else \
+            f"{mean}±{judge.cell(key, stat['sd'])}"
+    return {name: {k: cell(k, row[k]) for k in keys if k in row} for name, row in table.items()}
+
+
+def format_combined(combined: dict) -> str:
+    """The combined report as text: the media and caption tables as mean±sd over the runs,
+    then each language's gap to the first language as mean±sd (se) over the runs."""
+    runs = combined["runs"]
+    head = (f"{runs} runs, each judged on {combined['clips']} {combined['split']} clips, "
+            f"{combined['seeds']} seed{'s' if combined['seeds'] > 1 else ''} a clip: mean±sd "
+            f"over the runs")
+    media = [k for k in judge.COLUMNS if k not in judge.CONSISTENCY_COLUMNS
+             and k not in ("clips", "bounces")]
+    parts = [head, "", "media", judge.format_table(_cells(combined["rows"], media), media),
+             "", "captions", judge.format_table(
+                 _cells(combined["captions"], [*judge.ATTRIBUTES, "bleu4", "cider_d"]))]
+    if combined["gaps"]:
+        first = combined["languages"][0]
+        rows = {}
+        for name, gaps in combined["gaps"].items():
+            rows[name] = {}
+            for metric, g in gaps.items():
+                text = f"{g['mean']:+.3f}"
+                if math.isfinite(g["sd"]):
+                    text += f"±{g['sd']:.3f} ({g['se']:.3f})"
+                rows[name][metric] = text
+        parts += ["", f"minus [{first}], run by run: mean±sd (standard error)",
+                  judge.format_table(rows, GAP_METRICS)]
+    return "\n".join(parts)
