@@ -371,3 +371,17 @@ def test_consistency_columns_get_a_table_of_their_own():
     assert lines[2].split() == ["ground", "truth", "1.01", "2.30", "31.2"]
     assert judge.format_table(rows).splitlines()[0].split() == [
         "colour", "jump_ratio", "jump_boundary_px", "frame0_psnr"]
+
+
+def test_caption_scores_of_clips_of_several_objects_on_their_own():
+    one = [{"colour": "red", "shape": "circle", "speed": "slow"}]
+    two = [{"colour": "green", "shape": "square", "speed": "fast"},
+           {"colour": "blue", "shape": "triangle", "speed": "slow"}]
+    written = ["a slow red ball", "a fast green square and a fast green square"]
+    scores = captions.caption_scores(written, written, [one, two], "en")
+    assert scores["colour"] == scores["shape"] == 0.5
+    # the second object named as the first: every clip of two objects is wrong
+    assert scores["colour_several"] == scores["shape_several"] == 0.0
+    alone = captions.caption_scores(written[:1], written[:1], [one], "en")
+    assert alone["shape"] == 1.0 and math.isnan(alone["shape_several"])
+    assert "shape_several" in judge.format_table({"video_to_caption": scores})
