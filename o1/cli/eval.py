@@ -19,21 +19,12 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def _eval_runs(args: argparse.Namespace) -> None:
-    import json
-    import os
-    import pathlib
-
     from o1.eval import judge, runs
 
     combined = runs.combine([runs.read(path) for path in args.reports])
     print(runs.format_combined(combined))
     if args.out:
-        out = pathlib.Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps(judge.plain(combined), indent=2, allow_nan=False))
-        os.replace(tmp, out)
-        print(f"saved {out}")
+        print(f"saved {judge.write_report(combined, args.out)}")
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:

@@ -22,8 +22,6 @@ def _objects(prompt: str, field: str) -> list[dict]:
 
 
 def _judge(args: argparse.Namespace) -> None:
-    import json
-    import os
     import pathlib
 
     import numpy as np
@@ -73,15 +71,11 @@ def _judge(args: argparse.Namespace) -> None:
                                  progress=True)
     print(windows.format_windows(rows))
     if args.json:
-        out = pathlib.Path(args.json)
-        tmp = out.with_name(f".{out.name}.tmp")
         report = {"clip": args.clip, "seconds": seconds, "window": args.window,
                   "prompts": [{"from": 0.0, "prompt": args.prompt}]
                   + [{"from": t, "prompt": p} for t, p in sorted(args.at)],
                   "windows": rows, "drift": windows.drift(rows)}
-        tmp.write_text(json.dumps(judge.plain(report), indent=2, allow_nan=False))
-        os.replace(tmp, out)
-        print(f"wrote {out}")
+        print(f"wrote {judge.write_report(report, args.json)}")
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:

@@ -44,7 +44,6 @@ The report is printed as tables and saved as JSON; a few generated clips are kep
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import pathlib
 import time
@@ -138,6 +137,7 @@ def evaluate(workdir: str | os.PathLike, split: str = "test", num: int = 50,
     tok = pipe.tokenizers
     written: list[list[str]] = [[] for _ in range(seeds)]
     references, truths = [], []
+    default_language = config.text.languages[0]  # what `caption` writes when none is asked
     # per language: the prompts, and per seed the text_to_av scores and captions written
     prompts: dict[str, list[str]] = {lang: [] for lang in languages}
     made_in = {lang: [[] for _ in range(seeds)] for lang in languages}
@@ -147,7 +147,7 @@ def evaluate(workdir: str | os.PathLike, split: str = "test", num: int = 50,
         clip = generator.generate(config, split, i)
         objects = clip.metadata["objects"]
         image = clip.video[0]
-        references.append(reference_in(clip, config.text.languages[0]))
+        references.append(reference_in(clip, default_language))
         truths.append(objects)
         # The VAE is causal, so frame 0 of the clip's round trip is the round trip of its first
         # frame alone: what animate's context keeps of the image at best.
@@ -214,9 +214,9 @@ def evaluate(workdir: str | os.PathLike, split: str = "test", num: int = 50,
                       for i in range(num)], fps))
     caption_rows = {
         "ground truth": captions.caption_scores(references, references, truths,
-                                               config.text.languages[0]),
+                                               default_language),
         "video_to_caption": mean_rows([captions.caption_scores(w, references, truths,
-                                                               config.text.languages[0])
+                                                               default_language)
                                        for w in written]),
     }
     for lang in languages:
@@ -235,10 +235,7 @@ def evaluate(workdir: str | os.PathLike, split: str = "test", num: int = 50,
     }
     if seeds > 1:
         report["per_seed"] = per_seed
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(judge.plain(report), indent=2, allow_nan=False))
-    os.replace(tmp, out)
+    judge.write_report(report, out)
     return report
 
 

@@ -13,7 +13,10 @@ Captions are judged in `o1.eval.captions`, with the same attribute scores.
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import pathlib
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -216,6 +219,17 @@ def plain(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def write_report(report: Mapping, out: str | os.PathLike) -> pathlib.Path:
+    """Writes `report` as strict JSON (`plain`) to `out` atomically, its folder made; returns
+    the path."""
+    out = pathlib.Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(plain(report), indent=2, allow_nan=False))
+    os.replace(tmp, out)
+    return out
 
 # What holds together over time and with the given inputs: `o1 eval` shows these in a table
 # of their own, so neither table is wider than a terminal.

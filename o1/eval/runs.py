@@ -77,10 +77,10 @@ def combine(reports: Sequence[dict]) -> dict:
                     f"options on each")
     out = {"runs": len(reports), "paths": [r.get("path") for r in reports],
            **{key: first[key] for key in SAME}, "gaps": {}}
+    languages = first["languages"]
     for table in ("rows", "captions"):
         names = [name for name in first[table] if all(name in r[table] for r in reports)]
         out[table] = {name: _spread([r[table][name] for r in reports]) for name in names}
-        languages = first["languages"]
         for name in names:
             match = _TAGGED.match(name)
             # the references' own rows score 1 in every language: no gap to show
@@ -96,9 +96,9 @@ def combine(reports: Sequence[dict]) -> dict:
                     r[table][base].get(metric)) for r in reports]
                 per_run = [g for g in per_run if math.isfinite(g)]
                 if per_run:
-                    sd = float(np.std(per_run, ddof=1)) if len(per_run) > 1 else math.nan
-                    gaps[metric] = {"mean": float(np.mean(per_run)), "sd": sd,
-                                    "se": sd / math.sqrt(len(per_run)), "runs": per_run}
+                    stats = _stats(per_run)
+                    gaps[metric] = {**stats, "se": stats["sd"] / math.sqrt(len(per_run)),
+                                    "runs": per_run}
             if gaps:
                 out["gaps"][name] = gaps
     return out
@@ -115,11 +115,15 @@ def _spread(rows: Sequence[dict]) -> dict:
         if key in ("clips", "bounces"):
             continue
         values = [v for v in (_number(row.get(key)) for row in rows) if math.isfinite(v)]
-        if not values:
-            continue
-        sd = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
-        out[key] = {"mean": float(np.mean(values)), "sd": sd}
+        if values:
+            out[key] = _stats(values)
     return out
+
+
+def _stats(values: Sequence[float]) -> dict[str, float]:
+    """Mean and sample standard deviation (nan for one value)."""
+    sd = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+    return {"mean": float(np.mean(values)), "sd": sd}
 
 
 def _cells(table: dict[str, dict], keys: Sequence[str]) -> dict[str, dict[str, str]]:
