@@ -21,7 +21,7 @@ import sacrebleu
 
 from o1.avshapes import world
 from o1.config import COLOURS
-from o1.eval.judge import ATTRIBUTES, SEVERAL, attribute_scores
+from o1.eval.judge import ATTRIBUTES, REPEATED, SEVERAL, attribute_scores
 
 _SHAPE_OF_WORD = {w: s for s, options in world.SHAPE_WORDS.items() for w in options}
 _SPEED_OF_ADJECTIVE = {w: s for s, options in world.SPEED_ADJECTIVES.items()
@@ -293,9 +293,10 @@ def caption_scores(candidates: Sequence[str], references: Sequence[str | Sequenc
       dict with the share of clips whose parsed candidate gets right 'colour' (the set of
       colours named), 'shape' and 'speed' (every true colour named with its shape / speed),
       'count'; 'colour_several' and 'shape_several', those two over the clips of more than
-      one object only (nan when there is none); 'bleu4' (sacrebleu corpus BLEU-4, 0..100,
-      with its default tokenizer, or its Chinese one, a word per character, when a
-      reference holds Chinese), 'cider_d' (0..10, see `cider_d`) and 'clips'. The n-gram
+      one object only, and 'repeated', the share of those whose candidate names one object
+      (colour and shape) twice (each nan when there is none); 'bleu4' (sacrebleu corpus
+      BLEU-4, 0..100, with its default tokenizer, or its Chinese one, a word per character,
+      when a reference holds Chinese), 'cider_d' (0..10, see `cider_d`) and 'clips'. The n-gram
       scores read candidates and references in NFKC form, as the text tokenizer writes
       captions (a full-width "：" is ":").
     """
@@ -309,12 +310,14 @@ def caption_scores(candidates: Sequence[str], references: Sequence[str | Sequenc
     rows = []
     for cand, objects in zip(candidates, objects_list, strict=True):
         parsed = parse_caption(cand, language)
-        rows.append(attribute_scores(parsed["objects"], parsed["count"], objects))
+        named = [(o["colour"], o["shape"]) for o in parsed["objects"]]
+        rows.append({**attribute_scores(parsed["objects"], parsed["count"], objects),
+                     REPEATED: float(len(set(named)) < len(named))})
     for key in ATTRIBUTES:
         out[key] = float(np.mean([r[key] for r in rows])) if rows else float("nan")
     # Two objects are where a caption goes wrong most: the second named as the first.
     several = [r for r, objects in zip(rows, objects_list, strict=True) if len(objects) > 1]
-    for key in SEVERAL:
+    for key in (*SEVERAL, REPEATED):
         attribute = key.removesuffix("_several")
         out[key] = float(np.mean([r[attribute] for r in several])) if several else float("nan")
     if candidates:

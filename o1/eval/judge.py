@@ -35,6 +35,9 @@ ATTRIBUTES = ("colour", "shape", "count", "speed")
 # Caption accuracy of colour and shape over the clips of more than one object only
 # (`captions.caption_scores`).
 SEVERAL = ("colour_several", "shape_several")
+# The share of those clips whose caption names one object (its colour and shape) twice, the
+# way a caption most often goes wrong there ("a green square and a green square").
+REPEATED = "repeated"
 # Per-clip scores a task may add (`object_kept`, the first-frame PSNRs): averaged by
 # `aggregate` over the clips that have them.
 EXTRA_MEANS = ("i2v_object_kept", "frame0_psnr", "frame0_psnr_roundtrip")
@@ -237,8 +240,8 @@ CONSISTENCY_COLUMNS = ("jump_ratio", "jump_boundary_px", "jump_inside_px", "dub_
                        "dub_agreement_shuffled", "frame0_psnr", "frame0_psnr_roundtrip",
                        "i2v_object_kept")
 SYNC_COLUMNS = ("sync_hit", "sync_median_ms", "sync_hit_shuffled", "sync_median_ms_shuffled")
-COLUMNS = (*ATTRIBUTES, *SEVERAL, "audio_colour", *SYNC_COLUMNS, *CONSISTENCY_COLUMNS, "bleu4",
-           "cider_d", "clips", "bounces")
+COLUMNS = (*ATTRIBUTES, *SEVERAL, REPEATED, "audio_colour", *SYNC_COLUMNS,
+           *CONSISTENCY_COLUMNS, "bleu4", "cider_d", "clips", "bounces")
 
 
 def cell(key: str, value) -> str:

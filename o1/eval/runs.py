@@ -29,7 +29,7 @@ SAME = ("split", "clips", "seed", "seeds", "flow", "languages")
 # The metrics whose language gaps are reported: what a prompt or a caption gets right, and
 # the sound's timing. BLEU and CIDEr-D are left out: their n-grams are words in one language
 # and characters in Chinese, so they do not compare across languages.
-GAP_METRICS = (*judge.ATTRIBUTES, *judge.SEVERAL, "audio_colour", "sync_hit")
+GAP_METRICS = (*judge.ATTRIBUTES, *judge.SEVERAL, judge.REPEATED, "audio_colour", "sync_hit")
 _TAGGED = re.compile(r"^(?P<task>.+) \[(?P<lang>[^\]]+)\]$")
 
 
@@ -146,8 +146,8 @@ def format_combined(combined: dict) -> str:
              and k not in ("clips", "bounces")]
     parts = [head, "", "media", judge.format_table(_cells(combined["rows"], media), media),
              "", "captions", judge.format_table(
-                 _cells(combined["captions"], [*judge.ATTRIBUTES, *judge.SEVERAL, "bleu4",
-                                               "cider_d"]))]
+                 _cells(combined["captions"], [*judge.ATTRIBUTES, *judge.SEVERAL,
+                                               judge.REPEATED, "bleu4", "cider_d"]))]
     if combined["gaps"]:
         first = combined["languages"][0]
         rows = {}

@@ -382,6 +382,11 @@ def test_caption_scores_of_clips_of_several_objects_on_their_own():
     assert scores["colour"] == scores["shape"] == 0.5
     # the second object named as the first: every clip of two objects is wrong
     assert scores["colour_several"] == scores["shape_several"] == 0.0
+    assert scores["repeated"] == 1.0
+    both = captions.caption_scores(["a green square and a blue triangle"], [written[1]], [two],
+                                   "en")
+    assert both["shape_several"] == 1.0 and both["repeated"] == 0.0
     alone = captions.caption_scores(written[:1], written[:1], [one], "en")
     assert alone["shape"] == 1.0 and math.isnan(alone["shape_several"])
+    assert math.isnan(alone["repeated"])
     assert "shape_several" in judge.format_table({"video_to_caption": scores})
