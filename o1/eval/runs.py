@@ -56,10 +56,10 @@ def combine(reports: Sequence[dict]) -> dict:
 
     Returns:
       dict with 'runs' (their count), 'paths', what they share (`SAME`), 'rows' and
-      'captions' ({row: {metric: {'mean', 'sd'}}}, sd nan for one run; a metric a run lacks
-      or left nan is averaged over the others) and 'gaps' ({'text_to_av [it]': {metric:
-      {'mean', 'sd', 'se', 'runs'}}} for every language row but the first language's, its
-      metric minus the first language's, per run).
+      'captions' ({row: {metric: {'mean', 'sd', 'n'}}}, sd nan for one run; a metric a run
+      lacks or left nan is averaged over the n runs that have it) and 'gaps'
+      ({'text_to_av [it]': {metric: {'mean', 'sd', 'se', 'n', 'runs'}}} for every language row
+      but the first language's, its metric minus the first language's, per run).
 
     Raises:
       RequestError: no reports, or two that were not judged alike (named, with the field).
@@ -111,7 +111,7 @@ def _number(value) -> float:
 
 def _spread(rows: Sequence[dict]) -> dict:
     out = {}
-    for key in rows[0]:
+    for key in dict.fromkeys(k for row in rows for k in row):  # every run's, in order
         if key in ("clips", "bounces"):
             continue
         values = [v for v in (_number(row.get(key)) for row in rows) if math.isfinite(v)]
@@ -121,17 +121,20 @@ def _spread(rows: Sequence[dict]) -> dict:
 
 
 def _stats(values: Sequence[float]) -> dict[str, float]:
-    """Mean and sample standard deviation (nan for one value)."""
+    """Mean, sample standard deviation (nan for one value) and how many values."""
     sd = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
-    return {"mean": float(np.mean(values)), "sd": sd}
+    return {"mean": float(np.mean(values)), "sd": sd, "n": len(values)}
 
 
-def _cells(table: dict[str, dict], keys: Sequence[str]) -> dict[str, dict[str, str]]:
-    """Rows of 'mean ± sd' strings for `judge.format_table`, in its number format."""
+def _cells(table: dict[str, dict], keys: Sequence[str], runs: int
+           ) -> dict[str, dict[str, str]]:
+    """Rows of 'mean ± sd' strings for `judge.format_table`, in its number format, with
+    "[n]" after a metric that only n of the `runs` reports had."""
     def cell(key, stat):
-        mean = judge.cell(key, stat["mean"])
-        return mean if not math.isfinite(stat["sd"]) else \
-            f"{mean}±{judge.cell(key, stat['sd'])}"
+        text = judge.cell(key, stat["mean"])
+        if math.isfinite(stat["sd"]):
+            text += f"±{judge.cell(key, stat['sd'])}"
+        return text + (f" [{stat['n']}]" if stat["n"] < runs else "")
     return {name: {k: cell(k, row[k]) for k in keys if k in row} for name, row in table.items()}
 
 
@@ -141,13 +144,14 @@ def format_combined(combined: dict) -> str:
     runs = combined["runs"]
     head = (f"{runs} runs, each judged on {combined['clips']} {combined['split']} clips, "
             f"{combined['seeds']} seed{'s' if combined['seeds'] > 1 else ''} a clip: mean±sd "
-            f"over the runs")
+            f"over the runs ([n]: over the n runs whose reports have that metric)")
     media = [k for k in judge.COLUMNS if k not in judge.CONSISTENCY_COLUMNS
              and k not in ("clips", "bounces")]
-    parts = [head, "", "media", judge.format_table(_cells(combined["rows"], media), media),
+    parts = [head, "", "media",
+             judge.format_table(_cells(combined["rows"], media, runs), media),
              "", "captions", judge.format_table(
                  _cells(combined["captions"], [*judge.ATTRIBUTES, *judge.SEVERAL,
-                                               judge.REPEATED, "bleu4", "cider_d"]))]
+                                               judge.REPEATED, "bleu4", "cider_d"], runs))]
     if combined["gaps"]:
         first = combined["languages"][0]
         rows = {}
@@ -157,7 +161,7 @@ def format_combined(combined: dict) -> str:
                 text = f"{g['mean']:+.3f}"
                 if math.isfinite(g["sd"]):
                     text += f"±{g['sd']:.3f} ({g['se']:.3f})"
-                rows[name][metric] = text
+                rows[name][metric] = text + (f" [{g['n']}]" if g["n"] < runs else "")
         parts += ["", f"minus [{first}], run by run: mean±sd (standard error)",
                   judge.format_table(rows, GAP_METRICS)]
     return "\n".join(parts)

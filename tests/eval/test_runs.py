@@ -48,6 +48,21 @@ def test_runs_are_averaged_and_each_language_is_paired_with_the_first_run_by_run
     assert "0.450±0.150" in text and "-0.050±0.050 (0.029)" in text
 
 
+def test_a_metric_only_some_reports_have_is_averaged_over_those_and_counted():
+    # a report judged before a metric existed lacks it, even as the first one read
+    old, new = _report(0.6, 0.5), _report(0.3, 0.3)
+    new["captions"]["video_to_caption [en]"]["repeated"] = 0.2
+    new["captions"]["video_to_caption [it]"]["repeated"] = 0.5
+    combined = runs.combine([old, new, new])
+    repeated = combined["captions"]["video_to_caption [en]"]["repeated"]
+    assert repeated["mean"] == pytest.approx(0.2) and repeated["n"] == 2
+    assert combined["captions"]["video_to_caption [en]"]["colour"]["n"] == 3
+    assert combined["gaps"]["video_to_caption [it]"]["repeated"]["n"] == 2
+    text = runs.format_combined(combined)
+    assert "0.200±0.000 [2]" in text and "+0.300±0.000 (0.000) [2]" in text
+    assert "0.600±0.000 [" not in text  # every run has colour: no count
+
+
 def test_one_run_has_means_without_spread():
     combined = runs.combine([_report(0.6, 0.5)])
     assert combined["rows"]["text_to_av"]["colour"]["mean"] == pytest.approx(0.6)
