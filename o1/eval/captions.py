@@ -318,8 +318,8 @@ def caption_scores(candidates: Sequence[str], references: Sequence[str | Sequenc
     # Two objects are where a caption goes wrong most: the second named as the first.
     several = [r for r, objects in zip(rows, objects_list, strict=True) if len(objects) > 1]
     for key in (*SEVERAL, REPEATED):
-        attribute = key.removesuffix("_several")
-        out[key] = float(np.mean([r[attribute] for r in several])) if several else float("nan")
+        per_clip = key.removesuffix("_several")  # the per-clip score it averages
+        out[key] = float(np.mean([r[per_clip] for r in several])) if several else float("nan")
     if candidates:
         streams = max(len(g) for g in groups)
         # sacrebleu takes reference streams of equal length; a clip with fewer references

@@ -234,6 +234,7 @@ def write_report(report: Mapping, out: str | os.PathLike) -> pathlib.Path:
     os.replace(tmp, out)
     return out
 
+
 # What holds together over time and with the given inputs: `o1 eval` shows these in a table
 # of their own, so neither table is wider than a terminal.
 CONSISTENCY_COLUMNS = ("jump_ratio", "jump_boundary_px", "jump_inside_px", "dub_agreement",
