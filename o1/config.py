@@ -518,11 +518,15 @@ class SampleConfig:
     max_tokens: int = 32  # longest caption `o1 caption` writes, in tokens (eos included)
     temperature: float = 0.0  # caption sampling temperature (0 = greedy)
     top_p: float = 1.0  # nucleus mass of caption sampling (1 = every id)
+    # partial captions kept while decoding: 1 writes each id at once (greedy, or sampled at
+    # a temperature); more is beam search, which decodes at temperature 0 only
+    beams: int = 1
     # What one request may cost, the same from the CLI, the Python API and the studio:
     max_steps: int = 100  # most denoising steps
     max_guidance: float = 20.0  # largest guidance scale
     max_seconds: float = 60.0  # longest video a request reads or writes
     max_prompt_chars: int = 1000  # longest prompt in characters, refused before tokenizing
+    max_beams: int = 16  # most partial captions one caption keeps (`beams`)
 
     SOLVERS: ClassVar[tuple[str, ...]] = ("euler", "heun")
     MAX_SEED: ClassVar[int] = 2**31 - 1  # seeds are int32 (the studio's seed box holds them)
@@ -534,6 +538,18 @@ class SampleConfig:
             problem = self.problem(name, getattr(self, name))
             if problem:
                 raise ConfigError(f"sample.{name} {problem}")
+        problem = self.decoding_problem(self.beams, self.temperature)
+        if problem:
+            raise ConfigError(f"sample.beams {problem}")
+
+    @staticmethod
+    def decoding_problem(beams: int, temperature: float) -> str | None:
+        """What is wrong with decoding captions with `beams` at `temperature`, as the rest of
+        a sentence that starts with "beams"; None when they go together."""
+        if beams > 1 and temperature > 0:
+            return (f"{beams} is beam search, which decodes at temperature 0, got temperature "
+                    f"{temperature:g}; ask for 1 beam to sample at a temperature")
+        return None
 
     def problem(self, name: str, value: Any) -> str | None:
         """What is wrong with `value` as the sampling option `name`, as the rest of a sentence
@@ -547,7 +563,11 @@ class SampleConfig:
         elif name == "steps":
             ok = whole and 1 <= value <= self.max_steps
             want = f"a whole number from 1 to {self.max_steps} (sample.max_steps)"
-        elif name in ("max_tokens", "max_steps", "max_prompt_chars", "stream_switch_steps"):
+        elif name == "beams":
+            ok = whole and 1 <= value <= self.max_beams
+            want = f"a whole number from 1 to {self.max_beams} (sample.max_beams)"
+        elif name in ("max_tokens", "max_steps", "max_prompt_chars", "stream_switch_steps",
+                      "max_beams"):
             ok, want = whole and value >= 1, ">= 1 (a whole number)"
         elif name == "seed":
             ok = whole and 0 <= value <= self.MAX_SEED

@@ -17,8 +17,9 @@ different lengths share one compiled program; the padding has segment id 0 and n
 token sees it.
 
 Text. `decode_text` continues rows of a prefix (e.g. [<media>] media [</media>, bos] for
-captioning) token by token with a KV cache: greedy, or temperature with top-p; it stops
-when every row has emitted eos or after `max_tokens`.
+captioning) token by token with a KV cache: greedy, or temperature with top-p, or a beam
+search that keeps `beams` partial captions a row; it stops when every row has emitted eos or
+after `max_tokens`.
 
 Both are deterministic for a given key. `cached=False` recomputes the whole row at every
 step instead of using the cache: the reference the cached paths are tested against.
@@ -58,7 +59,8 @@ _DEFAULTS = SampleConfig()
 
 # Checks the type and range of options built directly (FlowOptions(steps=...)); what one
 # request may cost is checked against a workdir's own `sample` section (`within`).
-_UNLIMITED = SampleConfig(max_steps=SampleConfig.MAX_SEED, max_guidance=1e300)
+_UNLIMITED = SampleConfig(max_steps=SampleConfig.MAX_SEED, max_guidance=1e300,
+                          max_beams=SampleConfig.MAX_SEED)
 
 
 class RequestError(ValueError):
@@ -160,6 +162,13 @@ class TextOptions(_Options):
     max_tokens: int = _DEFAULTS.max_tokens
     temperature: float = _DEFAULTS.temperature
     top_p: float = _DEFAULTS.top_p
+    beams: int = _DEFAULTS.beams
+
+    def __post_init__(self):
+        super().__post_init__()
+        problem = SampleConfig.decoding_problem(self.beams, self.temperature)
+        if problem:
+            raise RequestError(problem, "beams")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -452,6 +461,8 @@ class Sampler:
 
     def _decode_fn(self, params, prefix, key, *, options: TextOptions, cached: bool):
         model = nnx.merge(self.graphdef, params)
+        if options.beams > 1:
+            return self._beam_search(model, prefix, options)
         b, n = prefix["tokens"].shape
         g = options.max_tokens
         total = n + g
@@ -459,9 +470,7 @@ class Sampler:
         block = prefix["block"][:, -1:]
 
         def pick(logits, step_key):  # [B, V] -> [B]
-            logits = logits.at[:, jnp.array(_BANNED_IDS)].set(-jnp.inf)
-            if self.text_vocab is not None:
-                logits = logits.at[:, self.text_vocab:].set(-jnp.inf)
+            logits = self._allowed(logits)
             if options.temperature == 0:
                 return jnp.argmax(logits, -1).astype(jnp.int32)
             logits = logits / options.temperature
@@ -477,14 +486,7 @@ class Sampler:
             return jax.random.categorical(step_key, logits).astype(jnp.int32)
 
         def token_inputs(tokens, i):  # tokens [B, L] at generated indices i .. i + L - 1
-            length = tokens.shape[1]
-            pos = last_pos[:, None] + 1 + i + jnp.arange(length)
-            return {"tokens": tokens, "modality": jnp.full((b, length), TEXT, jnp.int32),
-                    "segment_ids": jnp.ones((b, length), jnp.int32),
-                    "block": jnp.broadcast_to(block, (b, length)),
-                    "positions": jnp.stack([pos] * 3, -1),
-                    "media": jnp.zeros((b, length, prefix["media"].shape[-1]), jnp.float32),
-                    "noise": jnp.zeros((b, length), jnp.float32)}
+            return text_inputs(tokens, last_pos + 1 + i, block, prefix["media"].shape[-1])
 
         out = jnp.full((b, g), PAD_ID, jnp.int32)
         done = jnp.zeros((b,), bool)
@@ -520,6 +522,73 @@ class Sampler:
             return i + 1, logits, ctx, out, done
 
         return jax.lax.while_loop(cond, body, state)[3]
+
+    def _allowed(self, logits: jax.Array) -> jax.Array:
+        """`logits` [B, V] with the ids text never holds at -inf."""
+        logits = logits.at[:, jnp.array(_BANNED_IDS)].set(-jnp.inf)
+        if self.text_vocab is not None:
+            logits = logits.at[:, self.text_vocab:].set(-jnp.inf)
+        return logits
+
+    def _beam_search(self, model: Model, prefix: dict, options: TextOptions) -> jax.Array:
+        """The most likely continuation of each prefix found keeping `options.beams` partial
+        captions a row: at each id, the `beams` most likely of every kept caption's
+        continuations. A finished caption keeps its log-probability; the one returned has the
+        highest log-probability per id (always with the KV cache). Returns int32 [B, G] like
+        the greedy decoder."""
+        b, n = prefix["tokens"].shape
+        k, g = options.beams, options.max_tokens
+        first = model(prefix, cache=model.init_cache(b, n + g), index=0)
+        # Each row's prefix is read once; its K partial captions share it from there.
+        copies = functools.partial(jnp.repeat, repeats=k, axis=0)  # [B, ...] -> [B*K, ...]
+        last_pos = copies(prefix["positions"][:, -1, 0])
+        block = copies(prefix["block"][:, -1:])
+        # Only the first of a row's K copies is alive at the start, so the first step's K
+        # best continuations are K different ids rather than one id K times.
+        score = jnp.tile(jnp.array([0.0] + [-jnp.inf] * (k - 1), jnp.float32), b)
+        state = (0, copies(first.logits[:, -1]), jax.tree.map(copies, first.cache),
+                 jnp.full((b * k, g), PAD_ID, jnp.int32), jnp.zeros((b * k,), bool), score,
+                 jnp.zeros((b * k,), jnp.int32))
+
+        def cond(state):
+            return (state[0] < g) & ~jnp.all(state[4])
+
+        def body(state):
+            i, logits, cache, out, done, score, length = state
+            logp = jax.nn.log_softmax(self._allowed(logits.astype(jnp.float32)), -1)
+            v = logp.shape[-1]
+            ended = jnp.full((v,), -jnp.inf, jnp.float32).at[PAD_ID].set(0.0)
+            logp = jnp.where(done[:, None], ended, logp)  # a finished caption only pads
+            best, index = jax.lax.top_k((score[:, None] + logp).reshape(b, k * v), k)
+            parent = (index // v + jnp.arange(b)[:, None] * k).reshape(-1)
+            token = (index % v).reshape(-1).astype(jnp.int32)
+            cache = jax.tree.map(lambda x: x[parent], cache)
+            out = out[parent].at[:, i].set(token)
+            was_done = done[parent]
+            length = length[parent] + (~was_done).astype(jnp.int32)
+            done = was_done | (token == EOS_ID)
+            step_in = text_inputs(token[:, None], last_pos + 1 + i, block,
+                                  prefix["media"].shape[-1])
+            res = model(step_in, cache=cache, index=n + i)
+            return i + 1, res.logits[:, -1], res.cache, out, done, best.reshape(-1), length
+
+        _, _, _, out, _, score, length = jax.lax.while_loop(cond, body, state)
+        per_id = (score / jnp.maximum(length, 1)).reshape(b, k)
+        chosen = jnp.argmax(per_id, -1) + jnp.arange(b) * k
+        return out[chosen]
+
+
+def text_inputs(tokens: jax.Array, first: jax.Array, block: jax.Array, media_dim: int) -> dict:
+    """Model inputs of text ids `tokens` [B, L] that continue a prefix: at positions `first`
+    [B] onwards, in the prefix's last block `block` [B, 1]."""
+    b, length = tokens.shape
+    pos = first[:, None] + jnp.arange(length)
+    return {"tokens": tokens, "modality": jnp.full((b, length), TEXT, jnp.int32),
+            "segment_ids": jnp.ones((b, length), jnp.int32),
+            "block": jnp.broadcast_to(block, (b, length)),
+            "positions": jnp.stack([pos] * 3, -1),
+            "media": jnp.zeros((b, length, media_dim), jnp.float32),
+            "noise": jnp.zeros((b, length), jnp.float32)}
 
 
 def denoising_passes(config: Config, options: FlowOptions, context_steps: int = 0) -> int:

@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 from o1 import configs
-from o1.config import SampleConfig
+from o1.config import ConfigError, SampleConfig
 from o1.model import new_model
 from o1.sampler import (
     FlowOptions,
@@ -20,6 +20,7 @@ from o1.sampler import (
     TextOptions,
     buckets,
     seed_of,
+    text_inputs,
 )
 from o1.sequence import AUDIO, EOS_ID, PAD_ID, VIDEO, random_example
 
@@ -146,12 +147,80 @@ def test_decoded_text_stays_within_the_tokenizers_ids(sampler):
     assert small.decode_text(prefix, options, jax.random.key(2)).max() < 12
 
 
+def _caption_log_probs(sampler, prefix, captions):
+    """Each caption's log-probability under the model, read from one pass over the whole row
+    (no cache), over the ids decoding may write."""
+    model = nnx.merge(sampler.graphdef, sampler.params)
+    g = max(len(c) for c in captions)
+    ids = np.array([list(c) + [PAD_ID] * (g - len(c)) for c in captions], np.int32)
+    rows = {k: np.repeat(np.asarray(v)[None], len(captions), 0) for k, v in prefix.items()}
+    rows["segment_ids"] = np.ones_like(rows["tokens"])
+    n = rows["tokens"].shape[1]
+    written = text_inputs(jax.numpy.asarray(ids), rows["positions"][:, -1, 0] + 1,
+                          rows["block"][:, -1:], rows["media"].shape[-1])
+    full = {k: np.concatenate([rows[k], np.asarray(written[k], rows[k].dtype)], 1) for k in rows}
+    logits = model(full).logits[:, n - 1: n - 1 + g]  # [C, g, V]: the ids' distributions
+    c, _, v = logits.shape
+    logp = np.asarray(jax.nn.log_softmax(sampler._allowed(logits.reshape(c * g, v)), -1))
+    logp = logp.reshape(c, g, v)
+    return np.array([sum(logp[i, j, t] for j, t in enumerate(c)) for i, c in enumerate(captions)])
+
+
+@pytest.mark.parametrize("seed", [3, 4, 5])  # the best caption has 1, 2 and 3 ids
+def test_beam_search_as_wide_as_every_caption_finds_the_most_likely_per_id(seed):
+    config = configs.get("tiny")
+    # Ids under 8 that text may hold: eos (2), unk (3), 6 and 7; with 3 ids at most there
+    # are 1 + 3 + 9 * 4 = 40 captions (the last ones cut at max_tokens), fewer than the beams.
+    small = Sampler(config, new_model(config, seed=seed), text_vocab=8)
+    ex = random_example(config, seed=6)
+    prefix = small.caption_prefix(ex["video_latents"], ex["audio_latents"])
+    words = (3, 6, 7)
+    captions = [(EOS_ID,)] + [(a, EOS_ID) for a in words] + [
+        (a, b, c) for a in words for b in words for c in (EOS_ID,) + words]
+    per_id = _caption_log_probs(small, prefix, captions) / np.array([len(c) for c in captions])
+    found = small.decode_text([prefix], TextOptions(max_tokens=3, beams=64),
+                              jax.random.key(0))[0]
+    written = tuple(int(t) for t in found if t != PAD_ID)
+    assert written in captions
+    assert per_id[captions.index(written)] == pytest.approx(per_id.max(), abs=1e-5)
+
+
+def test_beam_search_decodes_each_row_as_it_would_alone(sampler):
+    ex = random_example(sampler.config, seed=2)
+    # Two text ids after bos (where a language tag goes) that this model continues apart.
+    prefixes = [sampler.caption_prefix(ex["video_latents"], ex["audio_latents"], tag=tag)
+                for tag in (10, 30)]
+    options = TextOptions(max_tokens=12, beams=3)
+    both = sampler.decode_text(prefixes, options, jax.random.key(0))
+    assert both.shape == (2, 12)
+    assert not np.array_equal(both[0], both[1])
+    greedy = sampler.decode_text(prefixes, TextOptions(max_tokens=12), jax.random.key(0))
+    assert not np.array_equal(both, greedy)
+    for prefix, row in zip(prefixes, both, strict=True):
+        np.testing.assert_array_equal(sampler.decode_text([prefix], options,
+                                                          jax.random.key(1))[0], row)
+        ends = np.flatnonzero(row == EOS_ID)
+        if len(ends):  # everything after the first eos is padding
+            assert np.all(row[ends[0] + 1:] == PAD_ID)
+
+
+def test_beam_search_at_a_temperature_is_refused_naming_the_fix():
+    with pytest.raises(RequestError, match=r"^beams 4 is beam search, which decodes at "
+                                           r"temperature 0, got temperature 0.7; ask for 1 beam"):
+        TextOptions(beams=4, temperature=0.7)
+    with pytest.raises(ConfigError, match=r"^sample.beams 2 is beam search"):
+        SampleConfig(beams=2, temperature=1.0)
+    with pytest.raises(RequestError, match="from 1 to 16"):
+        TextOptions.of(SampleConfig(), beams=17)
+
+
 @pytest.mark.parametrize("options, bad", [
     (FlowOptions, {"steps": 0}), (FlowOptions, {"steps": 2.5}), (FlowOptions, {"steps": True}),
     (FlowOptions, {"solver": "rk4"}), (FlowOptions, {"shift": 0.0}),
     (FlowOptions, {"cfg_video": -1.0}), (FlowOptions, {"cfg_audio": float("nan")}),
     (FlowOptions, {"cfg_video": "3"}), (TextOptions, {"max_tokens": 0}),
     (TextOptions, {"temperature": -1.0}), (TextOptions, {"top_p": 0.0}),
+    (TextOptions, {"beams": 0}), (TextOptions, {"beams": 2.5}),
 ])
 def test_a_bad_option_raises_a_request_error_that_names_it(options, bad):
     ((name, value),) = bad.items()

@@ -196,7 +196,7 @@ def _caption(args: argparse.Namespace) -> None:
     check_video_file(path, field="input")
     check = checks(args)
     options = check.text_options(max_tokens=args.max_tokens, temperature=args.temperature,
-                                 top_p=args.top_p)
+                                 top_p=args.top_p, beams=args.beams)
     check.language_tag(args.lang)
     seed = check.seed(args.seed)
     pipe = _pipeline(args)
@@ -309,6 +309,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     cap.add_argument("--max-tokens", type=int, help="longest caption in tokens")
     cap.add_argument("--temperature", type=float, help="sampling temperature, 0 = greedy")
     cap.add_argument("--top-p", type=float, help="nucleus mass")
+    cap.add_argument("--beams", type=int, help="partial captions kept while decoding (beam "
+                                               "search at temperature 0; 1 = one id at a time)")
     cap.add_argument("--lang", help="the caption's language, one of the model's text.languages "
                                     "(default: the first)")
     sampling_flags(cap, flow=False)
