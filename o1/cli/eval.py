@@ -10,9 +10,12 @@ from o1.cli.sample import SampleDefaults, checks, flow_options, sampling_flags
 def _eval(args: argparse.Namespace) -> None:
     from o1.eval import evaluate
 
-    flow = flow_options(args, checks(args))
+    check = checks(args)
+    flow = flow_options(args, check)
+    text = check.text_options(max_tokens=check.config.sequence.max_text_len, beams=args.beams)
     report = evaluate.evaluate(args.workdir, args.split, args.num, args.out, flow, args.seed,
-                               step=args.checkpoint, seeds=args.seeds, languages=args.lang)
+                               step=args.checkpoint, seeds=args.seeds, languages=args.lang,
+                               text=text)
     print(evaluate.format_report(report))
     print(f"saved {args.out or args.workdir + '/eval/report.json'} and sample mp4s in "
           f"{args.workdir}/eval/samples/ ({report['seconds']:.0f} s)")
@@ -55,6 +58,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                          "[it]', ...")
     ev.add_argument("--out", default=None,
                     help="report JSON (default: <workdir>/eval/report.json)")
+    ev.add_argument("--beams", type=int, help="partial captions kept while decoding captions "
+                                              "(beam search; 1 = greedy)")
     sampling_flags(ev)
     ev.set_defaults(func=_eval)
 

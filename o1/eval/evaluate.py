@@ -56,7 +56,7 @@ from o1 import media
 from o1.avshapes import generator, world
 from o1.eval import captions, judge
 from o1.eval import tokenizers as tok_eval
-from o1.sampler import FlowOptions, seed_of
+from o1.sampler import FlowOptions, TextOptions, seed_of
 from o1.serve.checks import Checks
 from o1.serve.pipeline import Pipeline, RequestError
 
@@ -98,13 +98,15 @@ def reference_in(clip: generator.Example, language: str) -> str:
 def evaluate(workdir: str | os.PathLike, split: str = "test", num: int = 50,
              out: str | os.PathLike | None = None, flow: FlowOptions | None = None,
              seed: int | None = None, progress: bool = True, step: int | None = None,
-             seeds: int = 1, languages: Sequence[str] = ()) -> dict:
+             seeds: int = 1, languages: Sequence[str] = (), text: TextOptions | None = None
+             ) -> dict:
     """Runs every task on `num` clips of `split` with the transformer checkpoint `step`
     (default: the latest) and judges them; returns the report and writes it as JSON to `out`
     (default `<workdir>/eval/report.json`). Clip i is sampled `seeds` times, with
     `seed + i + SEED_STRIDE * s` for s < `seeds`; `flow` and `seed` default to the workdir
-    config's `sample` section. With `languages`, text_to_av and video_to_caption run again in
-    each (see the module docstring)."""
+    config's `sample` section, and so does `text`, how captions are decoded (its max_tokens
+    then the config's sequence.max_text_len). With `languages`, text_to_av and
+    video_to_caption run again in each (see the module docstring)."""
     if split not in world.SPLIT_IDS:  # the cheap checks first, before the model loads
         raise RequestError(f"--split must be one of {list(world.SPLIT_IDS)}, got {split!r}")
     if num < 1:
@@ -114,6 +116,7 @@ def evaluate(workdir: str | os.PathLike, split: str = "test", num: int = 50,
     check = Checks(workdir)
     for language in languages:
         check.language_tag(language)
+    text = text or check.text_options(max_tokens=check.config.sequence.max_text_len)
     pipe = Pipeline(workdir, step)
     pipe.truncate_prompts = True  # reference captions are cut as in training
     config = pipe.config
@@ -184,14 +187,14 @@ def evaluate(workdir: str | os.PathLike, split: str = "test", num: int = 50,
                 if i < SAMPLES_KEPT and s == 0:
                     result.write(samples / f"{task}_{clip.metadata['id']}.mp4")
             whole = media.Clip(clip.video, config.data.fps, clip.audio, config.data.sample_rate)
-            written[s].append(pipe.caption(whole, seed=seed_i))
+            written[s].append(pipe.caption(whole, text, seed=seed_i))
             for lang in languages:
                 if s == 0:
                     prompts[lang].append(prompt_in(clip, lang))
                 said = pipe.generate(prompts[lang][-1], flow=flow, seed=seed_i)
                 made_in[lang][s].append(judge.score_clip(said.frames, said.audio, config,
                                                          objects))
-                written_in[lang][s].append(pipe.caption(whole, seed=seed_i, language=lang))
+                written_in[lang][s].append(pipe.caption(whole, text, seed_i, lang))
     fps = config.data.fps
     rows = {name: judge.aggregate(values, fps) for name, values in truth_scores.items()}
     per_seed = {task: [judge.aggregate(values, fps) for values in made[task]]
@@ -226,7 +229,8 @@ def evaluate(workdir: str | os.PathLike, split: str = "test", num: int = 50,
             captions.caption_scores(w, prompts[lang], truths, lang) for w in written_in[lang]])
     report = {
         "workdir": str(workdir), "checkpoint": pipe.step, "split": split, "clips": num,
-        "flow": dataclasses.asdict(flow), "seed": seed, "seeds": seeds,
+        "flow": dataclasses.asdict(flow), "text": dataclasses.asdict(text), "seed": seed,
+        "seeds": seeds,
         "languages": list(languages),
         "seconds": round(time.perf_counter() - start, 1),
         "rows": rows, "captions": caption_rows,

@@ -24,8 +24,11 @@ import numpy as np
 from o1.eval import judge
 from o1.sampler import RequestError
 
-# What two reports must share to be averaged: they judged the same thing.
+# What two reports must share to be averaged: they judged the same thing (and decoded the
+# captions alike, `decoding`).
 SAME = ("split", "clips", "seed", "seeds", "flow", "languages")
+# How captions were decoded in a report judged before reports recorded it.
+_GREEDY = {"temperature": 0.0, "top_p": 1.0, "beams": 1}
 # The metrics whose language gaps are reported: what a prompt or a caption gets right, and
 # the sound's timing. BLEU and CIDEr-D are left out: their n-grams are words in one language
 # and characters in Chinese, so they do not compare across languages.
@@ -51,11 +54,23 @@ def read(path: str | os.PathLike) -> dict:
     return report
 
 
+def decoding(report: dict) -> dict:
+    """How a report's captions were decoded: temperature, top_p and beams (`o1 eval
+    --beams`); greedy for a report judged before reports recorded it."""
+    text = report.get("text") or {}
+    return {key: text.get(key, value) for key, value in _GREEDY.items()}
+
+
+def _judged(report: dict) -> dict:
+    """What a report judged (`SAME`) and how it decoded captions ('text')."""
+    return {**{key: report[key] for key in SAME}, "text": decoding(report)}
+
+
 def combine(reports: Sequence[dict]) -> dict:
     """The mean and spread over `reports` (see the module docstring).
 
     Returns:
-      dict with 'runs' (their count), 'paths', what they share (`SAME`), 'rows' and
+      dict with 'runs' (their count), 'paths', what they share (`SAME` and 'text'), 'rows' and
       'captions' ({row: {metric: {'mean', 'sd', 'n'}}}, sd nan for one run; a metric a run
       lacks or left nan is averaged over the n runs that have it) and 'gaps'
       ({'text_to_av [it]': {metric: {'mean', 'sd', 'se', 'n', 'runs'}}} for every language row
@@ -66,17 +81,17 @@ def combine(reports: Sequence[dict]) -> dict:
     """
     if not reports:
         raise RequestError("needs at least one `o1 eval` report")
-    first = reports[0]
-    for other in reports[1:]:
-        for key in SAME:
-            if other[key] != first[key]:
+    first, judged = reports[0], _judged(reports[0])
+    for report in reports[1:]:
+        for key, value in _judged(report).items():
+            if value != judged[key]:
                 raise RequestError(
-                    f"{other.get('path', 'a report')} was judged with {key} = {other[key]!r} "
-                    f"and {first.get('path', 'the first')} with {first[key]!r}; runs are "
+                    f"{report.get('path', 'a report')} was judged with {key} = {value!r} "
+                    f"and {first.get('path', 'the first')} with {judged[key]!r}; runs are "
                     f"compared on the same clips and seeds: rerun `o1 eval` with the same "
                     f"options on each")
-    out = {"runs": len(reports), "paths": [r.get("path") for r in reports],
-           **{key: first[key] for key in SAME}, "gaps": {}}
+    out = {"runs": len(reports), "paths": [r.get("path") for r in reports], **judged,
+           "gaps": {}}
     languages = first["languages"]
     for table in ("rows", "captions"):
         names = [name for name in first[table] if all(name in r[table] for r in reports)]

@@ -49,13 +49,15 @@ def test_eval_judges_every_task_next_to_the_ground_truth(trained_workdir, tmp_pa
     assert "consistency" in text and "frame0_psnr_roundtrip" in text
     assert "per seed" not in text
 
+    assert saved["text"]["beams"] == 1  # how captions were decoded: the sample section's
+
     code = cli.main(["eval", "--workdir", str(trained_workdir), "--num", "1", "--steps", "1",
                      "--split", "validation", "--checkpoint", "2", "--seeds", "2",
-                     "--out", str(tmp_path / "cli.json")])
+                     "--beams", "3", "--out", str(tmp_path / "cli.json")])
     printed = capsys.readouterr().out
     assert code == 0 and "captions" in printed and "video_to_audio seed 1" in printed
     saved = json.loads((tmp_path / "cli.json").read_text())
-    assert saved["checkpoint"] == 2 and saved["seeds"] == 2
+    assert saved["checkpoint"] == 2 and saved["seeds"] == 2 and saved["text"]["beams"] == 3
     assert [len(rows) for rows in saved["per_seed"].values()] == [2, 2, 2, 2]
     dub = saved["rows"]["video_to_audio"]
     assert "dub_agreement" in dub and "dub_agreement_shuffled" in dub  # null: one clip
@@ -68,6 +70,9 @@ def test_eval_judges_every_task_next_to_the_ground_truth(trained_workdir, tmp_pa
         capsys.readouterr().err)
     code = cli.main(["eval", "--workdir", str(trained_workdir), "--split", "nope"])
     assert code == 2 and "--split must be one of" in capsys.readouterr().err
+    code = cli.main(["eval", "--workdir", str(trained_workdir), "--beams", "0"])
+    assert code == 2 and "--beams must be a whole number from 1 to 16" in (
+        capsys.readouterr().err)
     code = cli.main(["eval", "--workdir", str(trained_workdir), "--seeds", "0"])
     assert code == 2 and "--seeds must be >= 1, got 0" in capsys.readouterr().err
     code = cli.main(["eval", "--workdir", str(trained_workdir), "--seeds", "3000"])

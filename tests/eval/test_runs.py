@@ -78,6 +78,14 @@ def test_reports_judged_differently_are_refused_naming_the_field(tmp_path):
         runs.combine([runs.read(a), runs.read(b)])
     with pytest.raises(RequestError, match="at least one"):
         runs.combine([])
+    # A report judged before reports recorded the caption decoding was decoded greedily.
+    beams = {**_report(0.6, 0.5), "text": {"max_tokens": 48, "temperature": 0.0,
+                                           "top_p": 1.0, "beams": 8}}
+    with pytest.raises(RequestError, match=r"judged with text = \{.*'beams': 8\}"):
+        runs.combine([_report(0.6, 0.5), beams])
+    greedy = {**_report(0.6, 0.5), "text": {"max_tokens": 48, "temperature": 0.0,
+                                            "top_p": 1.0, "beams": 1}}
+    assert runs.combine([_report(0.6, 0.5), greedy])["text"] == runs.decoding(greedy)
 
 
 def test_a_workdir_is_read_through_its_eval_report_and_a_bad_path_is_named(tmp_path):
