@@ -533,8 +533,9 @@ class Sampler:
     def _beam_search(self, model: Model, prefix: dict, options: TextOptions) -> jax.Array:
         """The most likely continuation of each prefix found keeping `options.beams` partial
         captions a row: at each id, the `beams` most likely of every kept caption's
-        continuations. A finished caption keeps its log-probability; the one returned has the
-        highest log-probability per id (always with the KV cache). Returns int32 [B, G] like
+        continuations. A finished caption keeps its log-probability; the one returned is the
+        finished one (or, when none has finished in `max_tokens` ids, the cut one) with the
+        highest log-probability per id. Always with the KV cache. Returns int32 [B, G] like
         the greedy decoder."""
         b, n = prefix["tokens"].shape
         k, g = options.beams, options.max_tokens
@@ -572,8 +573,11 @@ class Sampler:
             res = model(step_in, cache=cache, index=n + i)
             return i + 1, res.logits[:, -1], res.cache, out, done, best.reshape(-1), length
 
-        _, _, _, out, _, score, length = jax.lax.while_loop(cond, body, state)
+        _, _, _, out, done, score, length = jax.lax.while_loop(cond, body, state)
         per_id = (score / jnp.maximum(length, 1)).reshape(b, k)
+        # A caption cut at max_tokens is returned only when none of its row's has ended.
+        done = done.reshape(b, k)
+        per_id = jnp.where(done | ~done.any(-1, keepdims=True), per_id, -jnp.inf)
         chosen = jnp.argmax(per_id, -1) + jnp.arange(b) * k
         return out[chosen]
 
