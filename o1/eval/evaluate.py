@@ -278,4 +278,9 @@ def format_report(report: dict) -> str:
                    for s, row in enumerate(task_rows)}
         parts += ["", "sync per seed", judge.format_table(
             by_seed, ("audio_colour", *judge.SYNC_COLUMNS, "bounces"))]
-    return "\n".join([*parts, "", "captions", judge.format_table(report["captions"])])
+    text = report.get("text") or {}
+    decoded = (f"by beam search, {text['beams']} beams" if text.get("beams", 1) > 1
+               else "greedy" if not text.get("temperature") else
+               f"sampled at temperature {text['temperature']:g}")
+    return "\n".join([*parts, "", f"captions, {decoded}",
+                      judge.format_table(report["captions"])])

@@ -45,7 +45,7 @@ def test_eval_judges_every_task_next_to_the_ground_truth(trained_workdir, tmp_pa
     assert np.isfinite(captions["video_to_caption"]["cider_d"])
     assert len(list((trained_workdir / "eval" / "samples").glob("*.mp4"))) == 8
     text = evaluate.format_report(report)
-    assert "ground truth" in text and "video_to_caption" in text
+    assert "ground truth" in text and "video_to_caption" in text and "captions, greedy" in text
     assert "consistency" in text and "frame0_psnr_roundtrip" in text
     assert "per seed" not in text
 
@@ -55,7 +55,8 @@ def test_eval_judges_every_task_next_to_the_ground_truth(trained_workdir, tmp_pa
                      "--split", "validation", "--checkpoint", "2", "--seeds", "2",
                      "--beams", "3", "--out", str(tmp_path / "cli.json")])
     printed = capsys.readouterr().out
-    assert code == 0 and "captions" in printed and "video_to_audio seed 1" in printed
+    assert code == 0 and "captions, by beam search, 3 beams" in printed
+    assert "video_to_audio seed 1" in printed
     saved = json.loads((tmp_path / "cli.json").read_text())
     assert saved["checkpoint"] == 2 and saved["seeds"] == 2 and saved["text"]["beams"] == 3
     assert [len(rows) for rows in saved["per_seed"].values()] == [2, 2, 2, 2]
