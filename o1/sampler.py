@@ -548,14 +548,13 @@ class Sampler:
         # best continuations are K different ids rather than one id K times.
         score = jnp.tile(jnp.array([0.0] + [-jnp.inf] * (k - 1), jnp.float32), b)
         state = (0, copies(first.logits[:, -1]), jax.tree.map(copies, first.cache),
-                 jnp.full((b * k, g), PAD_ID, jnp.int32), jnp.zeros((b * k,), bool), score,
-                 jnp.zeros((b * k,), jnp.int32))
+                 jnp.full((b * k, g), PAD_ID, jnp.int32), jnp.zeros((b * k,), bool), score)
 
         def cond(state):
             return (state[0] < g) & ~jnp.all(state[4])
 
         def body(state):
-            i, logits, cache, out, done, score, length = state
+            i, logits, cache, out, done, score = state
             logp = jax.nn.log_softmax(self._allowed(logits.astype(jnp.float32)), -1)
             v = logp.shape[-1]
             ended = jnp.full((v,), -jnp.inf, jnp.float32).at[PAD_ID].set(0.0)
@@ -565,15 +564,14 @@ class Sampler:
             token = (index % v).reshape(-1).astype(jnp.int32)
             cache = jax.tree.map(lambda x: x[parent], cache)
             out = out[parent].at[:, i].set(token)
-            was_done = done[parent]
-            length = length[parent] + (~was_done).astype(jnp.int32)
-            done = was_done | (token == EOS_ID)
+            done = done[parent] | (token == EOS_ID)
             step_in = text_inputs(token[:, None], last_pos + 1 + i, block,
                                   prefix["media"].shape[-1])
             res = model(step_in, cache=cache, index=n + i)
-            return i + 1, res.logits[:, -1], res.cache, out, done, best.reshape(-1), length
+            return i + 1, res.logits[:, -1], res.cache, out, done, best.reshape(-1)
 
-        _, _, _, out, done, score, length = jax.lax.while_loop(cond, body, state)
+        _, _, _, out, done, score = jax.lax.while_loop(cond, body, state)
+        length = jnp.sum(out != PAD_ID, -1)  # ids written, eos included; a finished one pads
         per_id = (score / jnp.maximum(length, 1)).reshape(b, k)
         # A caption cut at max_tokens is returned only when none of its row's has ended.
         done = done.reshape(b, k)

@@ -207,6 +207,13 @@ class Checks:
         """Caption options, likewise."""
         return TextOptions.of(self.sample, **given)
 
+    def caption_options(self, **given) -> TextOptions:
+        """Caption options for captions as long as training's: at most
+        sequence.max_text_len tokens unless `given` says otherwise."""
+        if given.get("max_tokens") is None:
+            given["max_tokens"] = self.config.sequence.max_text_len
+        return self.text_options(**given)
+
     def seed(self, seed) -> int:
         """`seed`, or the `sample` section's when None."""
         return seed_of(self.sample, seed)

@@ -284,7 +284,7 @@ class Pipeline:
         """Video (and its sound) -> caption, from the clip's first model-clip of frames (at
         most sequence.max_text_len tokens, as in training, unless `text` says otherwise), in
         `language` (one of `text.languages`; by default the first)."""
-        text = text or self.checks.text_options(max_tokens=self.config.sequence.max_text_len)
+        text = text or self.checks.caption_options()
         within(self.config.sample, text)
         seed = self.checks.seed(seed)
         tag = self.checks.language_tag(language)

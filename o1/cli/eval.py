@@ -12,7 +12,7 @@ def _eval(args: argparse.Namespace) -> None:
 
     check = checks(args)
     flow = flow_options(args, check)
-    text = check.text_options(max_tokens=check.config.sequence.max_text_len, beams=args.beams)
+    text = check.caption_options(beams=args.beams)
     report = evaluate.evaluate(args.workdir, args.split, args.num, args.out, flow, args.seed,
                                step=args.checkpoint, seeds=args.seeds, languages=args.lang,
                                text=text)

@@ -116,7 +116,7 @@ def evaluate(workdir: str | os.PathLike, split: str = "test", num: int = 50,
     check = Checks(workdir)
     for language in languages:
         check.language_tag(language)
-    text = text or check.text_options(max_tokens=check.config.sequence.max_text_len)
+    text = text or check.caption_options()
     pipe = Pipeline(workdir, step)
     pipe.truncate_prompts = True  # reference captions are cut as in training
     config = pipe.config
