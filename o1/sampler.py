@@ -227,6 +227,7 @@ class Sampler:
         self._commit = jax.jit(self._commit_fn, static_argnames=("cached",))
         self._prefill = jax.jit(self._prefill_fn)
         self._decode = jax.jit(self._decode_fn, static_argnames=("options", "cached"))
+        self._read = jax.jit(self._read_fn)
 
     # ------------------------------------------------------------------------------------------
     # Rows
@@ -458,6 +459,35 @@ class Sampler:
         rows = {k: jnp.asarray(np.stack([p[k] for p in prefixes])) for k in prefixes[0]}
         rows["segment_ids"] = jnp.ones_like(rows["tokens"])
         return np.asarray(self._decode(self.params, rows, key, options=options, cached=cached))
+
+    def read_text(self, prefix: dict, ids: np.ndarray) -> np.ndarray:
+        """The model's next-id log-probabilities along text `ids` [L] that continue `prefix`
+        (arrays [n, ...], e.g. `caption_prefix`), read in one uncached pass (teacher forcing):
+        row j is the distribution of ids[j] given the prefix and ids[:j]. Returns float32
+        [L, V] (V the text tokenizer's ids, or the model's)."""
+        ids = np.asarray(ids, np.int32)
+        longest = self.config.sequence.max_text_len
+        if not 0 < len(ids) <= longest:
+            raise ValueError(f"read_text takes 1 to {longest} ids, got {len(ids)}")
+        # Padded to one length, so one compiled program reads every caption.
+        padded = np.full((longest,), PAD_ID, np.int32)
+        padded[:len(ids)] = ids
+        rows = {k: jnp.asarray(v)[None] for k, v in prefix.items()}
+        rows["segment_ids"] = jnp.ones_like(rows["tokens"])
+        logp = self._read(self.params, rows, jnp.asarray(padded)[None])
+        return np.asarray(logp[0, :len(ids)])
+
+    def _read_fn(self, params, prefix, ids):
+        model = nnx.merge(self.graphdef, params)
+        n = prefix["tokens"].shape[1]
+        after = text_inputs(ids, prefix["positions"][:, -1, 0] + 1, prefix["block"][:, -1:],
+                            prefix["media"].shape[-1])
+        rows = {k: jnp.concatenate([prefix[k], after[k].astype(prefix[k].dtype)], 1)
+                for k in prefix}
+        logits = model(rows).logits[:, n - 1:-1].astype(jnp.float32)
+        if self.text_vocab is not None:
+            logits = logits[..., :self.text_vocab]
+        return jax.nn.log_softmax(logits, -1)
 
     def _decode_fn(self, params, prefix, key, *, options: TextOptions, cached: bool):
         model = nnx.merge(self.graphdef, params)

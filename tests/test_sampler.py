@@ -5,6 +5,7 @@ import dataclasses
 import re
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
@@ -270,3 +271,16 @@ def test_a_language_tag_ends_the_captioning_prefix_as_training_writes_it(sampler
     n = len(tagged["tokens"])
     for key in ("tokens", "positions", "block", "modality"):
         np.testing.assert_array_equal(built[key][:n], tagged[key], err_msg=key)
+
+
+def test_reading_a_greedy_caption_back_ranks_each_of_its_ids_first(sampler):
+    ex = random_example(sampler.config, seed=2)
+    prefix = sampler.caption_prefix(ex["video_latents"], ex["audio_latents"])
+    ids = sampler.decode_text([prefix], TextOptions(max_tokens=10), jax.random.key(0))[0]
+    ids = ids[ids != PAD_ID]
+    logp = sampler.read_text(prefix, ids)
+    assert logp.shape == (len(ids), sampler.config.text.vocab_size)
+    np.testing.assert_allclose(np.exp(logp).sum(-1), 1.0, rtol=1e-4)
+    np.testing.assert_array_equal(np.argmax(sampler._allowed(jnp.asarray(logp)), -1), ids)
+    with pytest.raises(ValueError, match="1 to"):
+        sampler.read_text(prefix, np.zeros(sampler.config.sequence.max_text_len + 1, np.int32))

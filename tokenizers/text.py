@@ -128,6 +128,14 @@ class TextTokenizer:
             ids = [self.tag_id(language or self.detect(text)), *ids]
         return ([BOS_ID] if bos else []) + ids + ([EOS_ID] if eos else [])
 
+    def pieces(self, text: str) -> list[str]:
+        """The SentencePiece pieces `encode` writes `text` with (no bos, tag or eos)."""
+        return self._sp.EncodeAsPieces(text)
+
+    def piece_id(self, piece: str) -> int:
+        """The id of `piece` (UNK_ID for a piece this tokenizer lacks)."""
+        return self._sp.PieceToId(piece)
+
     def decode(self, ids: Sequence[int]) -> str:
         """Text of `ids`; pad, bos, eos, media markers and language tags are dropped."""
         special = {PAD_ID, BOS_ID, EOS_ID, MEDIA_START_ID, MEDIA_END_ID,

@@ -47,6 +47,7 @@ import dataclasses
 import os
 import pathlib
 import time
+import unicodedata
 from collections.abc import Sequence
 
 import numpy as np
@@ -54,7 +55,7 @@ from tqdm import tqdm
 
 from o1 import media
 from o1.avshapes import generator, world
-from o1.eval import captions, judge
+from o1.eval import captions, decisions, judge
 from o1.eval import tokenizers as tok_eval
 from o1.sampler import FlowOptions, TextOptions, seed_of
 from o1.serve.checks import Checks
@@ -145,6 +146,10 @@ def evaluate(workdir: str | os.PathLike, split: str = "test", num: int = 50,
     prompts: dict[str, list[str]] = {lang: [] for lang in languages}
     made_in = {lang: [[] for _ in range(seeds)] for lang in languages}
     written_in = {lang: [[] for _ in range(seeds)] for lang in languages}
+    # per language the caption decisions of each clip's reference (`decisions`)
+    read = {lang: [] for lang in (languages or [default_language])}
+    sp = tok.text
+    first = {lang: decisions.first_pieces(lang, sp.pieces, sp.piece_id) for lang in read}
     start = time.perf_counter()
     for i in tqdm(range(num), desc=f"eval {split}", unit="clip", disable=not progress):
         clip = generator.generate(config, split, i)
@@ -188,6 +193,12 @@ def evaluate(workdir: str | os.PathLike, split: str = "test", num: int = 50,
                     result.write(samples / f"{task}_{clip.metadata['id']}.mp4")
             whole = media.Clip(clip.video, config.data.fps, clip.audio, config.data.sample_rate)
             written[s].append(pipe.caption(whole, text, seed=seed_i))
+            for lang in read if s == 0 else ():
+                reference = unicodedata.normalize("NFKC", prompt_in(clip, lang) if languages
+                                                  else references[-1])
+                ids, logp = pipe.read_caption(whole, reference, lang)
+                read[lang].append(decisions.decisions(
+                    reference, lang, sp.pieces(reference), first[lang], ids, logp))
             for lang in languages:
                 if s == 0:
                     prompts[lang].append(prompt_in(clip, lang))
@@ -234,6 +245,8 @@ def evaluate(workdir: str | os.PathLike, split: str = "test", num: int = 50,
         "languages": list(languages),
         "seconds": round(time.perf_counter() - start, 1),
         "rows": rows, "captions": caption_rows,
+        "decisions": {f"video_to_caption [{lang}]": decisions.shares(marks)
+                      for lang, marks in read.items()},
         "examples": [{"reference": r, "caption": c} for r, c in
                      zip(references[:8], written[0][:8], strict=False)],
     }
@@ -282,5 +295,9 @@ def format_report(report: dict) -> str:
     decoded = (f"by beam search, {text['beams']} beams" if text.get("beams", 1) > 1
                else "greedy" if not text.get("temperature") else
                f"sampled at temperature {text['temperature']:g}")
-    return "\n".join([*parts, "", f"captions, {decoded}",
-                      judge.format_table(report["captions"])])
+    parts += ["", f"captions, {decoded}", judge.format_table(report["captions"])]
+    if report.get("decisions"):
+        parts += ["", "caption decisions, reading the reference (shares right: an object's "
+                  "second attribute given its first; the next object's first)",
+                  judge.format_table(report["decisions"], decisions.COLUMNS)]
+    return "\n".join(parts)

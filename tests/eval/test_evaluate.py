@@ -101,12 +101,21 @@ def test_eval_in_named_languages_adds_their_rows_on_the_same_clips(trained_workd
     assert abs(captions["ground truth [en]"]["bleu4"] - 100.0) < 1e-9
     assert captions["video_to_caption [en]"]["clips"] == 1
     assert "text_to_av [en]" in evaluate.format_report(report)
+    # The reference's caption decisions, read per language asked for: one binding decision
+    # an object and one next-object decision an object after the first, of a clip of several.
+    assert report["decisions"].keys() == {"video_to_caption [en]"}
+    read = report["decisions"]["video_to_caption [en]"]
+    assert "caption decisions" in evaluate.format_report(report)
     # The prompt is the clip's caption written afresh, naming the clip's objects.
     from o1 import config as config_lib
     from o1.avshapes import generator
     from o1.eval.captions import parse_caption
     config = config_lib.load(trained_workdir / "config.json")
     clip = generator.generate(config, "validation", 0)
+    several = len(clip.metadata["objects"]) > 1
+    assert (read["binding_n"], read["next_n"]) == ((len(clip.metadata["objects"]),
+                                                   len(clip.metadata["objects"]) - 1)
+                                                  if several else (0, 0))
     for language in ("en", "it", "zh"):
         said = parse_caption(evaluate.prompt_in(clip, language), language)["objects"]
         assert sorted(o["colour"] for o in said) == sorted(
