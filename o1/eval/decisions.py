@@ -28,7 +28,8 @@ import numpy as np
 from o1.avshapes import world
 
 KINDS = ("colour", "shape")
-COLUMNS = ("binding", "next", "binding_n", "next_n")
+SHARES = ("binding", "next")
+COLUMNS = (*SHARES, "binding_n", "next_n")
 
 
 def attribute_forms(language: str) -> dict[str, dict[str, tuple[str, ...]]]:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from o1.eval import judge
+from o1.eval import decisions, judge
 from o1.sampler import RequestError
 
 # What two reports must share to be averaged: they judged the same thing (and decoded the
@@ -32,7 +32,8 @@ _GREEDY = {"temperature": 0.0, "top_p": 1.0, "beams": 1}
 # The metrics whose language gaps are reported: what a prompt or a caption gets right, and
 # the sound's timing. BLEU and CIDEr-D are left out: their n-grams are words in one language
 # and characters in Chinese, so they do not compare across languages.
-GAP_METRICS = (*judge.ATTRIBUTES, *judge.SEVERAL, judge.REPEATED, "audio_colour", "sync_hit")
+GAP_METRICS = (*judge.ATTRIBUTES, *judge.SEVERAL, judge.REPEATED, "audio_colour", "sync_hit",
+               *decisions.SHARES)
 _TAGGED = re.compile(r"^(?P<task>.+) \[(?P<lang>[^\]]+)\]$")
 
 
@@ -93,8 +94,10 @@ def combine(reports: Sequence[dict]) -> dict:
     out = {"runs": len(reports), "paths": [r.get("path") for r in reports], **judged,
            "gaps": {}}
     languages = first["languages"]
-    for table in ("rows", "captions"):
-        names = [name for name in first[table] if all(name in r[table] for r in reports)]
+    # caption decisions: only where every report has them (reports judged before they were not)
+    for table in ("rows", "captions", "decisions"):
+        names = [name for name in first.get(table, {})
+                 if all(name in r.get(table, {}) for r in reports)]
         out[table] = {name: _spread([r[table][name] for r in reports]) for name in names}
         for name in names:
             match = _TAGGED.match(name)
@@ -114,8 +117,8 @@ def combine(reports: Sequence[dict]) -> dict:
                     stats = _stats(per_run)
                     gaps[metric] = {**stats, "se": stats["sd"] / math.sqrt(len(per_run)),
                                     "runs": per_run}
-            if gaps:
-                out["gaps"][name] = gaps
+            if gaps:  # a caption row's gaps join those of its decisions
+                out["gaps"].setdefault(name, {}).update(gaps)
     return out
 
 
@@ -167,6 +170,9 @@ def format_combined(combined: dict) -> str:
              "", "captions", judge.format_table(
                  _cells(combined["captions"], [*judge.ATTRIBUTES, *judge.SEVERAL,
                                                judge.REPEATED, "bleu4", "cider_d"], runs))]
+    if combined["decisions"]:
+        parts += ["", "caption decisions, reading the reference",
+                  judge.format_table(_cells(combined["decisions"], decisions.SHARES, runs))]
     if combined["gaps"]:
         first = combined["languages"][0]
         rows = {}

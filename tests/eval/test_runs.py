@@ -63,6 +63,26 @@ def test_a_metric_only_some_reports_have_is_averaged_over_those_and_counted():
     assert "0.600±0.000 [" not in text  # every run has colour: no count
 
 
+def test_caption_decisions_are_averaged_and_their_gaps_join_the_captions_gaps():
+    reports = [_report(0.6, 0.5), _report(0.3, 0.3)]
+    for report, (en, it) in zip(reports, [(0.9, 0.7), (0.95, 0.85)], strict=True):
+        report["decisions"] = {
+            "video_to_caption [en]": {"binding": en, "next": 0.8, "binding_n": 120},
+            "video_to_caption [it]": {"binding": it, "next": 0.8, "binding_n": 120}}
+    combined = runs.combine(reports)
+    binding = combined["decisions"]["video_to_caption [it]"]["binding"]
+    assert binding["mean"] == pytest.approx(0.775)
+    gaps = combined["gaps"]["video_to_caption [it]"]
+    assert gaps["binding"]["runs"] == pytest.approx([-0.2, -0.1])
+    assert gaps["colour"]["mean"] == pytest.approx(-0.1)  # the captions' own gap stays
+    assert "caption decisions" in runs.format_combined(combined)
+    # a report judged before decisions were read: none are combined
+    combined = runs.combine([reports[0], _report(0.3, 0.3)])
+    assert combined["decisions"] == {} and "binding" not in combined["gaps"][
+        "video_to_caption [it]"]
+    assert "caption decisions" not in runs.format_combined(combined)
+
+
 def test_one_run_has_means_without_spread():
     combined = runs.combine([_report(0.6, 0.5)])
     assert combined["rows"]["text_to_av"]["colour"]["mean"] == pytest.approx(0.6)
