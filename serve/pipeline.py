@@ -291,28 +291,35 @@ class Pipeline:
         ids = self.sampler.decode_text([prefix], text, jax.random.key(seed))[0]
         return self.tokenizers.text.decode(ids).strip()
 
-    def read_caption(self, clip: Clip, caption: str, language: str | None = None
-                     ) -> tuple[np.ndarray, np.ndarray]:
-        """How the model reads `caption` of `clip` (teacher forcing): the caption's ids after
-        bos and its language tag, eos included (cut to sequence.max_text_len as in training),
-        and float32 [len(ids), V] log-probabilities, row j that of ids[j] given the clip and
-        the ids before it (`Sampler.read_text`)."""
-        prefix = self._caption_prefix(clip, language)
-        ids = self.tokenizers.text.encode(caption, language=language or
-                                          self.config.text.languages[0])
-        ids = self.sampler.builder.cut_caption(np.asarray(ids, np.int32))
-        ids = ids[1 + bool(self.tokenizers.text.languages):]
-        return ids, self.sampler.read_text(prefix, ids)
+    def read_captions(self, clip: Clip, captions: dict[str, str]
+                      ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """How the model reads each caption of `clip` (teacher forcing), by language (one of
+        `text.languages`): the caption's ids after bos and its language tag, eos included (cut
+        to sequence.max_text_len as in training), and float32 [len(ids), V] log-probabilities,
+        row j that of ids[j] given the clip and the ids before it (`Sampler.read_text`). The
+        clip is encoded once for all of them."""
+        latents = self._caption_latents(clip)
+        out = {}
+        for language, caption in captions.items():
+            prefix = self.sampler.caption_prefix(*latents, self.checks.language_tag(language))
+            ids = self.tokenizers.text.encode(caption, language=language)
+            ids = self.sampler.builder.cut_caption(np.asarray(ids, np.int32))
+            ids = ids[1 + bool(self.tokenizers.text.languages):]
+            out[language] = ids, self.sampler.read_text(prefix, ids)
+        return out
 
     def _caption_prefix(self, clip: Clip, language: str | None) -> dict:
         """The captioning prefix of `clip`'s first model-clip, asking for `language`."""
         tag = self.checks.language_tag(language)
+        return self.sampler.caption_prefix(*self._caption_latents(clip), tag)
+
+    def _caption_latents(self, clip: Clip) -> tuple[np.ndarray, np.ndarray]:
+        """The video and audio latents of `clip`'s first model-clip."""
         if not isinstance(clip, Clip) or not len(clip.frames):
             raise RequestError("must be a Clip with at least one frame (see read_clip)", "video")
         frames, audio = self._fit(clip.frames, clip.audio)
-        video_z = self.tokenizers.encode_video(frames[None])[0]
-        audio_z = self.tokenizers.encode_audio(audio[None])[0]
-        return self.sampler.caption_prefix(video_z, audio_z, tag)
+        return (self.tokenizers.encode_video(frames[None])[0],
+                self.tokenizers.encode_audio(audio[None])[0])
 
     def dub(self, clip: Clip, prompt: str | None = None,
             flow: FlowOptions | None = None, seed: int | None = None,

@@ -193,12 +193,12 @@ def evaluate(workdir: str | os.PathLike, split: str = "test", num: int = 50,
                     result.write(samples / f"{task}_{clip.metadata['id']}.mp4")
             whole = media.Clip(clip.video, config.data.fps, clip.audio, config.data.sample_rate)
             written[s].append(pipe.caption(whole, text, seed=seed_i))
-            for lang in read if s == 0 else ():
-                reference = unicodedata.normalize("NFKC", prompt_in(clip, lang) if languages
-                                                  else references[-1])
-                ids, logp = pipe.read_caption(whole, reference, lang)
-                read[lang].append(decisions.decisions(
-                    reference, lang, sp.pieces(reference), first[lang], ids, logp))
+            if s == 0:
+                said = {lang: unicodedata.normalize("NFKC", prompt_in(clip, lang) if languages
+                                                    else references[-1]) for lang in read}
+                for lang, (ids, logp) in pipe.read_captions(whole, said).items():
+                    read[lang].append(decisions.decisions(
+                        said[lang], lang, sp.pieces(said[lang]), first[lang], ids, logp))
             for lang in languages:
                 if s == 0:
                     prompts[lang].append(prompt_in(clip, lang))
