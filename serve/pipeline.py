@@ -311,7 +311,8 @@ class Pipeline:
     def _caption_prefix(self, clip: Clip, language: str | None) -> dict:
         """The captioning prefix of `clip`'s first model-clip, asking for `language`."""
         tag = self.checks.language_tag(language)
-        return self.sampler.caption_prefix(*self._caption_latents(clip), tag)
+        latents = self._caption_latents(clip)  # checks the clip before the sampler loads
+        return self.sampler.caption_prefix(*latents, tag)
 
     def _caption_latents(self, clip: Clip) -> tuple[np.ndarray, np.ndarray]:
         """The video and audio latents of `clip`'s first model-clip."""
