@@ -174,20 +174,44 @@ def write_words(captions: Iterable[str], out: str | os.PathLike,
 
 
 # Marks, in the training text only, the boundary between two Han characters: SentencePiece makes
-# no piece across it, so each Han character is a piece of its own (as `words_of` counts it) and
-# encoding, which never sees the mark, writes Chinese a character a token.
+# no piece across it, so the pieces it learns never span Chinese words (a colour would otherwise
+# be a different token in each phrase it ends: 红色的, 红色圆形). Encoding never sees the mark.
 _HAN_BREAK = "\u2063"
 _BETWEEN_HAN = re.compile(rf"(?<=[{_HAN}])(?=[{_HAN}])")
+_HAN_RUN = re.compile(rf"[{_HAN}]+")
+
+
+def chinese_words(captions: Iterable[str], most: int) -> list[str]:
+    """The Chinese words of two or more characters in `captions` (jieba's dictionary
+    segmentation, without its guesses at words the dictionary lacks) seen at least twice, the
+    `most` most frequent of them, sorted.
+
+    The tokenizer makes each one a piece of its own, so a Chinese colour or shape is one token
+    (红色, 三角形) as most English ones are, not characters of which the last (色, 形) is the
+    same for every colour or shape."""
+    counts: dict[str, int] = {}
+    runs = [run for caption in captions for run in _HAN_RUN.findall(caption)]
+    if not runs:
+        return []
+    import jieba  # only captions with Chinese need it; its dictionary loads in ~1 s
+
+    jieba.setLogLevel(logging.WARNING)
+    for run in runs:
+        for word in jieba.cut(run, HMM=False):
+            if len(word) > 1:
+                counts[word] = counts.get(word, 0) + 1
+    frequent = sorted((w for w in counts if counts[w] > 1), key=lambda w: (-counts[w], w))
+    return sorted(frequent[:most])
 
 
 def _train_bytes(captions: Sequence[str], vocab_size: int, model_type: str,
-                 tags: Sequence[str]) -> bytes:
+                 symbols: Sequence[str]) -> bytes:
     buffer = io.BytesIO()
     spm.SentencePieceTrainer.Train(
         sentence_iterator=(_BETWEEN_HAN.sub(_HAN_BREAK, c) for c in captions),
         pretokenization_delimiter=_HAN_BREAK, model_writer=buffer, vocab_size=vocab_size,
         model_type=model_type, pad_id=PAD_ID, bos_id=BOS_ID, eos_id=EOS_ID, unk_id=UNK_ID,
-        user_defined_symbols=[MEDIA_START, MEDIA_END, *tags], character_coverage=1.0,
+        user_defined_symbols=[MEDIA_START, MEDIA_END, *symbols], character_coverage=1.0,
         hard_vocab_limit=True, num_threads=2, minloglevel=2)
     return buffer.getvalue()
 
@@ -199,7 +223,8 @@ def train(captions: Iterable[str], vocab_size: int, model_type: str,
     `languages`: each caption's language. When they are more than one language, the model
     reserves a tag for each (in alphabetical order of their codes) and the word list keeps
     each word's languages. Every character of every caption is kept (`character_coverage` 1), so
-    a script such as Chinese, with many rare characters, is never written as unk.
+    a script such as Chinese, with many rare characters, is never written as unk, and the
+    frequent Chinese words are pieces of their own (`chinese_words`), up to a quarter of them.
 
     When the captions cannot support `vocab_size` pieces, the size is lowered to the largest
     they support, with a warning, instead of failing.
@@ -214,8 +239,9 @@ def train(captions: Iterable[str], vocab_size: int, model_type: str,
         raise ValueError("no captions to train the text tokenizer on")
     several = languages is not None and len(set(languages)) > 1
     tags = [language_tag(lang) for lang in sorted(set(languages))] if several else []
+    symbols = [*tags, *chinese_words(captions, most=vocab_size // 4)]
     try:
-        model = _train_bytes(captions, vocab_size, model_type, tags)
+        model = _train_bytes(captions, vocab_size, model_type, symbols)
     except RuntimeError as e:
         limit = re.search(r"value <= (\d+)", str(e))
         if not limit:
@@ -223,7 +249,7 @@ def train(captions: Iterable[str], vocab_size: int, model_type: str,
         lowered = int(limit.group(1))
         log.warning("text.vocab_size=%d is more than the captions support; using %d",
                     vocab_size, lowered)
-        model = _train_bytes(captions, lowered, model_type, tags)
+        model = _train_bytes(captions, lowered, model_type, symbols)
     out = pathlib.Path(out)
     write_words(captions, out.with_name(WORDS_FILENAME), languages if several else None)
     tmp = out.with_name(f".{out.name}.tmp")

@@ -76,17 +76,34 @@ def test_several_languages_get_tags_their_own_words_and_round_trips(tmp_path):
         captions[2])
 
 
-def test_chinese_is_a_character_a_piece_however_often_phrases_repeat(tmp_path):
+def test_chinese_words_are_pieces_and_phrases_never_are(tmp_path):
     # Templated captions repeat whole phrases, which unspaced Chinese would make into pieces.
     captions = [f"{where}一个{colour}的{shape}{verb}" for where in ("在盒子里", "在画面中")
                 for colour in ("红色", "蓝色", "绿色") for shape in ("圆", "正方形", "三角形")
                 for verb in ("快速弹跳", "慢慢移动")] * 4
+    words = text.chinese_words(captions, most=100)
+    assert {"一个", "红色", "蓝色", "绿色", "正方形", "三角形", "快速", "弹跳"} <= set(words)
+    assert not {"一个红色", "红色的", "的圆", "盒子里"} & set(words)
     tok = text.train(captions + ["a red circle"] * 8, 120, "unigram", tmp_path / text.FILENAME,
                      ["zh"] * len(captions) + ["en"] * 8)
     pieces = [tok.decode([i]) for i in range(tok.vocab_size)]
-    assert [p for p in pieces if len(re.findall("[\u4e00-\u9fff]", p)) > 1] == []
-    pieces = [p for i in tok.encode("一个红色的圆")[2:-1] if (p := tok.decode([i]))]
-    assert pieces == ["一", "个", "红", "色", "的", "圆"]  # besides the word-start piece
+    assert [p for p in pieces if len(re.findall("[\u4e00-\u9fff]", p)) > 1
+            and p not in words] == []
+    for caption, pieces in [("一个红色的圆", ["一个", "红色", "的", "圆"]),
+                            ("在画面中一个绿色的三角形慢慢移动",
+                             ["在", "画面", "中", "一个", "绿色", "的", "三角形", "慢慢", "移动"])]:
+        ids = tok.encode(caption)
+        assert [p for i in ids[2:-1] if (p := tok.decode([i]))] == pieces  # besides "▁"
+        assert tok.decode(ids) == caption
+
+
+def test_chinese_words_come_from_the_dictionary_and_are_capped():
+    # Seen once, or outside jieba's dictionary (its guesses at unknown words are off): no word.
+    assert text.chinese_words(["红色的圆", "红色的方块", "方块"], most=10) == ["方块", "红色"]
+    assert text.chinese_words(["蓝圆快跳", "青方慢移"] * 3, most=10) == []  # HMM: 蓝圆快, 青方
+    assert text.chinese_words(["a red circle"] * 3, most=10) == []
+    many = ["红色"] * 4 + ["蓝色"] * 3 + ["绿色"] * 2
+    assert text.chinese_words(many, most=2) == ["红色", "蓝色"]  # the most frequent
 
 
 def test_one_language_has_no_tags(tmp_path, captions):
