@@ -8,7 +8,8 @@ A tokenizer trained on captions in several languages also reserves one tag a lan
 `<it>`, ... from id 6 on), and every caption it encodes starts with its language's tag right
 after bos: the tag says which language a prompt is in, and asks for a caption in it. The word
 list beside the model then keeps each word's languages, which tell a prompt's language when
-none is named.
+none is named. Chinese, written without spaces, gets no learned piece across two characters;
+its frequent dictionary words are pieces of their own instead (`chinese_words`).
 """
 
 from __future__ import annotations
