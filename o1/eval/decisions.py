@@ -124,7 +124,7 @@ def first_pieces(language: str, encode: Callable[[str], list[str]],
 def shares(marks: Sequence[dict[str, list[bool]]]) -> dict[str, float]:
     """The share right of each kind of decision over many captions, and how many there were."""
     out = {}
-    for kind in ("binding", "next"):
+    for kind in SHARES:
         flat = [m for row in marks for m in row[kind]]
         out[kind] = float(np.mean(flat)) if flat else float("nan")
         out[f"{kind}_n"] = len(flat)
